@@ -1,0 +1,45 @@
+# Gatehouse — the two commands: `make run` (demo) and `make test` (everything CI runs).
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test deps check build release fmt clippy nextest bench clean
+
+## run: build, then start Gatehouse on configs/demo.toml with the demo upstream; prints curl lines
+run: deps build
+	@scripts/demo.sh
+
+## test: install what is missing, then fmt check, clippy, build and the whole test suite
+test: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) build --workspace --bins --locked
+	$(CARGO) nextest run --workspace --locked --profile ci
+	$(CARGO) test --workspace --doc --locked
+
+## deps: system packages the build needs (cmake for zlib-ng), and cargo-nextest
+deps:
+	@scripts/install-deps.sh
+
+## check: validate every example config with the real binary
+check: build
+	@for f in configs/*.toml; do target/debug/gatehouse check --config $$f >/dev/null || exit 1; echo "ok  $$f"; done
+
+build:
+	$(CARGO) build --workspace --bins
+
+release: deps
+	$(CARGO) build --release --workspace --bins
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: criterion micro-benchmarks (when present)
+bench: deps
+	$(CARGO) bench --workspace
+
+clean:
+	$(CARGO) clean

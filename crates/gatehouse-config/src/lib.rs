@@ -1,0 +1,462 @@
+//! The Gatehouse configuration: one TOML file, parsed into typed sections and
+//! validated with errors that name the exact key at fault
+//! (`routes[2].upstream: no upstream named "ordrs" (known: orders, users)`).
+//!
+//! This crate knows the shape of `[server]`, `[upstreams.*]`, `[[routes]]` and
+//! the envelope of `[connectors.*]` (a `kind` plus kind-specific settings).
+//! Kind-specific settings are deserialized by the connector that owns the kind,
+//! through [`deserialize_section`], so their errors carry the same paths.
+//!
+//! ```
+//! let cfg = gatehouse_config::Config::from_toml_str(r#"
+//! [server]
+//! listen = ["127.0.0.1:8080"]
+//! [upstreams.app]
+//! peers = ["127.0.0.1:9000"]
+//! [[routes]]
+//! name = "app"
+//! path_prefix = "/"
+//! upstream = "app"
+//! "#).unwrap();
+//! assert_eq!(cfg.routes[0].upstream, "app");
+//! ```
+
+mod duration;
+mod error;
+
+pub use duration::HumanDuration;
+pub use error::{ConfigError, ConfigErrors};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// HTTP methods accepted in `routes[].methods` (exact, upper case, as RFC 9110 spells them).
+pub const KNOWN_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, threads, shutdown and logging.
+    pub server: ServerConfig,
+    /// Named upstream clusters.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Named connector instances (`kind` plus settings).
+    #[serde(default)]
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// Routes, matched by host, longest path prefix and method.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Proxy listeners (`host:port`), at least one.
+    pub listen: Vec<SocketAddr>,
+    /// Admin listener serving `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads of the proxy service (default: the number of CPUs).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// How long in-flight requests may take to finish after `SIGTERM`.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: HumanDuration,
+    /// Let idle worker threads steal work from busy ones.
+    #[serde(default = "default_true")]
+    pub work_stealing: bool,
+    /// Write one access-log line per request.
+    #[serde(default)]
+    pub access_log: bool,
+    /// Accept HTTP/2 over cleartext (h2c, prior knowledge) on the listeners.
+    #[serde(default)]
+    pub h2c: bool,
+    /// Idle upstream connections kept for reuse, per worker thread.
+    #[serde(default = "default_pool_size")]
+    pub upstream_keepalive_pool_size: usize,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` addresses, resolved when the config loads; requests are
+    /// spread round-robin over every resolved address.
+    pub peers: Vec<String>,
+    /// Speak TLS to the peers.
+    #[serde(default)]
+    pub tls: bool,
+    /// TLS server name; defaults to the host of the first peer.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the peer certificate (TLS only).
+    #[serde(default = "default_true")]
+    pub verify_cert: bool,
+    /// TCP (and TLS) connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Longest wait for each read from the upstream.
+    #[serde(default = "default_io_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Longest wait for each write to the upstream.
+    #[serde(default = "default_io_timeout")]
+    pub write_timeout: HumanDuration,
+    /// How long an idle pooled connection is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+}
+
+/// `[connectors.NAME]`: the kind, and the kind's own settings (kept as TOML
+/// until the connector's builder reads them with [`deserialize_section`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorConfig {
+    /// The connector kind, e.g. `jwt` or `oidc_userinfo`.
+    pub kind: String,
+    /// Every other key of the section.
+    pub settings: toml::Table,
+}
+
+impl<'de> Deserialize<'de> for ConnectorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut settings = toml::Table::deserialize(d)?;
+        match settings.remove("kind") {
+            Some(toml::Value::String(kind)) => Ok(Self { kind, settings }),
+            Some(other) => Err(D::Error::custom(format!(
+                "`kind` must be a string, found {}",
+                other.type_str()
+            ))),
+            None => Err(D::Error::custom("missing key `kind` (the connector kind, e.g. kind = \"jwt\")")),
+        }
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name, used in logs and metric labels.
+    pub name: String,
+    /// Path prefix, matched on whole segments (`/orders` matches `/orders`
+    /// and `/orders/7`, not `/orders-old`); the longest prefix wins.
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    /// Host to match: exact (`api.example.com`) or wildcard (`*.example.com`);
+    /// case-insensitive, port ignored. Absent: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Methods to match (absent: all).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Name of the upstream to proxy to.
+    pub upstream: String,
+    /// Connectors run in order; every one must allow. Empty: a public route.
+    #[serde(default)]
+    pub connectors: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_grace_period() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_pool_size() -> usize {
+    128
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_io_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_prefix() -> String {
+    "/".to_string()
+}
+
+/// Deserializes `value` into `T`, reporting any error with its full key path
+/// below `prefix` (for example `connectors.corp.jwks_refresh`).
+pub fn deserialize_section<T: DeserializeOwned>(
+    prefix: &str,
+    value: toml::Table,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner == "." {
+            prefix.to_string()
+        } else if prefix.is_empty() {
+            inner
+        } else {
+            format!("{prefix}.{inner}")
+        };
+        ConfigError::new(path, clean_message(&e.inner().to_string()))
+    })
+}
+
+/// The message of a toml/serde error without toml's source snippet.
+fn clean_message(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with("-->"))
+        .filter(|l| !l.chars().next().is_some_and(|c| c.is_ascii_digit()) || !l.contains('|'))
+        .filter(|l| !l.starts_with("TOML parse error"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let mut err = ConfigError::new("", format!("invalid TOML: {}", clean_message(e.message())));
+            err.line = e.span().map(|s| line_of(text, s.start));
+            err
+        })?;
+        let mut track = serde_path_to_error::Track::new();
+        let cfg = Config::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+            .map_err(|e| {
+                let p = track.path().to_string();
+                let mut err = ConfigError::new(
+                    if p == "." { String::new() } else { p },
+                    clean_message(e.message()),
+                );
+                err.line = e.span().map(|s| line_of(text, s.start));
+                err
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Cross-checks the sections: names, references, duplicates, limits.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        let s = &self.server;
+        if s.listen.is_empty() {
+            errs.push(ConfigError::new("server.listen", "at least one listener is required"));
+        }
+        for (i, a) in s.listen.iter().enumerate() {
+            if s.listen[..i].contains(a) {
+                errs.push(ConfigError::new(format!("server.listen[{i}]"), format!("{a} is listed twice")));
+            }
+            if s.admin_listen == Some(*a) {
+                errs.push(ConfigError::new(
+                    "server.admin_listen",
+                    format!("{a} is also a proxy listener (server.listen[{i}])"),
+                ));
+            }
+        }
+        if let Some(t) = s.threads {
+            if t == 0 || t > 1024 {
+                errs.push(ConfigError::new("server.threads", format!("must be between 1 and 1024, got {t}")));
+            }
+        }
+        if s.upstream_keepalive_pool_size > 1_000_000 {
+            errs.push(ConfigError::new("server.upstream_keepalive_pool_size", "must be at most 1000000"));
+        }
+
+        for (name, up) in &self.upstreams {
+            let p = format!("upstreams.{name}");
+            check_name(&p, name, &mut errs);
+            if up.peers.is_empty() {
+                errs.push(ConfigError::new(format!("{p}.peers"), "at least one peer (host:port) is required"));
+            }
+            for (i, peer) in up.peers.iter().enumerate() {
+                if let Err(m) = split_host_port(peer) {
+                    errs.push(ConfigError::new(format!("{p}.peers[{i}]"), m));
+                }
+            }
+            for (key, d) in [("connect_timeout", up.connect_timeout), ("read_timeout", up.read_timeout), ("write_timeout", up.write_timeout)] {
+                if d.get().is_zero() {
+                    errs.push(ConfigError::new(format!("{p}.{key}"), "must be greater than zero"));
+                }
+            }
+        }
+
+        for (name, c) in &self.connectors {
+            let p = format!("connectors.{name}");
+            check_name(&p, name, &mut errs);
+            if c.kind.trim().is_empty() {
+                errs.push(ConfigError::new(format!("{p}.kind"), "must not be empty"));
+            }
+        }
+
+        let mut seen_names: HashMap<&str, usize> = HashMap::new();
+        let mut seen_keys: HashMap<(Option<String>, &str, Option<Vec<String>>), usize> = HashMap::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let p = format!("routes[{i}]");
+            if r.name.is_empty() {
+                errs.push(ConfigError::new(format!("{p}.name"), "must not be empty"));
+            } else if let Some(first) = seen_names.insert(&r.name, i) {
+                errs.push(ConfigError::new(
+                    format!("{p}.name"),
+                    format!("duplicate route name \"{}\" (also routes[{first}])", r.name),
+                ));
+                seen_names.insert(&r.name, first);
+            }
+            if !r.path_prefix.starts_with('/') {
+                errs.push(ConfigError::new(
+                    format!("{p}.path_prefix"),
+                    format!("must start with '/', got \"{}\"", r.path_prefix),
+                ));
+            } else if r.path_prefix.contains(['?', '#']) || r.path_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                errs.push(ConfigError::new(
+                    format!("{p}.path_prefix"),
+                    "must be a plain path (no query, fragment, spaces or control characters)",
+                ));
+            }
+            if let Some(h) = &r.host {
+                if let Err(m) = check_host_pattern(h) {
+                    errs.push(ConfigError::new(format!("{p}.host"), m));
+                }
+            }
+            if let Some(ms) = &r.methods {
+                if ms.is_empty() {
+                    errs.push(ConfigError::new(format!("{p}.methods"), "must not be empty (omit it to match every method)"));
+                }
+                for (j, m) in ms.iter().enumerate() {
+                    if !KNOWN_METHODS.contains(&m.as_str()) {
+                        errs.push(ConfigError::new(
+                            format!("{p}.methods[{j}]"),
+                            format!("unknown method \"{m}\" (known: {}; methods are case-sensitive)", KNOWN_METHODS.join(", ")),
+                        ));
+                    }
+                }
+            }
+            if !self.upstreams.contains_key(&r.upstream) {
+                errs.push(ConfigError::new(
+                    format!("{p}.upstream"),
+                    format!("no upstream named \"{}\" (known: {})", r.upstream, known(self.upstreams.keys())),
+                ));
+            }
+            for (j, c) in r.connectors.iter().enumerate() {
+                if !self.connectors.contains_key(c) {
+                    errs.push(ConfigError::new(
+                        format!("{p}.connectors[{j}]"),
+                        format!("no connector named \"{c}\" (known: {})", known(self.connectors.keys())),
+                    ));
+                } else if r.connectors[..j].contains(c) {
+                    errs.push(ConfigError::new(format!("{p}.connectors[{j}]"), format!("connector \"{c}\" is listed twice")));
+                }
+            }
+            let mut methods = r.methods.clone();
+            if let Some(m) = methods.as_mut() {
+                m.sort();
+                m.dedup();
+            }
+            let key = (r.host.as_ref().map(|h| normalize_host_pattern(h)), r.path_prefix.as_str(), methods);
+            if let Some(first) = seen_keys.get(&key) {
+                errs.push(ConfigError::new(
+                    format!("{p}.path_prefix"),
+                    format!("routes[{first}] already matches the same host, path prefix and methods; this route could never be chosen"),
+                ));
+            } else {
+                seen_keys.insert(key, i);
+            }
+        }
+
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none defined".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn check_name(path: &str, name: &str, errs: &mut Vec<ConfigError>) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        errs.push(ConfigError::new(
+            path,
+            format!("invalid name \"{name}\": use 1-64 characters from A-Z a-z 0-9 _ -"),
+        ));
+    }
+}
+
+/// Splits `host:port` (IPv6 as `[::1]:80`), checking both parts.
+pub fn split_host_port(s: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest
+            .split_once("]:")
+            .ok_or_else(|| format!("\"{s}\" is not host:port (IPv6 as [::1]:8080)"))?;
+        (h, p)
+    } else {
+        s.rsplit_once(':')
+            .ok_or_else(|| format!("\"{s}\" is not host:port (the port is required)"))?
+    };
+    if host.is_empty() {
+        return Err(format!("\"{s}\" has an empty host"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("\"{s}\" has an invalid port \"{port}\""))?;
+    if port == 0 {
+        return Err(format!("\"{s}\" has port 0"));
+    }
+    Ok((host, port))
+}
+
+/// Lower-cases a host pattern and drops a `:port` suffix.
+pub fn normalize_host_pattern(h: &str) -> String {
+    let h = h.trim().to_ascii_lowercase();
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => host.to_string(),
+        _ => h,
+    }
+}
+
+fn check_host_pattern(h: &str) -> Result<(), String> {
+    let n = normalize_host_pattern(h);
+    let body = n.strip_prefix("*.").unwrap_or(&n);
+    if body.is_empty()
+        || body.contains('*')
+        || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        || body.starts_with('.')
+        || body.ends_with('.')
+    {
+        return Err(format!(
+            "invalid host \"{h}\": use an exact name (api.example.com) or a wildcard (*.example.com)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

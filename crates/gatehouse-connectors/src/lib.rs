@@ -1,0 +1,43 @@
+//! Gatehouse connectors: the decision logic that stands between a client and
+//! an upstream.
+//!
+//! A [`Connector`] looks at a [`RequestView`] (method, URI, headers, client
+//! address — no Pingora types) and returns a [`Verdict`]: allow, with
+//! [`HeaderEdits`] to apply to the upstream request, or deny, with a
+//! [`Rejection`] to send to the client. A route runs its connectors in order
+//! with [`run_chain`]; the first denial answers the client.
+//!
+//! Connectors are built from their `[connectors.NAME]` config section by a
+//! [`ConnectorFactory`] registered in a [`Registry`] under its `kind`.
+
+mod chain;
+mod registry;
+mod verdict;
+
+pub use chain::{run_chain, ChainOutcome};
+pub use registry::{BuildContext, ConnectorFactory, Registry};
+pub use verdict::{HeaderEdits, Reason, Rejection, RequestView, Verdict};
+
+use async_trait::async_trait;
+
+/// One authentication or authorization step, built once per config load and
+/// shared by every request of every route that lists it.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The instance name from the config (`[connectors.NAME]`).
+    fn name(&self) -> &str;
+
+    /// The kind this instance was built from (`jwt`, `oidc_userinfo`, …).
+    fn kind(&self) -> &str;
+
+    /// Decides on one request.
+    async fn check(&self, req: &RequestView<'_>) -> Verdict;
+
+    /// Headers this connector may inject upstream. Client-supplied copies of
+    /// them are removed from every request on a route that uses the
+    /// connector, whether or not the connector sets them, so identity headers
+    /// upstream can only come from Gatehouse.
+    fn injected_headers(&self) -> &[http::HeaderName] {
+        &[]
+    }
+}

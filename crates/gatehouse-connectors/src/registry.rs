@@ -1,0 +1,95 @@
+//! Building connectors from their config sections.
+
+use crate::Connector;
+use async_trait::async_trait;
+use gatehouse_config::{ConfigError, ConnectorConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Everything a factory gets to build one connector instance.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Instance name (`[connectors.NAME]`).
+    pub name: String,
+    /// Key path of the section, for errors (`connectors.NAME`).
+    pub path: String,
+    /// The section without `kind`; read it with
+    /// [`gatehouse_config::deserialize_section`].
+    pub settings: toml::Table,
+    /// Shared Prometheus registry for the connector's own metric families.
+    pub metrics: prometheus::Registry,
+}
+
+/// Builds connectors of one kind.
+#[async_trait]
+pub trait ConnectorFactory: Send + Sync {
+    /// The `kind` value this factory answers to.
+    fn kind(&self) -> &'static str;
+
+    /// Builds an instance, or explains with a path-qualified error why not.
+    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError>;
+}
+
+/// The connector kinds a Gatehouse binary knows.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// A registry with no kinds.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The kinds shipped with Gatehouse.
+    pub fn builtin() -> Self {
+        Self::empty()
+    }
+
+    /// Adds (or replaces) a kind.
+    pub fn register(&mut self, factory: Arc<dyn ConnectorFactory>) -> &mut Self {
+        self.kinds.insert(factory.kind(), factory);
+        self
+    }
+
+    /// The known kinds, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    /// Builds the connector `name` from its section.
+    pub async fn build(
+        &self,
+        name: &str,
+        cfg: &ConnectorConfig,
+        metrics: &prometheus::Registry,
+    ) -> Result<Arc<dyn Connector>, ConfigError> {
+        let path = format!("connectors.{name}");
+        let Some(factory) = self.kinds.get(cfg.kind.as_str()) else {
+            let known = self.kinds();
+            return Err(ConfigError::new(
+                format!("{path}.kind"),
+                format!(
+                    "unknown connector kind \"{}\" (known: {})",
+                    cfg.kind,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            ));
+        };
+        factory
+            .build(BuildContext {
+                name: name.to_string(),
+                path,
+                settings: cfg.settings.clone(),
+                metrics: metrics.clone(),
+            })
+            .await
+    }
+}

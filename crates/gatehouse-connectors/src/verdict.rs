@@ -1,0 +1,284 @@
+//! Requests as connectors see them, and what they answer.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use std::net::IpAddr;
+
+/// A read-only view of the downstream request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Request method.
+    pub method: &'a Method,
+    /// Request target (path and query; authority for HTTP/2).
+    pub uri: &'a Uri,
+    /// Request headers as received (hop-by-hop headers included).
+    pub headers: &'a HeaderMap,
+    /// The client's address, when known.
+    pub client: Option<IpAddr>,
+    /// The request id Gatehouse assigned or accepted (for error bodies).
+    pub request_id: &'a str,
+}
+
+/// Changes a connector asks for on the upstream request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Headers to set (replacing any existing value).
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers to remove.
+    pub remove: Vec<HeaderName>,
+    /// Query parameters to remove from the URI (e.g. a token carrier).
+    pub remove_query_params: Vec<String>,
+}
+
+impl HeaderEdits {
+    /// No edits.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// True when there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty() && self.remove_query_params.is_empty()
+    }
+
+    /// Appends `other`'s edits after this one's (later sets win).
+    pub fn merge(&mut self, other: HeaderEdits) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.set.extend(other.set);
+        self.remove.extend(other.remove);
+        self.remove_query_params.extend(other.remove_query_params);
+    }
+}
+
+/// A connector's decision.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Let the request through, with these edits.
+    Allow(HeaderEdits),
+    /// Answer the client now.
+    Deny(Rejection),
+}
+
+/// Why a request was refused: a bounded set, used for the response, the log
+/// line and the `reason` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No credential was presented.
+    MissingToken,
+    /// The credential could not be parsed.
+    Malformed,
+    /// The credential exceeds the size limit.
+    TokenTooLarge,
+    /// The token's algorithm is not allowed.
+    AlgorithmNotAllowed,
+    /// No key matches the token.
+    UnknownKey,
+    /// Keys could not be obtained.
+    KeysUnavailable,
+    /// The signature does not verify.
+    BadSignature,
+    /// The token has expired.
+    Expired,
+    /// The token is not valid yet.
+    NotYetValid,
+    /// The token claims to be issued in the future.
+    IssuedInFuture,
+    /// The token is older than the allowed age.
+    TooOld,
+    /// The issuer is not allowed.
+    IssuerNotAllowed,
+    /// No audience is allowed.
+    AudienceNotAllowed,
+    /// A required claim is missing.
+    MissingClaim,
+    /// A claim policy refused the request.
+    PolicyDenied,
+    /// A value to inject is not a valid header value.
+    InvalidHeaderValue,
+    /// No userinfo endpoint fits the request.
+    NoUserinfoEndpoint,
+    /// The identity provider rejected the credential.
+    IdpRejected,
+    /// The identity provider could not be reached or failed.
+    IdpUnavailable,
+    /// The identity provider answered something unusable.
+    IdpBadResponse,
+    /// A connector-specific refusal not covered above.
+    Denied,
+}
+
+impl Reason {
+    /// Every reason, in a fixed order (see [`Reason::index`]).
+    pub const ALL: [Reason; 21] = [
+        Reason::MissingToken,
+        Reason::Malformed,
+        Reason::TokenTooLarge,
+        Reason::AlgorithmNotAllowed,
+        Reason::UnknownKey,
+        Reason::KeysUnavailable,
+        Reason::BadSignature,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::IssuedInFuture,
+        Reason::TooOld,
+        Reason::IssuerNotAllowed,
+        Reason::AudienceNotAllowed,
+        Reason::MissingClaim,
+        Reason::PolicyDenied,
+        Reason::InvalidHeaderValue,
+        Reason::NoUserinfoEndpoint,
+        Reason::IdpRejected,
+        Reason::IdpUnavailable,
+        Reason::IdpBadResponse,
+        Reason::Denied,
+    ];
+
+    /// Position in [`Reason::ALL`], for pre-resolved metric handles.
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(Self::ALL.len() - 1)
+    }
+
+    /// The label / log form, in `snake_case`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "missing_token",
+            Reason::Malformed => "malformed",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::UnknownKey => "unknown_key",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::BadSignature => "bad_signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInFuture => "issued_in_future",
+            Reason::TooOld => "too_old",
+            Reason::IssuerNotAllowed => "issuer_not_allowed",
+            Reason::AudienceNotAllowed => "audience_not_allowed",
+            Reason::MissingClaim => "missing_claim",
+            Reason::PolicyDenied => "policy_denied",
+            Reason::InvalidHeaderValue => "invalid_header_value",
+            Reason::NoUserinfoEndpoint => "no_userinfo_endpoint",
+            Reason::IdpRejected => "idp_rejected",
+            Reason::IdpUnavailable => "idp_unavailable",
+            Reason::IdpBadResponse => "idp_bad_response",
+            Reason::Denied => "denied",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A response to send instead of proxying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Response status.
+    pub status: StatusCode,
+    /// Why (bounded; used for metrics and logs).
+    pub reason: Reason,
+    /// Extra response headers (e.g. `WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Content-Type` of the body.
+    pub content_type: HeaderValue,
+    /// Response body.
+    pub body: Bytes,
+}
+
+impl Rejection {
+    /// A JSON error response: `{"error": error, "error_description": description}`.
+    pub fn json(status: StatusCode, reason: Reason, error: &str, description: &str) -> Self {
+        let body = serde_json::json!({ "error": error, "error_description": description });
+        Self {
+            status,
+            reason,
+            headers: Vec::new(),
+            content_type: HeaderValue::from_static("application/json"),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    /// An RFC 6750 bearer-token error: JSON body plus a `WWW-Authenticate:
+    /// Bearer realm="…"` challenge, with `error`/`error_description` unless
+    /// `error` is empty (the "no credential" case, RFC 6750 §3.1).
+    pub fn bearer(status: StatusCode, reason: Reason, realm: &str, error: &str, description: &str) -> Self {
+        let mut challenge = format!("Bearer realm=\"{}\"", quote_safe(realm));
+        if !error.is_empty() {
+            challenge.push_str(&format!(
+                ", error=\"{}\", error_description=\"{}\"",
+                quote_safe(error),
+                quote_safe(description)
+            ));
+        }
+        let mut r = Self::json(
+            status,
+            reason,
+            if error.is_empty() { "unauthorized" } else { error },
+            description,
+        );
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            r.headers.push((http::header::WWW_AUTHENTICATE, v));
+        }
+        r
+    }
+
+    /// Adds a header to the response.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Makes text safe inside a quoted-string of a challenge: printable ASCII,
+/// without `"` and `\`.
+fn quote_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '\'' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reason_indexes_are_dense_and_labels_unique() {
+        let mut labels = std::collections::HashSet::new();
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(labels.insert(r.as_str()));
+        }
+    }
+
+    #[test]
+    fn bearer_challenge_format() {
+        let r = Rejection::bearer(StatusCode::UNAUTHORIZED, Reason::Expired, "api", "invalid_token", "token \"expired\"");
+        let (_, v) = r.headers.iter().find(|(n, _)| n == http::header::WWW_AUTHENTICATE).unwrap();
+        assert_eq!(
+            v.to_str().unwrap(),
+            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token 'expired'\""
+        );
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+
+        let r = Rejection::bearer(StatusCode::UNAUTHORIZED, Reason::MissingToken, "api", "", "no token");
+        let (_, v) = r.headers.iter().find(|(n, _)| n == http::header::WWW_AUTHENTICATE).unwrap();
+        assert_eq!(v.to_str().unwrap(), "Bearer realm=\"api\"");
+    }
+
+    #[test]
+    fn merge_keeps_order() {
+        let mut a = HeaderEdits::none();
+        a.merge(HeaderEdits { set: vec![(HeaderName::from_static("x-a"), HeaderValue::from_static("1"))], ..Default::default() });
+        a.merge(HeaderEdits { set: vec![(HeaderName::from_static("x-a"), HeaderValue::from_static("2"))], ..Default::default() });
+        assert_eq!(a.set.len(), 2);
+        assert_eq!(a.set[1].1, "2");
+    }
+}

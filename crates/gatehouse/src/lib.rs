@@ -1,0 +1,28 @@
+//! Gatehouse: an authenticating edge proxy on Pingora.
+//!
+//! The binary (`gatehouse`) is a thin CLI over this library: [`server::run`]
+//! loads a configuration, compiles it into a [`snapshot::Snapshot`], serves
+//! it through [`proxy::GatehouseProxy`], and swaps in new snapshots on reload.
+//! Connector kinds come from a [`gatehouse_connectors::Registry`], so tests
+//! and embedders can add their own.
+
+pub mod admin;
+pub mod metrics;
+pub mod proxy;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+
+/// Checks a configuration file: parse, validate and compile (resolving
+/// upstreams and building connectors), without serving. Returns the summary.
+pub async fn check(
+    path: &std::path::Path,
+    registry: &gatehouse_connectors::Registry,
+) -> Result<String, gatehouse_config::ConfigErrors> {
+    let metrics = metrics::Metrics::new()
+        .map_err(|e| gatehouse_config::ConfigError::new("", format!("metrics: {e}")))?;
+    let (snapshot, _) = reload::initial_load(path, registry, &metrics).await?;
+    Ok(snapshot.summary())
+}

@@ -1,0 +1,217 @@
+//! Prometheus metric families (created once, at start-up) and the
+//! pre-resolved per-route / per-connector handles the hot path uses.
+
+use gatehouse_connectors::Reason;
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Latency buckets from 10 µs to 10 s (1-2.5-5 per decade).
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Status classes used as the `status_class` label, indexed by [`status_class_index`].
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// Index into [`STATUS_CLASSES`] for a status code (0 = no response written).
+pub fn status_class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        500..=599 => 4,
+        _ => 5,
+    }
+}
+
+/// Every Gatehouse-level metric family, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry served on `/metrics`.
+    pub registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    connector_duration: HistogramVec,
+    rejections: IntCounterVec,
+    /// `gatehouse_config_reloads_total{result}`.
+    pub reloads: IntCounterVec,
+    /// `gatehouse_config_generation`.
+    pub generation: IntGauge,
+    /// `gatehouse_config_last_reload_success_timestamp_seconds`.
+    pub last_reload_success: Gauge,
+    /// `gatehouse_inflight_requests`.
+    pub inflight: IntGauge,
+}
+
+fn hist(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+}
+
+impl Metrics {
+    /// Creates and registers every family (and the process collector).
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let m = Self {
+            requests: IntCounterVec::new(
+                Opts::new("gatehouse_requests_total", "Requests answered, by route and status class."),
+                &["route", "status_class"],
+            )?,
+            request_duration: hist(
+                "gatehouse_request_duration_seconds",
+                "Time from request start to the end of the response, by route.",
+                &["route"],
+            )?,
+            upstream_duration: hist(
+                "gatehouse_upstream_duration_seconds",
+                "Time from choosing an upstream peer to its response header, by route.",
+                &["route"],
+            )?,
+            connector_duration: hist(
+                "gatehouse_connector_duration_seconds",
+                "Time spent in each connector's check, by connector and result.",
+                &["connector", "result"],
+            )?,
+            rejections: IntCounterVec::new(
+                Opts::new("gatehouse_rejections_total", "Requests refused by a connector, by route, connector and reason."),
+                &["route", "connector", "reason"],
+            )?,
+            reloads: IntCounterVec::new(
+                Opts::new("gatehouse_config_reloads_total", "Configuration loads and reloads, by result."),
+                &["result"],
+            )?,
+            generation: IntGauge::new("gatehouse_config_generation", "Generation of the configuration now serving (1 = loaded at start).")?,
+            last_reload_success: Gauge::new(
+                "gatehouse_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration load.",
+            )?,
+            inflight: IntGauge::new("gatehouse_inflight_requests", "Requests being processed now.")?,
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.requests.clone()))?;
+        r.register(Box::new(m.request_duration.clone()))?;
+        r.register(Box::new(m.upstream_duration.clone()))?;
+        r.register(Box::new(m.connector_duration.clone()))?;
+        r.register(Box::new(m.rejections.clone()))?;
+        r.register(Box::new(m.reloads.clone()))?;
+        r.register(Box::new(m.generation.clone()))?;
+        r.register(Box::new(m.last_reload_success.clone()))?;
+        r.register(Box::new(m.inflight.clone()))?;
+        let info = IntGaugeVec::new(Opts::new("gatehouse_build_info", "Build information."), &["version"])?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        r.register(Box::new(info))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        for result in ["success", "failure"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        Ok(m)
+    }
+
+    /// Resolves the handles of one route (done when a config is compiled).
+    pub fn route(&self, route: &str, connectors: &[&str]) -> RouteMetrics {
+        RouteMetrics {
+            name: route.to_string(),
+            by_class: STATUS_CLASSES.map(|c| self.requests.with_label_values(&[route, c])),
+            duration: self.request_duration.with_label_values(&[route]),
+            upstream: self.upstream_duration.with_label_values(&[route]),
+            rejections: connectors
+                .iter()
+                .map(|c| RejectionHandles {
+                    family: self.rejections.clone(),
+                    route: route.to_string(),
+                    connector: c.to_string(),
+                    by_reason: std::array::from_fn(|_| OnceLock::new()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Resolves the handles of one connector.
+    pub fn connector(&self, name: &str) -> ConnectorMetrics {
+        ConnectorMetrics {
+            allow: self.connector_duration.with_label_values(&[name, "allow"]),
+            deny: self.connector_duration.with_label_values(&[name, "deny"]),
+        }
+    }
+
+    /// Drops the series of a route that left the configuration.
+    pub fn forget_route(&self, route: &str, connectors: &[String]) {
+        for c in STATUS_CLASSES {
+            let _ = self.requests.remove_label_values(&[route, c]);
+        }
+        let _ = self.request_duration.remove_label_values(&[route]);
+        let _ = self.upstream_duration.remove_label_values(&[route]);
+        for c in connectors {
+            for r in Reason::ALL {
+                let _ = self.rejections.remove_label_values(&[route, c, r.as_str()]);
+            }
+        }
+    }
+
+    /// Drops the series of a connector that left the configuration.
+    pub fn forget_connector(&self, name: &str) {
+        let _ = self.connector_duration.remove_label_values(&[name, "allow"]);
+        let _ = self.connector_duration.remove_label_values(&[name, "deny"]);
+    }
+}
+
+/// Handles for one route.
+pub struct RouteMetrics {
+    /// Route name (label value).
+    pub name: String,
+    by_class: [IntCounter; 6],
+    duration: Histogram,
+    upstream: Histogram,
+    rejections: Vec<RejectionHandles>,
+}
+
+struct RejectionHandles {
+    family: IntCounterVec,
+    route: String,
+    connector: String,
+    by_reason: [OnceLock<IntCounter>; Reason::ALL.len()],
+}
+
+impl RouteMetrics {
+    /// Records one finished request.
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        self.by_class[status_class_index(status)].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the upstream's time to response header.
+    pub fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a rejection by the chain's connector `index`.
+    pub fn reject(&self, index: usize, reason: Reason) {
+        if let Some(h) = self.rejections.get(index) {
+            h.by_reason[reason.index()]
+                .get_or_init(|| h.family.with_label_values(&[&h.route, &h.connector, reason.as_str()]))
+                .inc();
+        }
+    }
+}
+
+/// Handles for one connector.
+#[derive(Clone)]
+pub struct ConnectorMetrics {
+    allow: Histogram,
+    deny: Histogram,
+}
+
+impl ConnectorMetrics {
+    /// Records one check.
+    pub fn observe(&self, allowed: bool, elapsed: Duration) {
+        if allowed { &self.allow } else { &self.deny }.observe(elapsed.as_secs_f64());
+    }
+}

@@ -1,0 +1,348 @@
+//! The Pingora `ProxyHttp` implementation: route, run the connector chain,
+//! proxy, record.
+
+use crate::snapshot::Snapshot;
+use crate::state::State;
+use async_trait::async_trait;
+use bytes::Bytes;
+use gatehouse_connectors::{run_chain, ChainOutcome, HeaderEdits, Reason, Rejection, RequestView};
+use http::{header, HeaderValue, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const X_REQUEST_ID: &str = "x-request-id";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The proxy application.
+pub struct GatehouseProxy {
+    /// Shared process state (current snapshot, metrics, flags).
+    pub state: Arc<State>,
+}
+
+/// Per-request state carried through the hooks.
+pub struct Ctx {
+    start: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    route: Option<usize>,
+    request_id: Option<HeaderValue>,
+    edits: HeaderEdits,
+    upstream_start: Option<Instant>,
+    rejected: Option<(usize, Reason)>,
+    _inflight: InflightGuard,
+}
+
+struct InflightGuard(Arc<State>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Uuid::new_v4();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// True when a path has `.` or `..` segments, plain or percent-encoded:
+/// such paths are refused, so a prefix can never be escaped upstream.
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        if seg.len() > 6 || !seg.bytes().all(|b| b == b'.' || b == b'%' || b == b'2' || b == b'e' || b == b'E') {
+            return false;
+        }
+        let lower = seg.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    })
+}
+
+/// Writes a complete response from `request_filter`.
+async fn respond(session: &mut Session, status: StatusCode, headers: &[(http::HeaderName, HeaderValue)], content_type: &HeaderValue, body: Bytes, request_id: Option<&HeaderValue>) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header(header::CONTENT_TYPE, content_type.clone())?;
+    resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+    for (n, v) in headers {
+        resp.append_header(n.clone(), v.clone())?;
+    }
+    if let Some(id) = request_id {
+        resp.insert_header(X_REQUEST_ID, id.clone())?;
+    }
+    // A request body we did not read must not be taken for the next request.
+    if !session.is_body_empty() {
+        session.set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp), head_only || body.is_empty()).await?;
+    if !head_only && !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+fn json_error(status: StatusCode, error: &str, description: &str, request_id: Option<&HeaderValue>) -> Bytes {
+    let rid = request_id.and_then(|v| v.to_str().ok()).unwrap_or("");
+    Bytes::from(
+        serde_json::json!({ "error": error, "error_description": description, "request_id": rid, "status": status.as_u16() })
+            .to_string(),
+    )
+}
+
+fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
+    let query = uri.query()?;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| {
+            let k = kv.split('=').next().unwrap_or("");
+            !names.iter().any(|n| n == k)
+        })
+        .collect();
+    let pq = if kept.is_empty() { uri.path().to_string() } else { format!("{}?{}", uri.path(), kept.join("&")) };
+    pq.parse().ok()
+}
+
+impl GatehouseProxy {
+    fn route<'a>(&self, ctx: &'a Ctx) -> Option<&'a crate::snapshot::CompiledRoute> {
+        ctx.snapshot.as_ref().zip(ctx.route).and_then(|(s, i)| s.routes.get(i))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatehouseProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.state.request_started();
+        Ctx {
+            start: Instant::now(),
+            snapshot: None,
+            route: None,
+            request_id: None,
+            edits: HeaderEdits::none(),
+            upstream_start: None,
+            rejected: None,
+            _inflight: InflightGuard(self.state.clone()),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let snapshot = self.state.current();
+        ctx.snapshot = Some(snapshot.clone());
+        let req = session.req_header();
+        let rid = req.headers.get(X_REQUEST_ID).filter(|v| valid_request_id(v)).cloned().unwrap_or_else(new_request_id);
+        ctx.request_id = Some(rid.clone());
+
+        if has_dot_segments(req.uri.path()) {
+            let body = json_error(StatusCode::BAD_REQUEST, "invalid_path", "the path contains dot-segments", Some(&rid));
+            respond(session, StatusCode::BAD_REQUEST, &[], &HeaderValue::from_static("application/json"), body, Some(&rid)).await?;
+            return Ok(true);
+        }
+
+        let host = req.uri.host().or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+        let Some(idx) = snapshot.router.find(host, req.uri.path(), &req.method) else {
+            let body = json_error(StatusCode::NOT_FOUND, "no_route", "no route matches this request", Some(&rid));
+            respond(session, StatusCode::NOT_FOUND, &[], &HeaderValue::from_static("application/json"), body, Some(&rid)).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(idx);
+        let route = &snapshot.routes[idx];
+        if route.chain.is_empty() {
+            return Ok(false);
+        }
+
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let rid_str = rid.to_str().unwrap_or("");
+        let view = RequestView { method: &req.method, uri: &req.uri, headers: &req.headers, client, request_id: rid_str };
+        let outcome = run_chain(&route.chain, &view, |i, ok, d| route.chain_metrics[i].observe(ok, d)).await;
+        match outcome {
+            ChainOutcome::Allow(edits) => {
+                ctx.edits = edits;
+                Ok(false)
+            }
+            ChainOutcome::Deny { index, rejection } => {
+                let Rejection { status, reason, headers, content_type, body } = rejection;
+                route.metrics.reject(index, reason);
+                ctx.rejected = Some((index, reason));
+                tracing::debug!(route = %route.name, connector = route.chain[index].name(), %reason, status = status.as_u16(), "request rejected");
+                respond(session, status, &headers, &content_type, body, Some(&rid)).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(route) = self.route(ctx) else {
+            return Err(Error::explain(ErrorType::InternalError, "no route selected"));
+        };
+        let peer = Box::new(route.upstream.next_peer().clone());
+        ctx.upstream_start = Some(Instant::now());
+        Ok(peer)
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        if let Some(route) = self.route(ctx) {
+            for h in &route.strip {
+                up.remove_header(h);
+            }
+        }
+        for h in &ctx.edits.remove {
+            up.remove_header(h);
+        }
+        for (n, v) in &ctx.edits.set {
+            up.insert_header(n.clone(), v.clone())?;
+        }
+        if !ctx.edits.remove_query_params.is_empty() {
+            if let Some(uri) = remove_query_params(&up.uri, &ctx.edits.remove_query_params) {
+                up.set_uri(uri);
+            }
+        }
+        if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
+            let xff = match up.headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip.to_string(),
+            };
+            up.insert_header(X_FORWARDED_FOR, xff)?;
+        }
+        up.insert_header(X_FORWARDED_PROTO, "http")?;
+        if let Some(id) = &ctx.request_id {
+            up.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if let (Some(route), Some(t)) = (self.route(ctx), ctx.upstream_start) {
+            route.metrics.observe_upstream(t.elapsed());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        if let Some(id) = &ctx.request_id {
+            resp.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (code, error, description) = match e.etype() {
+            ErrorType::HTTPStatus(code) => (*code, "error", "request failed"),
+            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (504, "upstream_timeout", "the upstream did not accept the connection in time"),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &ErrorSource::Upstream => {
+                (504, "upstream_timeout", "the upstream did not answer in time")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "bad_gateway", "the upstream is unreachable or failed"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "", ""),
+                    _ => (400, "bad_request", "the request could not be read"),
+                },
+                _ => (500, "internal_error", "internal error"),
+            },
+        };
+        if code > 0 {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = json_error(status, error, description, ctx.request_id.as_ref());
+            let mut resp = ResponseHeader::build(status, Some(3)).ok();
+            if let Some(r) = resp.as_mut() {
+                let _ = r.insert_header(header::CONTENT_TYPE, "application/json");
+                let _ = r.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+                if let Some(id) = &ctx.request_id {
+                    let _ = r.insert_header(X_REQUEST_ID, id.clone());
+                }
+            }
+            if let Some(r) = resp {
+                if let Err(err) = session.as_mut().write_error_response(r, body).await {
+                    tracing::debug!("could not send error response: {err}");
+                }
+            }
+        }
+        if let Some(route) = self.route(ctx) {
+            tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}");
+        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let Some(snapshot) = ctx.snapshot.as_ref() else { return };
+        let route = ctx.route.and_then(|i| snapshot.routes.get(i));
+        match route {
+            Some(r) => r.metrics.observe(status, elapsed),
+            None => snapshot.unmatched.observe(status, elapsed),
+        }
+        if snapshot.config.server.access_log {
+            access_log(session, ctx, route.map_or("_none", |r| r.name.as_str()), status, elapsed);
+        }
+    }
+}
+
+/// One access-log line. Never the query string (it may carry a token), never
+/// credentials or cookies.
+fn access_log(session: &Session, ctx: &Ctx, route: &str, status: u16, elapsed: Duration) {
+    let req = session.req_header();
+    let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
+    let (connector, reason) = match (ctx.rejected, ctx.snapshot.as_ref(), ctx.route) {
+        (Some((i, reason)), Some(s), Some(r)) => (s.routes[r].chain.get(i).map_or("", |c| c.name()), reason.as_str()),
+        _ => ("", ""),
+    };
+    tracing::info!(
+        target: "gatehouse::access",
+        method = %req.method,
+        path = req.uri.path(),
+        status,
+        route,
+        duration_us = elapsed.as_micros() as u64,
+        client = %client,
+        request_id = ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+        connector,
+        reason,
+        "request"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_detected() {
+        for p in ["/a/../b", "/a/./b", "/..", "/a/%2e%2e/b", "/a/.%2E/b", "/a/%2e/b"] {
+            assert!(has_dot_segments(p), "{p}");
+        }
+        for p in ["/a/b", "/a/.well-known/x", "/a/..b", "/", "/a/...", "/e2e"] {
+            assert!(!has_dot_segments(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn query_params_are_removed_by_name() {
+        let u: http::Uri = "/a?access_token=x&b=1&access_token_b=2".parse().unwrap();
+        let out = remove_query_params(&u, &["access_token".to_string()]).unwrap();
+        assert_eq!(out.to_string(), "/a?b=1&access_token_b=2");
+        let u: http::Uri = "/a?access_token=x".parse().unwrap();
+        assert_eq!(remove_query_params(&u, &["access_token".to_string()]).unwrap().to_string(), "/a");
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id(&HeaderValue::from_static("abc-123")));
+        assert!(!valid_request_id(&HeaderValue::from_static("has space")));
+        assert!(!valid_request_id(&HeaderValue::from_str(&"x".repeat(200)).unwrap()));
+        assert_eq!(new_request_id().len(), 36);
+    }
+}

@@ -1,0 +1,138 @@
+//! Assembling and running the server: initial load, background runtime
+//! (admin listener, reload triggers), the Pingora proxy service, signals.
+
+use crate::admin;
+use crate::metrics::Metrics;
+use crate::proxy::GatehouseProxy;
+use crate::reload::{initial_load, Reloader};
+use crate::state::State;
+use anyhow::Context;
+use async_trait::async_trait;
+use gatehouse_connectors::Registry;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the drain watcher checks for in-flight requests after `SIGTERM`.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Minimum time between `SIGTERM` and exit, so connections accepted just
+/// before the listeners closed get their request read.
+const DRAIN_MIN: Duration = Duration::from_millis(250);
+
+/// Our signal handling for Pingora: `SIGTERM` = graceful (drain, exit as soon
+/// as nothing is in flight or the grace period ends), `SIGINT` = fast,
+/// `SIGQUIT` = graceful too (binary upgrades are not supported yet).
+struct Signals {
+    state: Arc<State>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit()))
+        else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        let graceful = tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received: draining"); true }
+            _ = quit.recv() => { tracing::info!("SIGQUIT received: draining (binary upgrade is not supported)"); true }
+            _ = int.recv() => { tracing::info!("SIGINT received: exiting now"); false }
+        };
+        if !graceful {
+            return ShutdownSignal::FastShutdown;
+        }
+        self.state.begin_shutdown();
+        let state = self.state.clone();
+        let grace = self.grace;
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            std::thread::sleep(DRAIN_MIN);
+            while start.elapsed() < grace + DRAIN_MIN {
+                if state.inflight() == 0 {
+                    tracing::info!(after_ms = start.elapsed().as_millis() as u64, "drained, exiting");
+                    std::process::exit(0);
+                }
+                std::thread::sleep(DRAIN_POLL);
+            }
+            tracing::warn!(inflight = state.inflight(), "grace period over, exiting with requests in flight");
+        });
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Runs Gatehouse with the config at `path` until a shutdown signal.
+/// Returns an error (for exit code 1) when the initial configuration or a
+/// listener cannot be set up.
+pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
+    let metrics = Metrics::new().context("creating metrics")?;
+    let bg = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gatehouse-bg")
+        .enable_all()
+        .build()
+        .context("starting the background runtime")?;
+
+    let (snapshot, bytes) = bg
+        .block_on(initial_load(&path, &registry, &metrics))
+        .map_err(|errs| anyhow::anyhow!("{}: configuration refused:\n{errs}", path.display()))?;
+    let server_cfg = snapshot.config.server.clone();
+    tracing::info!(generation = 1, routes = snapshot.routes.len(), connectors = snapshot.connectors.len(), "configuration loaded from {}", path.display());
+    let state = Arc::new(State::new(snapshot, metrics));
+
+    if let Some(addr) = server_cfg.admin_listen {
+        let listener = bg.block_on(admin::bind(addr)).with_context(|| format!("server.admin_listen: cannot listen on {addr}"))?;
+        bg.spawn(admin::serve(listener, state.clone()));
+        tracing::info!("admin listener on http://{addr} (/metrics /healthz /readyz)");
+    }
+    // Fail early, with the key's name, if a proxy listener is taken.
+    for (i, addr) in server_cfg.listen.iter().enumerate() {
+        std::net::TcpListener::bind(addr).with_context(|| format!("server.listen[{i}]: cannot listen on {addr}"))?;
+    }
+
+    let reloader = Arc::new(Reloader::new(path.clone(), registry, state.clone(), bytes));
+    bg.spawn(reloader.clone().watch_sighup());
+    let _watcher = {
+        let _guard = bg.enter();
+        match reloader.clone().watch_file() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("cannot watch {} for changes ({e}); reload with SIGHUP", path.display());
+                None
+            }
+        }
+    };
+
+    let grace = server_cfg.grace_period.get();
+    let conf = ServerConf {
+        threads: server_cfg.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        work_stealing: server_cfg.work_stealing,
+        grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: server_cfg.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut options = HttpServerOptions::default();
+    options.h2c = server_cfg.h2c;
+    let mut service = ProxyServiceBuilder::new(&server.configuration, GatehouseProxy { state: state.clone() })
+        .name("gatehouse")
+        .server_options(options)
+        .build();
+    for addr in &server_cfg.listen {
+        service.add_tcp(&addr.to_string());
+        tracing::info!("proxy listener on http://{addr}");
+    }
+    server.add_service(service);
+    server.run(RunArgs { shutdown_signal: Box::new(Signals { state, grace }) });
+    tracing::info!("stopped");
+    std::process::exit(0)
+}

@@ -1,0 +1,269 @@
+//! A compiled configuration: everything the hot path needs, decided at load.
+
+use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
+use crate::router::Router;
+use gatehouse_config::{split_host_port, Config, ConfigError, ConfigErrors, ConnectorConfig, UpstreamConfig};
+use gatehouse_connectors::{Connector, Registry};
+use http::HeaderName;
+use pingora::upstreams::peer::HttpPeer;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One immutable, fully compiled configuration.
+pub struct Snapshot {
+    /// 1 for the configuration loaded at start, +1 per successful reload.
+    pub generation: u64,
+    /// The configuration it was compiled from.
+    pub config: Config,
+    /// The routing table (indexes into `routes`).
+    pub router: Router,
+    /// Compiled routes, in config order.
+    pub routes: Vec<CompiledRoute>,
+    /// Metrics of requests that matched no route (`route="_none"`).
+    pub unmatched: RouteMetrics,
+    /// Built connectors by name, with the section they were built from.
+    pub connectors: BTreeMap<String, BuiltConnector>,
+    /// Resolved upstreams by name.
+    pub upstreams: BTreeMap<String, Arc<CompiledUpstream>>,
+}
+
+/// A connector instance and the section it came from (for carry-over).
+pub struct BuiltConnector {
+    /// The section.
+    pub config: ConnectorConfig,
+    /// The instance.
+    pub connector: Arc<dyn Connector>,
+    /// Its metric handles.
+    pub metrics: ConnectorMetrics,
+}
+
+/// A route ready to serve.
+pub struct CompiledRoute {
+    /// Route name.
+    pub name: String,
+    /// Where it proxies to.
+    pub upstream: Arc<CompiledUpstream>,
+    /// Its connectors, in order.
+    pub chain: Vec<Arc<dyn Connector>>,
+    /// Metric handles of each chain member.
+    pub chain_metrics: Vec<ConnectorMetrics>,
+    /// Client headers removed before proxying (every header a chain member may inject).
+    pub strip: Vec<HeaderName>,
+    /// Metric handles.
+    pub metrics: RouteMetrics,
+}
+
+/// An upstream with its peers resolved.
+pub struct CompiledUpstream {
+    /// Upstream name.
+    pub name: String,
+    /// One prebuilt peer per resolved address.
+    pub peers: Vec<HttpPeer>,
+    /// The resolved addresses (for `check` and logs).
+    pub addrs: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl CompiledUpstream {
+    /// The next peer, round-robin.
+    pub fn next_peer(&self) -> &HttpPeer {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.peers[i % self.peers.len()]
+    }
+}
+
+async fn resolve_upstream(name: &str, cfg: &UpstreamConfig) -> Result<CompiledUpstream, ConfigError> {
+    let mut addrs = Vec::new();
+    let mut sni_default = None;
+    for (i, peer) in cfg.peers.iter().enumerate() {
+        let path = format!("upstreams.{name}.peers[{i}]");
+        let (host, port) = split_host_port(peer).map_err(|m| ConfigError::new(&path, m))?;
+        if sni_default.is_none() && host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
+            sni_default = Some(host.to_string());
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ConfigError::new(&path, format!("cannot resolve \"{peer}\": {e}")))?
+            .collect();
+        if found.is_empty() {
+            return Err(ConfigError::new(&path, format!("\"{peer}\" resolved to no address")));
+        }
+        for a in found {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    let sni = cfg.sni.clone().or(sni_default).unwrap_or_default();
+    let peers = addrs
+        .iter()
+        .map(|a| {
+            let mut p = HttpPeer::new(*a, cfg.tls, sni.clone());
+            p.options.connection_timeout = Some(cfg.connect_timeout.get());
+            p.options.total_connection_timeout = Some(cfg.connect_timeout.get() * 2);
+            p.options.read_timeout = Some(cfg.read_timeout.get());
+            p.options.write_timeout = Some(cfg.write_timeout.get());
+            p.options.idle_timeout = Some(cfg.idle_timeout.get());
+            p.options.verify_cert = cfg.verify_cert;
+            p.options.verify_hostname = cfg.verify_cert;
+            p
+        })
+        .collect();
+    Ok(CompiledUpstream { name: name.to_string(), peers, addrs, next: AtomicUsize::new(0) })
+}
+
+/// Compiles `config`: resolves upstreams, builds (or carries over) connectors,
+/// builds the router and resolves metric handles. `previous` is the snapshot
+/// now serving; connectors whose section is unchanged are reused with their
+/// warm caches.
+pub async fn compile(
+    config: Config,
+    registry: &Registry,
+    metrics: &Metrics,
+    previous: Option<&Snapshot>,
+    generation: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errs = Vec::new();
+
+    let mut upstreams = BTreeMap::new();
+    for (name, cfg) in &config.upstreams {
+        match resolve_upstream(name, cfg).await {
+            Ok(u) => {
+                upstreams.insert(name.clone(), Arc::new(u));
+            }
+            Err(e) => errs.push(e),
+        }
+    }
+
+    let mut connectors = BTreeMap::new();
+    for (name, cfg) in &config.connectors {
+        let reused = previous
+            .and_then(|p| p.connectors.get(name))
+            .filter(|b| b.config == *cfg)
+            .map(|b| b.connector.clone());
+        let built = match reused {
+            Some(c) => Ok(c),
+            None => registry.build(name, cfg, &metrics.registry).await,
+        };
+        match built {
+            Ok(connector) => {
+                connectors.insert(
+                    name.clone(),
+                    BuiltConnector { config: cfg.clone(), connector, metrics: metrics.connector(name) },
+                );
+            }
+            Err(e) => errs.push(e),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
+    }
+
+    let mut routes = Vec::with_capacity(config.routes.len());
+    for r in &config.routes {
+        // validate() guarantees the references exist.
+        let (Some(upstream), Some(chain)) = (
+            upstreams.get(&r.upstream).cloned(),
+            r.connectors.iter().map(|c| connectors.get(c)).collect::<Option<Vec<_>>>(),
+        ) else {
+            return Err(ConfigError::new(format!("routes.{}", r.name), "dangling reference").into());
+        };
+        let mut strip: Vec<HeaderName> = Vec::new();
+        for b in &chain {
+            for h in b.connector.injected_headers() {
+                if !strip.contains(h) {
+                    strip.push(h.clone());
+                }
+            }
+        }
+        let names: Vec<&str> = r.connectors.iter().map(String::as_str).collect();
+        routes.push(CompiledRoute {
+            name: r.name.clone(),
+            upstream,
+            chain_metrics: chain.iter().map(|b| b.metrics.clone()).collect(),
+            chain: chain.iter().map(|b| b.connector.clone()).collect(),
+            strip,
+            metrics: metrics.route(&r.name, &names),
+        });
+    }
+
+    if let Some(prev) = previous {
+        for old in &prev.config.routes {
+            if !config.routes.iter().any(|r| r.name == old.name) {
+                metrics.forget_route(&old.name, &old.connectors);
+            }
+        }
+        for old in prev.connectors.keys() {
+            if !connectors.contains_key(old) {
+                metrics.forget_connector(old);
+            }
+        }
+    }
+
+    Ok(Snapshot {
+        generation,
+        router: Router::new(&config.routes),
+        routes,
+        unmatched: metrics.route("_none", &[]),
+        connectors,
+        upstreams,
+        config,
+    })
+}
+
+impl Snapshot {
+    /// A one-screen, human summary (used by `gatehouse check`).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let c = &self.config;
+        let mut s = String::new();
+        let listen: Vec<String> = c.server.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "listeners: {}  admin: {}  threads: {}  grace period: {}",
+            listen.join(", "),
+            c.server.admin_listen.map_or("off".to_string(), |a| a.to_string()),
+            c.server.threads.map_or("auto".to_string(), |t| t.to_string()),
+            c.server.grace_period
+        );
+        let _ = writeln!(s, "upstreams:");
+        for (name, u) in &self.upstreams {
+            let cfg = &c.upstreams[name];
+            let addrs: Vec<String> = u.addrs.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "  {name:<16} {} -> {}  ({}, connect {}, read {})",
+                cfg.peers.join(", "),
+                addrs.join(", "),
+                if cfg.tls { "https" } else { "http" },
+                cfg.connect_timeout,
+                cfg.read_timeout
+            );
+        }
+        let _ = writeln!(s, "connectors:");
+        if self.connectors.is_empty() {
+            let _ = writeln!(s, "  (none)");
+        }
+        for (name, b) in &self.connectors {
+            let _ = writeln!(s, "  {name:<16} kind={}", b.config.kind);
+        }
+        let _ = writeln!(s, "routes:");
+        for r in &c.routes {
+            let chain = if r.connectors.is_empty() { "public".to_string() } else { r.connectors.join(" -> ") };
+            let _ = writeln!(
+                s,
+                "  {:<16} {}{} {} -> {}  [{}]",
+                r.name,
+                r.host.as_deref().unwrap_or("*"),
+                r.path_prefix,
+                r.methods.as_ref().map_or("ANY".to_string(), |m| m.join(",")),
+                r.upstream,
+                chain
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end test package for Gatehouse (tests live in tests/).
