@@ -269,10 +269,17 @@ impl ProxyHttp for GatehouseProxy {
                 }
             }
         }
-        if let Some(route) = self.route(ctx) {
-            tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}");
+        match self.route(ctx) {
+            Some(route) => tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}"),
+            None if code > 0 => tracing::warn!(status = code, "request failed: {e}"),
+            None => tracing::debug!("client went away: {e}"),
         }
         FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        // fail_to_proxy logs every failure once, with the route and upstream.
+        true
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {

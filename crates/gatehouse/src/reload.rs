@@ -16,13 +16,29 @@ use tokio::sync::{mpsc, Mutex};
 /// Quiet time after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigErrors> {
+    Ok(std::fs::read(path).map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?)
+}
+
+fn parse_config(path: &Path, bytes: &[u8]) -> Result<Config, ConfigErrors> {
+    let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::new("", format!("{} is not UTF-8", path.display())))?;
+    Config::from_toml_str(text)
+}
+
 /// Reads and parses the file, with the file name in file-level errors.
 pub fn read_config(path: &Path) -> Result<(Config, Vec<u8>), ConfigErrors> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| ConfigError::new("", format!("{} is not UTF-8", path.display())))?;
-    Ok((Config::from_toml_str(text)?, bytes))
+    let bytes = read_bytes(path)?;
+    Ok((parse_config(path, &bytes)?, bytes))
+}
+
+/// True when a directory event may concern the config file: the file
+/// itself, or a Kubernetes ConfigMap's `..data` / `..2024_…` entries.
+fn concerns(ev: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> bool {
+    ev.paths.is_empty()
+        || ev.paths.iter().any(|p| {
+            let name = p.file_name();
+            name == file_name || name.and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".."))
+        })
 }
 
 /// Owns reloading; one reload runs at a time.
@@ -30,6 +46,8 @@ pub struct Reloader {
     path: PathBuf,
     registry: Registry,
     state: Arc<State>,
+    /// Content of the last file version tried (applied or refused), so an
+    /// unchanged file is not reloaded again on unrelated events.
     last_bytes: Mutex<Vec<u8>>,
 }
 
@@ -44,10 +62,12 @@ impl Reloader {
         let mut last = self.last_bytes.lock().await;
         let metrics = &self.state.metrics;
         let result = async {
-            let (config, bytes) = read_config(&self.path)?;
+            let bytes = read_bytes(&self.path)?;
             if only_if_changed && bytes == *last {
                 return Ok(None);
             }
+            *last = bytes.clone();
+            let config = parse_config(&self.path, &bytes)?;
             let previous = self.state.current();
             if previous.config.server.listen != config.server.listen
                 || previous.config.server.admin_listen != config.server.admin_listen
@@ -59,7 +79,6 @@ impl Reloader {
             }
             let generation = previous.generation + 1;
             let next = compile(config, &self.registry, metrics, Some(&previous), generation).await?;
-            *last = bytes;
             Ok::<_, ConfigErrors>(Some(next))
         }
         .await;
@@ -111,9 +130,10 @@ impl Reloader {
     /// content changes (debounced). Returns the watcher, which must be kept.
     pub fn watch_file(self: Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
         let (tx, mut rx) = mpsc::channel::<()>(1);
+        let file_name = self.path.file_name().map(|f| f.to_os_string());
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev {
-                if ev.kind.is_access() {
+                if ev.kind.is_access() || !concerns(&ev, file_name.as_deref()) {
                     return;
                 }
                 // Any change in the directory may be our file (ConfigMaps swap a

@@ -1,0 +1,137 @@
+//! An upstream that echoes every request back as JSON.
+//!
+//! Every request is answered `200` (unless overridden) with
+//! `content-type: application/json` and a body like:
+//!
+//! ```json
+//! {"method": "GET", "path": "/x/y", "query": "a=1",
+//!  "headers": {"accept": ["*/*"]}, "body": ""}
+//! ```
+//!
+//! Controls:
+//! - `x-echo-delay-ms: N` header or `echo_delay_ms=N` query parameter: sleep
+//!   `N` ms before answering.
+//! - `x-echo-status: NNN` header: answer with that status (same JSON body).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use serde_json::{json, Map, Value};
+
+use crate::server::{self, Handler, HandlerFuture, ServerHandle};
+
+/// Maximum request body size echoed back (larger bodies are truncated).
+pub const MAX_ECHO_BODY: usize = 1024 * 1024;
+
+/// A running echo upstream; dropping it stops the server.
+pub struct EchoUpstream {
+    state: Arc<EchoState>,
+    server: ServerHandle,
+}
+
+#[derive(Default)]
+struct EchoState {
+    requests: AtomicUsize,
+}
+
+impl EchoUpstream {
+    /// Starts an echo upstream on a random loopback port.
+    ///
+    /// Panics if the server cannot be started (it binds port 0, so this
+    /// should not happen).
+    pub fn start() -> EchoUpstream {
+        Self::start_on(server::loopback_any()).expect("starting echo upstream")
+    }
+
+    /// Starts an echo upstream on the given address.
+    pub fn start_on(addr: SocketAddr) -> anyhow::Result<EchoUpstream> {
+        let state = Arc::new(EchoState::default());
+        let server = server::spawn_server("echo", addr, Arc::clone(&state))?;
+        Ok(EchoUpstream { state, server })
+    }
+
+    /// Address the upstream listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Base URL of the upstream followed by `path` (`http://127.0.0.1:PORT{path}`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    /// Number of requests answered or in progress.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for EchoUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoUpstream")
+            .field("addr", &self.addr())
+            .field("requests", &self.requests())
+            .finish()
+    }
+}
+
+impl Handler for EchoState {
+    fn handle(self: Arc<Self>, req: Request<Incoming>) -> HandlerFuture {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let query = parts.uri.query().map(str::to_owned);
+
+            let mut headers = Map::new();
+            for (name, value) in &parts.headers {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                match headers
+                    .entry(name.as_str().to_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()))
+                {
+                    Value::Array(values) => values.push(Value::String(value)),
+                    other => *other = Value::Array(vec![Value::String(value)]),
+                }
+            }
+
+            let delay_ms = parts
+                .headers
+                .get("x-echo-delay-ms")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .or_else(|| server::query_param(query.as_deref(), "echo_delay_ms"))
+                .and_then(|v| v.parse::<u64>().ok());
+            let status = parts
+                .headers
+                .get("x-echo-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u16>().ok())
+                .filter(|s| (200..=999).contains(s))
+                .unwrap_or(200);
+
+            let body = server::read_body_capped(body, MAX_ECHO_BODY).await;
+
+            if let Some(ms) = delay_ms {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+
+            let payload = json!({
+                "method": parts.method.as_str(),
+                "path": parts.uri.path(),
+                "query": query,
+                "headers": Value::Object(headers),
+                "body": String::from_utf8_lossy(&body),
+            });
+            let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+            Ok(server::build_response(
+                status,
+                &[("content-type".to_owned(), "application/json".to_owned())],
+                bytes,
+            ))
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! Test support for Gatehouse.
+//!
+//! This crate provides the moving parts the end-to-end tests (and the demo
+//! tooling) need around the real proxy:
+//!
+//! - [`EchoUpstream`]: an HTTP upstream that answers every request with a
+//!   JSON description of what it received (method, path, query, headers,
+//!   body), with header/query controls for latency and status codes.
+//! - [`MockIdp`]: a programmable HTTP mock used as a fake identity provider;
+//!   routes return canned or computed [`MockResponse`]s, every request is
+//!   recorded as a [`RecordedRequest`], and the server can be slowed down or
+//!   taken "down" to exercise failure handling.
+//! - [`Gatehouse`]: runs the real `gatehouse` binary (see [`gatehouse_bin`])
+//!   with a generated config in a temporary directory, waits for readiness,
+//!   and offers helpers for signals, logs and Prometheus metrics.
+//! - [`free_addr`]: picks a free loopback address.
+//!
+//! All servers listen on `127.0.0.1` only. Each one runs on its own
+//! dedicated tokio runtime in a background thread, so it can be used from
+//! plain `#[test]` functions as well as from `#[tokio::test]` ones; dropping
+//! the handle stops the server.
+
+pub mod echo;
+pub mod idp;
+pub mod net;
+pub mod process;
+mod server;
+
+pub use echo::EchoUpstream;
+pub use idp::{MockIdp, MockResponse, RecordedRequest};
+pub use net::free_addr;
+pub use process::{gatehouse_bin, Gatehouse};

@@ -1,0 +1,58 @@
+//! Shared helpers for the end-to-end tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A minimal config: one public route `/public` (and `/` 404s) to `echo`.
+pub fn public_config(echo: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["${{LISTEN}}"]
+admin_listen = "${{ADMIN}}"
+threads = 1
+grace_period = "3s"
+access_log = true
+
+[upstreams.echo]
+peers = ["{echo}"]
+connect_timeout = "500ms"
+read_timeout = "5s"
+
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "echo"
+{extra}
+"#
+    )
+}
+
+/// An HTTP client that never reuses connections across tests and has a timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+/// The echo upstream's view of a proxied request.
+pub async fn echoed(resp: reqwest::Response) -> serde_json::Value {
+    assert_eq!(resp.status(), 200, "expected a proxied 200");
+    resp.json().await.unwrap()
+}
+
+/// Values of a header as the echo upstream received it.
+pub fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"][name].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
