@@ -20,15 +20,28 @@ async fn proxies_with_headers_preserved_and_forwarding_headers_added() {
         .send()
         .await
         .unwrap();
-    let rid = resp.headers().get("x-request-id").expect("x-request-id returned").to_str().unwrap().to_string();
+    let rid = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id returned")
+        .to_str()
+        .unwrap()
+        .to_string();
     let e = echoed(resp).await;
     assert_eq!(e["method"], "POST");
     assert_eq!(e["path"], "/public/items/7");
     assert_eq!(e["query"], "x=1&y=two");
     assert_eq!(e["body"], "hello body");
     assert_eq!(header_values(&e, "x-custom"), ["a", "b"]);
-    assert_eq!(header_values(&e, "x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
-    assert_eq!(header_values(&e, "x-forwarded-proto"), ["http"], "client-supplied proto is not trusted");
+    assert_eq!(
+        header_values(&e, "x-forwarded-for"),
+        ["203.0.113.9, 127.0.0.1"]
+    );
+    assert_eq!(
+        header_values(&e, "x-forwarded-proto"),
+        ["http"],
+        "client-supplied proto is not trusted"
+    );
     assert_eq!(header_values(&e, "x-request-id"), [rid.as_str()]);
     assert_eq!(rid.len(), 36, "generated ids are UUIDs: {rid}");
 }
@@ -37,13 +50,23 @@ async fn proxies_with_headers_preserved_and_forwarding_headers_added() {
 async fn client_request_id_is_kept_and_returned() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
-    let resp = client().get(gh.url("/public")).header("x-request-id", "req-abc-123").send().await.unwrap();
+    let resp = client()
+        .get(gh.url("/public"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "req-abc-123");
     let e = echoed(resp).await;
     assert_eq!(header_values(&e, "x-request-id"), ["req-abc-123"]);
 
     // An unusable id (spaces) is replaced by a generated one.
-    let resp = client().get(gh.url("/public")).header("x-request-id", "has spaces").send().await.unwrap();
+    let resp = client()
+        .get(gh.url("/public"))
+        .header("x-request-id", "has spaces")
+        .send()
+        .await
+        .unwrap();
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(id, "has spaces");
     assert_eq!(id.len(), 36);
@@ -75,7 +98,13 @@ async fn dead_upstream_gives_502_json() {
     assert!(resp.headers().contains_key("x-request-id"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "bad_gateway");
-    assert_eq!(gh.metric("gatehouse_requests_total", &[("route", "dead"), ("status_class", "5xx")]), Some(1.0));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_requests_total",
+            &[("route", "dead"), ("status_class", "5xx")]
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -87,9 +116,17 @@ async fn slow_upstream_gives_504_json() {
     );
     let gh = Gatehouse::start(&public_config(echo.addr(), &extra)).unwrap();
     let started = std::time::Instant::now();
-    let resp = client().get(gh.url("/slow/x")).header("x-echo-delay-ms", "3000").send().await.unwrap();
+    let resp = client()
+        .get(gh.url("/slow/x"))
+        .header("x-echo-delay-ms", "3000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 504);
-    assert!(started.elapsed() < std::time::Duration::from_secs(2), "timed out by the read timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "timed out by the read timeout"
+    );
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "upstream_timeout");
 }
@@ -100,8 +137,12 @@ async fn dot_segments_are_refused() {
     let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
     // reqwest would normalize "..": send the raw request line ourselves.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(gh.listen_addr()).await.unwrap();
-    s.write_all(b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(gh.listen_addr())
+        .await
+        .unwrap();
+    s.write_all(b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
@@ -110,7 +151,11 @@ async fn dot_segments_are_refused() {
 
 #[tokio::test]
 async fn host_and_method_routing_and_round_robin() {
-    let (a, b, c) = (EchoUpstream::start(), EchoUpstream::start(), EchoUpstream::start());
+    let (a, b, c) = (
+        EchoUpstream::start(),
+        EchoUpstream::start(),
+        EchoUpstream::start(),
+    );
     let extra = format!(
         r#"
 [upstreams.pair]
@@ -138,35 +183,107 @@ upstream = "pair"
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(&public_config(echo.addr(), &extra)).unwrap();
     let cl = client();
-    cl.post(gh.url("/public/x")).header("host", "API.example.com:8080").send().await.unwrap().error_for_status().unwrap();
+    cl.post(gh.url("/public/x"))
+        .header("host", "API.example.com:8080")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
     assert_eq!(c.requests(), 1, "host + method route");
-    cl.get(gh.url("/public/x")).header("host", "api.example.com").send().await.unwrap().error_for_status().unwrap();
-    assert_eq!(echo.requests(), 1, "GET falls through to the hostless route");
+    cl.get(gh.url("/public/x"))
+        .header("host", "api.example.com")
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    assert_eq!(
+        echo.requests(),
+        1,
+        "GET falls through to the hostless route"
+    );
     for _ in 0..10 {
-        cl.get(gh.url("/spread")).send().await.unwrap().error_for_status().unwrap();
+        cl.get(gh.url("/spread"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
     }
-    assert_eq!((a.requests(), b.requests()), (5, 5), "round-robin over both peers");
+    assert_eq!(
+        (a.requests(), b.requests()),
+        (5, 5),
+        "round-robin over both peers"
+    );
 }
 
 #[tokio::test]
 async fn metrics_move_with_traffic() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
-    let before = gh.metric("gatehouse_requests_total", &[("route", "public"), ("status_class", "2xx")]).unwrap_or(0.0);
+    let before = gh
+        .metric(
+            "gatehouse_requests_total",
+            &[("route", "public"), ("status_class", "2xx")],
+        )
+        .unwrap_or(0.0);
     let cl = client();
     for _ in 0..7 {
-        cl.get(gh.url("/public/m")).send().await.unwrap().error_for_status().unwrap();
+        cl.get(gh.url("/public/m"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
     }
     cl.get(gh.url("/none")).send().await.unwrap();
     let m = |name: &str, labels: &[(&str, &str)]| gh.metric(name, labels);
-    assert_eq!(m("gatehouse_requests_total", &[("route", "public"), ("status_class", "2xx")]), Some(before + 7.0));
-    assert_eq!(m("gatehouse_requests_total", &[("route", "_none"), ("status_class", "4xx")]), Some(1.0));
-    assert_eq!(m("gatehouse_request_duration_seconds_count", &[("route", "public")]), Some(7.0));
-    assert_eq!(m("gatehouse_upstream_duration_seconds_count", &[("route", "public")]), Some(7.0));
+    assert_eq!(
+        m(
+            "gatehouse_requests_total",
+            &[("route", "public"), ("status_class", "2xx")]
+        ),
+        Some(before + 7.0)
+    );
+    assert_eq!(
+        m(
+            "gatehouse_requests_total",
+            &[("route", "_none"), ("status_class", "4xx")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m(
+            "gatehouse_request_duration_seconds_count",
+            &[("route", "public")]
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        m(
+            "gatehouse_upstream_duration_seconds_count",
+            &[("route", "public")]
+        ),
+        Some(7.0)
+    );
     assert_eq!(m("gatehouse_config_generation", &[]), Some(1.0));
-    assert_eq!(m("gatehouse_config_reloads_total", &[("result", "success")]), Some(1.0));
-    assert!(m("gatehouse_config_last_reload_success_timestamp_seconds", &[]).unwrap() > 1.7e9);
+    assert_eq!(
+        m("gatehouse_config_reloads_total", &[("result", "success")]),
+        Some(1.0)
+    );
+    assert!(
+        m(
+            "gatehouse_config_last_reload_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            > 1.7e9
+    );
     assert!(m("process_resident_memory_bytes", &[]).unwrap() > 0.0);
     let text = gh.metrics().unwrap();
-    assert!(text.contains("le=\"1e-5\"") || text.contains("le=\"0.00001\""), "10µs bucket exists");
+    assert!(
+        text.contains("le=\"1e-5\"") || text.contains("le=\"0.00001\""),
+        "10µs bucket exists"
+    );
 }

@@ -31,7 +31,10 @@ upstream = "echo"
 
 /// An HTTP client that never reuses connections across tests and has a timeout.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 /// The echo upstream's view of a proxied request.
@@ -42,7 +45,10 @@ pub async fn echoed(resp: reqwest::Response) -> serde_json::Value {
 
 /// Values of a header as the echo upstream received it.
 pub fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
-    echo["headers"][name].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default()
+    echo["headers"][name]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

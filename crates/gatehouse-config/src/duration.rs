@@ -38,9 +38,9 @@ impl HumanDuration {
                 "duration \"{t}\" has no unit; write it like \"{t}s\" or \"{t}ms\""
             ));
         }
-        humantime::parse_duration(t)
-            .map(Self)
-            .map_err(|e| format!("invalid duration \"{t}\": {e} (examples: \"250ms\", \"30s\", \"15m\")"))
+        humantime::parse_duration(t).map(Self).map_err(|e| {
+            format!("invalid duration \"{t}\": {e} (examples: \"250ms\", \"30s\", \"15m\")")
+        })
     }
 }
 
@@ -85,16 +85,30 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!(HumanDuration::parse("250ms").unwrap().get(), Duration::from_millis(250));
-        assert_eq!(HumanDuration::parse("30s").unwrap().get(), Duration::from_secs(30));
-        assert_eq!(HumanDuration::parse("15m").unwrap().get(), Duration::from_secs(900));
-        assert_eq!(HumanDuration::parse("1h 30m").unwrap().get(), Duration::from_secs(5400));
+        assert_eq!(
+            HumanDuration::parse("250ms").unwrap().get(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            HumanDuration::parse("30s").unwrap().get(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            HumanDuration::parse("15m").unwrap().get(),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            HumanDuration::parse("1h 30m").unwrap().get(),
+            Duration::from_secs(5400)
+        );
     }
 
     #[test]
     fn refuses_unitless_and_garbage() {
         assert!(HumanDuration::parse("30").unwrap_err().contains("no unit"));
         assert!(HumanDuration::parse("").is_err());
-        assert!(HumanDuration::parse("soon").unwrap_err().contains("invalid duration"));
+        assert!(HumanDuration::parse("soon")
+            .unwrap_err()
+            .contains("invalid duration"));
     }
 }

@@ -134,7 +134,9 @@ impl<'de> Deserialize<'de> for ConnectorConfig {
                 "`kind` must be a string, found {}",
                 other.type_str()
             ))),
-            None => Err(D::Error::custom("missing key `kind` (the connector kind, e.g. kind = \"jwt\")")),
+            None => Err(D::Error::custom(
+                "missing key `kind` (the connector kind, e.g. kind = \"jwt\")",
+            )),
         }
     }
 }
@@ -226,16 +228,16 @@ fn line_of(text: &str, offset: usize) -> usize {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
         Self::from_toml_str(&text)
     }
 
     /// Parses and validates configuration text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
         let de = toml::Deserializer::parse(text).map_err(|e| {
-            let mut err = ConfigError::new("", format!("invalid TOML: {}", clean_message(e.message())));
+            let mut err =
+                ConfigError::new("", format!("invalid TOML: {}", clean_message(e.message())));
             err.line = e.span().map(|s| line_of(text, s.start));
             err
         })?;
@@ -259,11 +261,17 @@ impl Config {
         let mut errs = Vec::new();
         let s = &self.server;
         if s.listen.is_empty() {
-            errs.push(ConfigError::new("server.listen", "at least one listener is required"));
+            errs.push(ConfigError::new(
+                "server.listen",
+                "at least one listener is required",
+            ));
         }
         for (i, a) in s.listen.iter().enumerate() {
             if s.listen[..i].contains(a) {
-                errs.push(ConfigError::new(format!("server.listen[{i}]"), format!("{a} is listed twice")));
+                errs.push(ConfigError::new(
+                    format!("server.listen[{i}]"),
+                    format!("{a} is listed twice"),
+                ));
             }
             if s.admin_listen == Some(*a) {
                 errs.push(ConfigError::new(
@@ -274,27 +282,43 @@ impl Config {
         }
         if let Some(t) = s.threads {
             if t == 0 || t > 1024 {
-                errs.push(ConfigError::new("server.threads", format!("must be between 1 and 1024, got {t}")));
+                errs.push(ConfigError::new(
+                    "server.threads",
+                    format!("must be between 1 and 1024, got {t}"),
+                ));
             }
         }
         if s.upstream_keepalive_pool_size > 1_000_000 {
-            errs.push(ConfigError::new("server.upstream_keepalive_pool_size", "must be at most 1000000"));
+            errs.push(ConfigError::new(
+                "server.upstream_keepalive_pool_size",
+                "must be at most 1000000",
+            ));
         }
 
         for (name, up) in &self.upstreams {
             let p = format!("upstreams.{name}");
             check_name(&p, name, &mut errs);
             if up.peers.is_empty() {
-                errs.push(ConfigError::new(format!("{p}.peers"), "at least one peer (host:port) is required"));
+                errs.push(ConfigError::new(
+                    format!("{p}.peers"),
+                    "at least one peer (host:port) is required",
+                ));
             }
             for (i, peer) in up.peers.iter().enumerate() {
                 if let Err(m) = split_host_port(peer) {
                     errs.push(ConfigError::new(format!("{p}.peers[{i}]"), m));
                 }
             }
-            for (key, d) in [("connect_timeout", up.connect_timeout), ("read_timeout", up.read_timeout), ("write_timeout", up.write_timeout)] {
+            for (key, d) in [
+                ("connect_timeout", up.connect_timeout),
+                ("read_timeout", up.read_timeout),
+                ("write_timeout", up.write_timeout),
+            ] {
                 if d.get().is_zero() {
-                    errs.push(ConfigError::new(format!("{p}.{key}"), "must be greater than zero"));
+                    errs.push(ConfigError::new(
+                        format!("{p}.{key}"),
+                        "must be greater than zero",
+                    ));
                 }
             }
         }
@@ -308,7 +332,9 @@ impl Config {
         }
 
         let mut seen_names: HashMap<&str, usize> = HashMap::new();
-        let mut seen_keys: HashMap<(Option<String>, &str, Option<Vec<String>>), usize> = HashMap::new();
+        // (host pattern, path prefix, sorted methods) → first route with it.
+        type RouteKey<'a> = (Option<String>, &'a str, Option<Vec<String>>);
+        let mut seen_keys: HashMap<RouteKey<'_>, usize> = HashMap::new();
         for (i, r) in self.routes.iter().enumerate() {
             let p = format!("routes[{i}]");
             if r.name.is_empty() {
@@ -325,7 +351,11 @@ impl Config {
                     format!("{p}.path_prefix"),
                     format!("must start with '/', got \"{}\"", r.path_prefix),
                 ));
-            } else if r.path_prefix.contains(['?', '#']) || r.path_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            } else if r.path_prefix.contains(['?', '#'])
+                || r.path_prefix
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
                 errs.push(ConfigError::new(
                     format!("{p}.path_prefix"),
                     "must be a plain path (no query, fragment, spaces or control characters)",
@@ -338,13 +368,19 @@ impl Config {
             }
             if let Some(ms) = &r.methods {
                 if ms.is_empty() {
-                    errs.push(ConfigError::new(format!("{p}.methods"), "must not be empty (omit it to match every method)"));
+                    errs.push(ConfigError::new(
+                        format!("{p}.methods"),
+                        "must not be empty (omit it to match every method)",
+                    ));
                 }
                 for (j, m) in ms.iter().enumerate() {
                     if !KNOWN_METHODS.contains(&m.as_str()) {
                         errs.push(ConfigError::new(
                             format!("{p}.methods[{j}]"),
-                            format!("unknown method \"{m}\" (known: {}; methods are case-sensitive)", KNOWN_METHODS.join(", ")),
+                            format!(
+                                "unknown method \"{m}\" (known: {}; methods are case-sensitive)",
+                                KNOWN_METHODS.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -352,17 +388,27 @@ impl Config {
             if !self.upstreams.contains_key(&r.upstream) {
                 errs.push(ConfigError::new(
                     format!("{p}.upstream"),
-                    format!("no upstream named \"{}\" (known: {})", r.upstream, known(self.upstreams.keys())),
+                    format!(
+                        "no upstream named \"{}\" (known: {})",
+                        r.upstream,
+                        known(self.upstreams.keys())
+                    ),
                 ));
             }
             for (j, c) in r.connectors.iter().enumerate() {
                 if !self.connectors.contains_key(c) {
                     errs.push(ConfigError::new(
                         format!("{p}.connectors[{j}]"),
-                        format!("no connector named \"{c}\" (known: {})", known(self.connectors.keys())),
+                        format!(
+                            "no connector named \"{c}\" (known: {})",
+                            known(self.connectors.keys())
+                        ),
                     ));
                 } else if r.connectors[..j].contains(c) {
-                    errs.push(ConfigError::new(format!("{p}.connectors[{j}]"), format!("connector \"{c}\" is listed twice")));
+                    errs.push(ConfigError::new(
+                        format!("{p}.connectors[{j}]"),
+                        format!("connector \"{c}\" is listed twice"),
+                    ));
                 }
             }
             let mut methods = r.methods.clone();
@@ -370,7 +416,11 @@ impl Config {
                 m.sort();
                 m.dedup();
             }
-            let key = (r.host.as_ref().map(|h| normalize_host_pattern(h)), r.path_prefix.as_str(), methods);
+            let key = (
+                r.host.as_ref().map(|h| normalize_host_pattern(h)),
+                r.path_prefix.as_str(),
+                methods,
+            );
             if let Some(first) = seen_keys.get(&key) {
                 errs.push(ConfigError::new(
                     format!("{p}.path_prefix"),
@@ -401,7 +451,9 @@ fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
 fn check_name(path: &str, name: &str, errs: &mut Vec<ConfigError>) {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok {
         errs.push(ConfigError::new(
             path,
@@ -437,7 +489,9 @@ pub fn split_host_port(s: &str) -> Result<(&str, u16), String> {
 pub fn normalize_host_pattern(h: &str) -> String {
     let h = h.trim().to_ascii_lowercase();
     match h.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => host.to_string(),
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.to_string()
+        }
         _ => h,
     }
 }
@@ -447,7 +501,9 @@ fn check_host_pattern(h: &str) -> Result<(), String> {
     let body = n.strip_prefix("*.").unwrap_or(&n);
     if body.is_empty()
         || body.contains('*')
-        || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         || body.starts_with('.')
         || body.ends_with('.')
     {

@@ -32,24 +32,43 @@ upstream = "users"
 "#;
 
 fn err_of(text: &str) -> ConfigError {
-    Config::from_toml_str(text).unwrap_err().first().unwrap().clone()
+    Config::from_toml_str(text)
+        .unwrap_err()
+        .first()
+        .unwrap()
+        .clone()
 }
 
 #[test]
 fn parses_a_full_config_with_defaults() {
     let c = Config::from_toml_str(BASE).unwrap();
     assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
-    assert_eq!(c.server.grace_period.get(), std::time::Duration::from_secs(10));
+    assert_eq!(
+        c.server.grace_period.get(),
+        std::time::Duration::from_secs(10)
+    );
     assert!(c.server.work_stealing);
-    assert_eq!(c.upstreams["users"].connect_timeout.get(), std::time::Duration::from_millis(250));
-    assert_eq!(c.upstreams["orders"].read_timeout.get(), std::time::Duration::from_secs(30));
+    assert_eq!(
+        c.upstreams["users"].connect_timeout.get(),
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(
+        c.upstreams["orders"].read_timeout.get(),
+        std::time::Duration::from_secs(30)
+    );
     assert_eq!(c.connectors["corp"].kind, "jwt");
     assert_eq!(
-        c.connectors["corp"].settings.get("jwks_url").and_then(|v| v.as_str()),
+        c.connectors["corp"]
+            .settings
+            .get("jwks_url")
+            .and_then(|v| v.as_str()),
         Some("https://idp.example/jwks.json")
     );
     assert!(!c.connectors["corp"].settings.contains_key("kind"));
-    assert_eq!(c.routes[1].methods.as_deref(), Some(&["GET".to_string(), "HEAD".to_string()][..]));
+    assert_eq!(
+        c.routes[1].methods.as_deref(),
+        Some(&["GET".to_string(), "HEAD".to_string()][..])
+    );
 }
 
 #[test]
@@ -61,7 +80,10 @@ fn syntax_error_reports_line() {
 
 #[test]
 fn unknown_key_is_refused_with_its_path() {
-    let e = err_of(&BASE.replace("upstream = \"users\"", "upstream = \"users\"\nupstrem = \"x\""));
+    let e = err_of(&BASE.replace(
+        "upstream = \"users\"",
+        "upstream = \"users\"\nupstrem = \"x\"",
+    ));
     assert_eq!(e.path, "routes[1].upstrem", "{e}");
     assert!(e.message.contains("unknown field"), "{e}");
     assert!(e.line.is_some());
@@ -97,7 +119,10 @@ fn connector_needs_a_kind() {
 #[test]
 fn unknown_upstream_reference_lists_known_ones() {
     let e = err_of(&BASE.replace("upstream = \"orders\"", "upstream = \"ordrs\""));
-    assert_eq!(e.to_string(), "routes[0].upstream: no upstream named \"ordrs\" (known: orders, users)");
+    assert_eq!(
+        e.to_string(),
+        "routes[0].upstream: no upstream named \"ordrs\" (known: orders, users)"
+    );
 }
 
 #[test]
@@ -111,12 +136,18 @@ fn unknown_connector_reference() {
 fn duplicate_route_name() {
     let e = err_of(&BASE.replace("name = \"users\"", "name = \"orders\""));
     assert_eq!(e.path, "routes[1].name");
-    assert!(e.message.contains("duplicate route name \"orders\" (also routes[0])"), "{e}");
+    assert!(
+        e.message
+            .contains("duplicate route name \"orders\" (also routes[0])"),
+        "{e}"
+    );
 }
 
 #[test]
 fn shadowed_route_is_refused() {
-    let text = format!("{BASE}\n[[routes]]\nname = \"again\"\npath_prefix = \"/orders\"\nupstream = \"users\"\n");
+    let text = format!(
+        "{BASE}\n[[routes]]\nname = \"again\"\npath_prefix = \"/orders\"\nupstream = \"users\"\n"
+    );
     let e = err_of(&text);
     assert_eq!(e.path, "routes[2].path_prefix");
     assert!(e.message.contains("routes[0]"), "{e}");
@@ -143,9 +174,16 @@ fn bad_prefix_host_and_method() {
 fn bad_peer_and_names() {
     let e = err_of(&BASE.replace("\"127.0.0.1:9000\"", "\"127.0.0.1\""));
     assert_eq!(e.path, "upstreams.orders.peers[0]");
-    let e = err_of(&BASE.replace("[upstreams.orders]\npeers = [\"127.0.0.1:9000\"]", "[upstreams.orders]\npeers = []"));
+    let e = err_of(&BASE.replace(
+        "[upstreams.orders]\npeers = [\"127.0.0.1:9000\"]",
+        "[upstreams.orders]\npeers = []",
+    ));
     assert_eq!(e.path, "upstreams.orders.peers");
-    let e = err_of(&BASE.replace("[connectors.corp]", "[connectors.\"co rp\"]").replace("[\"corp\"]", "[\"co rp\"]"));
+    let e = err_of(
+        &BASE
+            .replace("[connectors.corp]", "[connectors.\"co rp\"]")
+            .replace("[\"corp\"]", "[\"co rp\"]"),
+    );
     assert_eq!(e.path, "connectors.co rp");
 }
 
@@ -183,6 +221,9 @@ fn section_deserializer_prefixes_paths() {
 
 #[test]
 fn host_normalization() {
-    assert_eq!(normalize_host_pattern("API.Example.com:443"), "api.example.com");
+    assert_eq!(
+        normalize_host_pattern("API.Example.com:443"),
+        "api.example.com"
+    );
     assert_eq!(normalize_host_pattern("*.Example.com"), "*.example.com");
 }

@@ -20,7 +20,11 @@ pub enum ChainOutcome {
 
 /// Runs `chain` in order. `observe(index, allowed, elapsed)` is called after
 /// each connector (for metrics). An empty chain allows with no edits.
-pub async fn run_chain<F>(chain: &[Arc<dyn Connector>], req: &RequestView<'_>, mut observe: F) -> ChainOutcome
+pub async fn run_chain<F>(
+    chain: &[Arc<dyn Connector>],
+    req: &RequestView<'_>,
+    mut observe: F,
+) -> ChainOutcome
 where
     F: FnMut(usize, bool, Duration),
 {
@@ -69,21 +73,39 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if self.allow {
                 Verdict::Allow(HeaderEdits {
-                    set: vec![(HeaderName::from_static(self.header), HeaderValue::from_static("yes"))],
+                    set: vec![(
+                        HeaderName::from_static(self.header),
+                        HeaderValue::from_static("yes"),
+                    )],
                     ..Default::default()
                 })
             } else {
-                Verdict::Deny(Rejection::json(StatusCode::FORBIDDEN, Reason::PolicyDenied, "denied", self.header))
+                Verdict::Deny(Rejection::json(
+                    StatusCode::FORBIDDEN,
+                    Reason::PolicyDenied,
+                    "denied",
+                    self.header,
+                ))
             }
         }
     }
 
     fn step(allow: bool, header: &'static str) -> Arc<Step> {
-        Arc::new(Step { allow, header, calls: AtomicUsize::new(0) })
+        Arc::new(Step {
+            allow,
+            header,
+            calls: AtomicUsize::new(0),
+        })
     }
 
     fn view<'a>(m: &'a Method, u: &'a Uri, h: &'a HeaderMap) -> RequestView<'a> {
-        RequestView { method: m, uri: u, headers: h, client: None, request_id: "r1" }
+        RequestView {
+            method: m,
+            uri: u,
+            headers: h,
+            client: None,
+            request_id: "r1",
+        }
     }
 
     #[tokio::test]
@@ -94,7 +116,10 @@ mod tests {
         let mut seen = vec![];
         match run_chain(&chain, &view(&m, &u, &h), |i, ok, _| seen.push((i, ok))).await {
             ChainOutcome::Allow(e) => {
-                assert_eq!(e.set.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["x-a", "x-b"]);
+                assert_eq!(
+                    e.set.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                    ["x-a", "x-b"]
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -113,12 +138,18 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(c.calls.load(Ordering::SeqCst), 0, "connector after a deny must not run");
+        assert_eq!(
+            c.calls.load(Ordering::SeqCst),
+            0,
+            "connector after a deny must not run"
+        );
     }
 
     #[tokio::test]
     async fn empty_chain_allows() {
         let (m, u, h) = (Method::GET, Uri::from_static("/x"), HeaderMap::new());
-        assert!(matches!(run_chain(&[], &view(&m, &u, &h), |_, _, _| {}).await, ChainOutcome::Allow(e) if e.is_empty()));
+        assert!(
+            matches!(run_chain(&[], &view(&m, &u, &h), |_, _, _| {}).await, ChainOutcome::Allow(e) if e.is_empty())
+        );
     }
 }

@@ -79,7 +79,11 @@ impl Registry {
                 format!(
                     "unknown connector kind \"{}\" (known: {})",
                     cfg.kind,
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             ));
         };

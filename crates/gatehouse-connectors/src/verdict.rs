@@ -139,7 +139,10 @@ impl Reason {
 
     /// Position in [`Reason::ALL`], for pre-resolved metric handles.
     pub fn index(self) -> usize {
-        Self::ALL.iter().position(|r| *r == self).unwrap_or(Self::ALL.len() - 1)
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(Self::ALL.len() - 1)
     }
 
     /// The label / log form, in `snake_case`.
@@ -207,7 +210,13 @@ impl Rejection {
     /// An RFC 6750 bearer-token error: JSON body plus a `WWW-Authenticate:
     /// Bearer realm="…"` challenge, with `error`/`error_description` unless
     /// `error` is empty (the "no credential" case, RFC 6750 §3.1).
-    pub fn bearer(status: StatusCode, reason: Reason, realm: &str, error: &str, description: &str) -> Self {
+    pub fn bearer(
+        status: StatusCode,
+        reason: Reason,
+        realm: &str,
+        error: &str,
+        description: &str,
+    ) -> Self {
         let mut challenge = format!("Bearer realm=\"{}\"", quote_safe(realm));
         if !error.is_empty() {
             challenge.push_str(&format!(
@@ -219,7 +228,11 @@ impl Rejection {
         let mut r = Self::json(
             status,
             reason,
-            if error.is_empty() { "unauthorized" } else { error },
+            if error.is_empty() {
+                "unauthorized"
+            } else {
+                error
+            },
             description,
         );
         if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -239,7 +252,13 @@ impl Rejection {
 /// without `"` and `\`.
 fn quote_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '\'' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '\''
+            }
+        })
         .collect()
 }
 
@@ -259,8 +278,18 @@ mod tests {
 
     #[test]
     fn bearer_challenge_format() {
-        let r = Rejection::bearer(StatusCode::UNAUTHORIZED, Reason::Expired, "api", "invalid_token", "token \"expired\"");
-        let (_, v) = r.headers.iter().find(|(n, _)| n == http::header::WWW_AUTHENTICATE).unwrap();
+        let r = Rejection::bearer(
+            StatusCode::UNAUTHORIZED,
+            Reason::Expired,
+            "api",
+            "invalid_token",
+            "token \"expired\"",
+        );
+        let (_, v) = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+            .unwrap();
         assert_eq!(
             v.to_str().unwrap(),
             "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token 'expired'\""
@@ -268,16 +297,38 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"], "invalid_token");
 
-        let r = Rejection::bearer(StatusCode::UNAUTHORIZED, Reason::MissingToken, "api", "", "no token");
-        let (_, v) = r.headers.iter().find(|(n, _)| n == http::header::WWW_AUTHENTICATE).unwrap();
+        let r = Rejection::bearer(
+            StatusCode::UNAUTHORIZED,
+            Reason::MissingToken,
+            "api",
+            "",
+            "no token",
+        );
+        let (_, v) = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+            .unwrap();
         assert_eq!(v.to_str().unwrap(), "Bearer realm=\"api\"");
     }
 
     #[test]
     fn merge_keeps_order() {
         let mut a = HeaderEdits::none();
-        a.merge(HeaderEdits { set: vec![(HeaderName::from_static("x-a"), HeaderValue::from_static("1"))], ..Default::default() });
-        a.merge(HeaderEdits { set: vec![(HeaderName::from_static("x-a"), HeaderValue::from_static("2"))], ..Default::default() });
+        a.merge(HeaderEdits {
+            set: vec![(
+                HeaderName::from_static("x-a"),
+                HeaderValue::from_static("1"),
+            )],
+            ..Default::default()
+        });
+        a.merge(HeaderEdits {
+            set: vec![(
+                HeaderName::from_static("x-a"),
+                HeaderValue::from_static("2"),
+            )],
+            ..Default::default()
+        });
         assert_eq!(a.set.len(), 2);
         assert_eq!(a.set[1].1, "2");
     }

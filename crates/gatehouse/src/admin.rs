@@ -12,11 +12,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     r
 }
 
@@ -31,7 +41,11 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
             let enc = TextEncoder::new();
             match enc.encode(&state.metrics.registry.gather(), &mut buf) {
                 Ok(()) => reply(StatusCode::OK, "text/plain; version=0.0.4", buf),
-                Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("encoding failed: {e}\n")),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("encoding failed: {e}\n"),
+                ),
             }
         }
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
@@ -44,10 +58,18 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
                     format!("{{\"status\":\"shutting_down\",\"generation\":{generation}}}\n"),
                 )
             } else {
-                reply(StatusCode::OK, "application/json", format!("{{\"status\":\"ready\",\"generation\":{generation}}}\n"))
+                reply(
+                    StatusCode::OK,
+                    "application/json",
+                    format!("{{\"status\":\"ready\",\"generation\":{generation}}}\n"),
+                )
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found (try /metrics, /healthz, /readyz)\n"),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found (try /metrics, /healthz, /readyz)\n",
+        ),
     }
 }
 

@@ -26,7 +26,13 @@ struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 struct Common {
     /// Configuration file.
-    #[arg(short, long, global = true, env = "GATEHOUSE_CONFIG", default_value = "gatehouse.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "GATEHOUSE_CONFIG",
+        default_value = "gatehouse.toml"
+    )]
     config: PathBuf,
     /// Log format.
     #[arg(long, global = true, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -49,8 +55,9 @@ enum LogFormat {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,pingora=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,pingora=warn")
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -67,7 +74,10 @@ fn main() -> ExitCode {
     let registry = gatehouse_connectors::Registry::builtin();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -81,7 +91,11 @@ fn main() -> ExitCode {
                 }
                 Err(errs) => {
                     let n = errs.0.len();
-                    eprintln!("{}: {n} error{}", cli.common.config.display(), if n == 1 { "" } else { "s" });
+                    eprintln!(
+                        "{}: {n} error{}",
+                        cli.common.config.display(),
+                        if n == 1 { "" } else { "s" }
+                    );
                     for e in errs.iter() {
                         eprintln!("  {e}");
                     }

@@ -3,8 +3,8 @@
 
 use gatehouse_connectors::Reason;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -51,7 +51,10 @@ pub struct Metrics {
 }
 
 fn hist(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
 }
 
 impl Metrics {
@@ -60,7 +63,10 @@ impl Metrics {
         let registry = Registry::new();
         let m = Self {
             requests: IntCounterVec::new(
-                Opts::new("gatehouse_requests_total", "Requests answered, by route and status class."),
+                Opts::new(
+                    "gatehouse_requests_total",
+                    "Requests answered, by route and status class.",
+                ),
                 &["route", "status_class"],
             )?,
             request_duration: hist(
@@ -79,19 +85,31 @@ impl Metrics {
                 &["connector", "result"],
             )?,
             rejections: IntCounterVec::new(
-                Opts::new("gatehouse_rejections_total", "Requests refused by a connector, by route, connector and reason."),
+                Opts::new(
+                    "gatehouse_rejections_total",
+                    "Requests refused by a connector, by route, connector and reason.",
+                ),
                 &["route", "connector", "reason"],
             )?,
             reloads: IntCounterVec::new(
-                Opts::new("gatehouse_config_reloads_total", "Configuration loads and reloads, by result."),
+                Opts::new(
+                    "gatehouse_config_reloads_total",
+                    "Configuration loads and reloads, by result.",
+                ),
                 &["result"],
             )?,
-            generation: IntGauge::new("gatehouse_config_generation", "Generation of the configuration now serving (1 = loaded at start).")?,
+            generation: IntGauge::new(
+                "gatehouse_config_generation",
+                "Generation of the configuration now serving (1 = loaded at start).",
+            )?,
             last_reload_success: Gauge::new(
                 "gatehouse_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful configuration load.",
             )?,
-            inflight: IntGauge::new("gatehouse_inflight_requests", "Requests being processed now.")?,
+            inflight: IntGauge::new(
+                "gatehouse_inflight_requests",
+                "Requests being processed now.",
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -104,11 +122,16 @@ impl Metrics {
         r.register(Box::new(m.generation.clone()))?;
         r.register(Box::new(m.last_reload_success.clone()))?;
         r.register(Box::new(m.inflight.clone()))?;
-        let info = IntGaugeVec::new(Opts::new("gatehouse_build_info", "Build information."), &["version"])?;
+        let info = IntGaugeVec::new(
+            Opts::new("gatehouse_build_info", "Build information."),
+            &["version"],
+        )?;
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         r.register(Box::new(info))?;
         #[cfg(target_os = "linux")]
-        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         for result in ["success", "failure"] {
             m.reloads.with_label_values(&[result]);
         }
@@ -158,7 +181,9 @@ impl Metrics {
 
     /// Drops the series of a connector that left the configuration.
     pub fn forget_connector(&self, name: &str) {
-        let _ = self.connector_duration.remove_label_values(&[name, "allow"]);
+        let _ = self
+            .connector_duration
+            .remove_label_values(&[name, "allow"]);
         let _ = self.connector_duration.remove_label_values(&[name, "deny"]);
     }
 }
@@ -196,7 +221,10 @@ impl RouteMetrics {
     pub fn reject(&self, index: usize, reason: Reason) {
         if let Some(h) = self.rejections.get(index) {
             h.by_reason[reason.index()]
-                .get_or_init(|| h.family.with_label_values(&[&h.route, &h.connector, reason.as_str()]))
+                .get_or_init(|| {
+                    h.family
+                        .with_label_values(&[&h.route, &h.connector, reason.as_str()])
+                })
                 .inc();
         }
     }

@@ -53,14 +53,19 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 fn new_request_id() -> HeaderValue {
     let id = uuid::Uuid::new_v4();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).unwrap_or(HeaderValue::from_static("unknown"))
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// True when a path has `.` or `..` segments, plain or percent-encoded:
 /// such paths are refused, so a prefix can never be escaped upstream.
 fn has_dot_segments(path: &str) -> bool {
     path.split('/').any(|seg| {
-        if seg.len() > 6 || !seg.bytes().all(|b| b == b'.' || b == b'%' || b == b'2' || b == b'e' || b == b'E') {
+        if seg.len() > 6
+            || !seg
+                .bytes()
+                .all(|b| b == b'.' || b == b'%' || b == b'2' || b == b'e' || b == b'E')
+        {
             return false;
         }
         let lower = seg.to_ascii_lowercase().replace("%2e", ".");
@@ -69,7 +74,14 @@ fn has_dot_segments(path: &str) -> bool {
 }
 
 /// Writes a complete response from `request_filter`.
-async fn respond(session: &mut Session, status: StatusCode, headers: &[(http::HeaderName, HeaderValue)], content_type: &HeaderValue, body: Bytes, request_id: Option<&HeaderValue>) -> Result<()> {
+async fn respond(
+    session: &mut Session,
+    status: StatusCode,
+    headers: &[(http::HeaderName, HeaderValue)],
+    content_type: &HeaderValue,
+    body: Bytes,
+    request_id: Option<&HeaderValue>,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(header::CONTENT_TYPE, content_type.clone())?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
@@ -85,14 +97,21 @@ async fn respond(session: &mut Session, status: StatusCode, headers: &[(http::He
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only || body.is_empty()).await?;
+    session
+        .write_response_header(Box::new(resp), head_only || body.is_empty())
+        .await?;
     if !head_only && !body.is_empty() {
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }
 
-fn json_error(status: StatusCode, error: &str, description: &str, request_id: Option<&HeaderValue>) -> Bytes {
+fn json_error(
+    status: StatusCode,
+    error: &str,
+    description: &str,
+    request_id: Option<&HeaderValue>,
+) -> Bytes {
     let rid = request_id.and_then(|v| v.to_str().ok()).unwrap_or("");
     Bytes::from(
         serde_json::json!({ "error": error, "error_description": description, "request_id": rid, "status": status.as_u16() })
@@ -109,13 +128,20 @@ fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
             !names.iter().any(|n| n == k)
         })
         .collect();
-    let pq = if kept.is_empty() { uri.path().to_string() } else { format!("{}?{}", uri.path(), kept.join("&")) };
+    let pq = if kept.is_empty() {
+        uri.path().to_string()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
     pq.parse().ok()
 }
 
 impl GatehouseProxy {
     fn route<'a>(&self, ctx: &'a Ctx) -> Option<&'a crate::snapshot::CompiledRoute> {
-        ctx.snapshot.as_ref().zip(ctx.route).and_then(|(s, i)| s.routes.get(i))
+        ctx.snapshot
+            .as_ref()
+            .zip(ctx.route)
+            .and_then(|(s, i)| s.routes.get(i))
     }
 }
 
@@ -141,19 +167,53 @@ impl ProxyHttp for GatehouseProxy {
         let snapshot = self.state.current();
         ctx.snapshot = Some(snapshot.clone());
         let req = session.req_header();
-        let rid = req.headers.get(X_REQUEST_ID).filter(|v| valid_request_id(v)).cloned().unwrap_or_else(new_request_id);
+        let rid = req
+            .headers
+            .get(X_REQUEST_ID)
+            .filter(|v| valid_request_id(v))
+            .cloned()
+            .unwrap_or_else(new_request_id);
         ctx.request_id = Some(rid.clone());
 
         if has_dot_segments(req.uri.path()) {
-            let body = json_error(StatusCode::BAD_REQUEST, "invalid_path", "the path contains dot-segments", Some(&rid));
-            respond(session, StatusCode::BAD_REQUEST, &[], &HeaderValue::from_static("application/json"), body, Some(&rid)).await?;
+            let body = json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                "the path contains dot-segments",
+                Some(&rid),
+            );
+            respond(
+                session,
+                StatusCode::BAD_REQUEST,
+                &[],
+                &HeaderValue::from_static("application/json"),
+                body,
+                Some(&rid),
+            )
+            .await?;
             return Ok(true);
         }
 
-        let host = req.uri.host().or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+        let host = req
+            .uri
+            .host()
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
         let Some(idx) = snapshot.router.find(host, req.uri.path(), &req.method) else {
-            let body = json_error(StatusCode::NOT_FOUND, "no_route", "no route matches this request", Some(&rid));
-            respond(session, StatusCode::NOT_FOUND, &[], &HeaderValue::from_static("application/json"), body, Some(&rid)).await?;
+            let body = json_error(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "no route matches this request",
+                Some(&rid),
+            );
+            respond(
+                session,
+                StatusCode::NOT_FOUND,
+                &[],
+                &HeaderValue::from_static("application/json"),
+                body,
+                Some(&rid),
+            )
+            .await?;
             return Ok(true);
         };
         ctx.route = Some(idx);
@@ -162,17 +222,35 @@ impl ProxyHttp for GatehouseProxy {
             return Ok(false);
         }
 
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let rid_str = rid.to_str().unwrap_or("");
-        let view = RequestView { method: &req.method, uri: &req.uri, headers: &req.headers, client, request_id: rid_str };
-        let outcome = run_chain(&route.chain, &view, |i, ok, d| route.chain_metrics[i].observe(ok, d)).await;
+        let view = RequestView {
+            method: &req.method,
+            uri: &req.uri,
+            headers: &req.headers,
+            client,
+            request_id: rid_str,
+        };
+        let outcome = run_chain(&route.chain, &view, |i, ok, d| {
+            route.chain_metrics[i].observe(ok, d)
+        })
+        .await;
         match outcome {
             ChainOutcome::Allow(edits) => {
                 ctx.edits = edits;
                 Ok(false)
             }
             ChainOutcome::Deny { index, rejection } => {
-                let Rejection { status, reason, headers, content_type, body } = rejection;
+                let Rejection {
+                    status,
+                    reason,
+                    headers,
+                    content_type,
+                    body,
+                } = rejection;
                 route.metrics.reject(index, reason);
                 ctx.rejected = Some((index, reason));
                 tracing::debug!(route = %route.name, connector = route.chain[index].name(), %reason, status = status.as_u16(), "request rejected");
@@ -184,14 +262,22 @@ impl ProxyHttp for GatehouseProxy {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let Some(route) = self.route(ctx) else {
-            return Err(Error::explain(ErrorType::InternalError, "no route selected"));
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route selected",
+            ));
         };
         let peer = Box::new(route.upstream.next_peer().clone());
         ctx.upstream_start = Some(Instant::now());
         Ok(peer)
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, up: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         if let Some(route) = self.route(ctx) {
             for h in &route.strip {
                 up.remove_header(h);
@@ -208,8 +294,16 @@ impl ProxyHttp for GatehouseProxy {
                 up.set_uri(uri);
             }
         }
-        if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()) {
-            let xff = match up.headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let xff = match up
+                .headers
+                .get(X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
                 _ => ip.to_string(),
             };
@@ -222,14 +316,24 @@ impl ProxyHttp for GatehouseProxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, _resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         if let (Some(route), Some(t)) = (self.route(ctx), ctx.upstream_start) {
             route.metrics.observe_upstream(t.elapsed());
         }
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
             resp.insert_header(X_REQUEST_ID, id.clone())?;
         }
@@ -239,14 +343,28 @@ impl ProxyHttp for GatehouseProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let (code, error, description) = match e.etype() {
             ErrorType::HTTPStatus(code) => (*code, "error", "request failed"),
-            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (504, "upstream_timeout", "the upstream did not accept the connection in time"),
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout if e.esource() == &ErrorSource::Upstream => {
-                (504, "upstream_timeout", "the upstream did not answer in time")
+            ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (
+                504,
+                "upstream_timeout",
+                "the upstream did not accept the connection in time",
+            ),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                (
+                    504,
+                    "upstream_timeout",
+                    "the upstream did not answer in time",
+                )
             }
             _ => match e.esource() {
-                ErrorSource::Upstream => (502, "bad_gateway", "the upstream is unreachable or failed"),
+                ErrorSource::Upstream => {
+                    (502, "bad_gateway", "the upstream is unreachable or failed")
+                }
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "", ""),
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "", "")
+                    }
                     _ => (400, "bad_request", "the request could not be read"),
                 },
                 _ => (500, "internal_error", "internal error"),
@@ -270,11 +388,16 @@ impl ProxyHttp for GatehouseProxy {
             }
         }
         match self.route(ctx) {
-            Some(route) => tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}"),
+            Some(route) => {
+                tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}")
+            }
             None if code > 0 => tracing::warn!(status = code, "request failed: {e}"),
             None => tracing::debug!("client went away: {e}"),
         }
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
@@ -285,14 +408,22 @@ impl ProxyHttp for GatehouseProxy {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
-        let Some(snapshot) = ctx.snapshot.as_ref() else { return };
+        let Some(snapshot) = ctx.snapshot.as_ref() else {
+            return;
+        };
         let route = ctx.route.and_then(|i| snapshot.routes.get(i));
         match route {
             Some(r) => r.metrics.observe(status, elapsed),
             None => snapshot.unmatched.observe(status, elapsed),
         }
         if snapshot.config.server.access_log {
-            access_log(session, ctx, route.map_or("_none", |r| r.name.as_str()), status, elapsed);
+            access_log(
+                session,
+                ctx,
+                route.map_or("_none", |r| r.name.as_str()),
+                status,
+                elapsed,
+            );
         }
     }
 }
@@ -301,9 +432,16 @@ impl ProxyHttp for GatehouseProxy {
 /// credentials or cookies.
 fn access_log(session: &Session, ctx: &Ctx, route: &str, status: u16, elapsed: Duration) {
     let req = session.req_header();
-    let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string()).unwrap_or_default();
+    let client = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let (connector, reason) = match (ctx.rejected, ctx.snapshot.as_ref(), ctx.route) {
-        (Some((i, reason)), Some(s), Some(r)) => (s.routes[r].chain.get(i).map_or("", |c| c.name()), reason.as_str()),
+        (Some((i, reason)), Some(s), Some(r)) => (
+            s.routes[r].chain.get(i).map_or("", |c| c.name()),
+            reason.as_str(),
+        ),
         _ => ("", ""),
     };
     tracing::info!(
@@ -328,7 +466,14 @@ mod tests {
 
     #[test]
     fn dot_segments_are_detected() {
-        for p in ["/a/../b", "/a/./b", "/..", "/a/%2e%2e/b", "/a/.%2E/b", "/a/%2e/b"] {
+        for p in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/%2e%2e/b",
+            "/a/.%2E/b",
+            "/a/%2e/b",
+        ] {
             assert!(has_dot_segments(p), "{p}");
         }
         for p in ["/a/b", "/a/.well-known/x", "/a/..b", "/", "/a/...", "/e2e"] {
@@ -342,14 +487,21 @@ mod tests {
         let out = remove_query_params(&u, &["access_token".to_string()]).unwrap();
         assert_eq!(out.to_string(), "/a?b=1&access_token_b=2");
         let u: http::Uri = "/a?access_token=x".parse().unwrap();
-        assert_eq!(remove_query_params(&u, &["access_token".to_string()]).unwrap().to_string(), "/a");
+        assert_eq!(
+            remove_query_params(&u, &["access_token".to_string()])
+                .unwrap()
+                .to_string(),
+            "/a"
+        );
     }
 
     #[test]
     fn request_ids() {
         assert!(valid_request_id(&HeaderValue::from_static("abc-123")));
         assert!(!valid_request_id(&HeaderValue::from_static("has space")));
-        assert!(!valid_request_id(&HeaderValue::from_str(&"x".repeat(200)).unwrap()));
+        assert!(!valid_request_id(
+            &HeaderValue::from_str(&"x".repeat(200)).unwrap()
+        ));
         assert_eq!(new_request_id().len(), 36);
     }
 }

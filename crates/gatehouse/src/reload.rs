@@ -17,11 +17,13 @@ use tokio::sync::{mpsc, Mutex};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigErrors> {
-    Ok(std::fs::read(path).map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?)
+    Ok(std::fs::read(path)
+        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?)
 }
 
 fn parse_config(path: &Path, bytes: &[u8]) -> Result<Config, ConfigErrors> {
-    let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::new("", format!("{} is not UTF-8", path.display())))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ConfigError::new("", format!("{} is not UTF-8", path.display())))?;
     Config::from_toml_str(text)
 }
 
@@ -37,7 +39,10 @@ fn concerns(ev: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> bool {
     ev.paths.is_empty()
         || ev.paths.iter().any(|p| {
             let name = p.file_name();
-            name == file_name || name.and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".."))
+            name == file_name
+                || name
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(".."))
         })
 }
 
@@ -54,11 +59,20 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for the file at `path` whose current content is `bytes`.
     pub fn new(path: PathBuf, registry: Registry, state: Arc<State>, bytes: Vec<u8>) -> Self {
-        Self { path, registry, state, last_bytes: Mutex::new(bytes) }
+        Self {
+            path,
+            registry,
+            state,
+            last_bytes: Mutex::new(bytes),
+        }
     }
 
     /// Reloads now. With `only_if_changed`, an unchanged file is a no-op.
-    pub async fn reload(&self, trigger: &str, only_if_changed: bool) -> Result<Option<u64>, ConfigErrors> {
+    pub async fn reload(
+        &self,
+        trigger: &str,
+        only_if_changed: bool,
+    ) -> Result<Option<u64>, ConfigErrors> {
         let mut last = self.last_bytes.lock().await;
         let metrics = &self.state.metrics;
         let result = async {
@@ -90,14 +104,24 @@ impl Reloader {
                     .connectors
                     .iter()
                     .filter(|(name, b)| {
-                        self.state.current().connectors.get(*name).is_some_and(|p| Arc::ptr_eq(&p.connector, &b.connector))
+                        self.state
+                            .current()
+                            .connectors
+                            .get(*name)
+                            .is_some_and(|p| Arc::ptr_eq(&p.connector, &b.connector))
                     })
                     .count();
                 let total = next.connectors.len();
                 self.state.swap(next);
                 metrics.reloads.with_label_values(&["success"]).inc();
                 metrics.last_reload_success.set(unix_now());
-                tracing::info!(trigger, generation, connectors_kept = reused, connectors_total = total, "configuration reloaded");
+                tracing::info!(
+                    trigger,
+                    generation,
+                    connectors_kept = reused,
+                    connectors_total = total,
+                    "configuration reloaded"
+                );
                 Ok(Some(generation))
             }
             Err(errs) => {
@@ -165,11 +189,17 @@ impl Reloader {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Initial load: read, parse, validate, compile (generation 1).
-pub async fn initial_load(path: &Path, registry: &Registry, state_metrics: &crate::metrics::Metrics) -> Result<(Snapshot, Vec<u8>), ConfigErrors> {
+pub async fn initial_load(
+    path: &Path,
+    registry: &Registry,
+    state_metrics: &crate::metrics::Metrics,
+) -> Result<(Snapshot, Vec<u8>), ConfigErrors> {
     let (config, bytes) = read_config(path)?;
     let snap = compile(config, registry, state_metrics, None, 1).await?;
     state_metrics.reloads.with_label_values(&["success"]).inc();

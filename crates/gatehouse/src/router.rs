@@ -70,21 +70,28 @@ impl Router {
             };
             let entry = Entry {
                 prefix: r.path_prefix.clone(),
-                methods: r
-                    .methods
-                    .as_ref()
-                    .map(|ms| ms.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect()),
+                methods: r.methods.as_ref().map(|ms| {
+                    ms.iter()
+                        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                        .collect()
+                }),
                 route: i,
             };
             match groups.iter_mut().find(|g| g.host == host) {
                 Some(g) => g.entries.push(entry),
-                None => groups.push(Group { host, entries: vec![entry] }),
+                None => groups.push(Group {
+                    host,
+                    entries: vec![entry],
+                }),
             }
         }
         for g in &mut groups {
             // Longest prefix first; among equals, routes with a method list first.
             g.entries.sort_by(|a, b| {
-                b.prefix.len().cmp(&a.prefix.len()).then(b.methods.is_some().cmp(&a.methods.is_some()))
+                b.prefix
+                    .len()
+                    .cmp(&a.prefix.len())
+                    .then(b.methods.is_some().cmp(&a.methods.is_some()))
             });
         }
         groups.sort_by_key(|g| match &g.host {
@@ -114,7 +121,8 @@ impl Router {
                 continue;
             }
             let found = g.entries.iter().find(|e| {
-                prefix_matches(&e.prefix, path) && e.methods.as_ref().is_none_or(|ms| ms.contains(method))
+                prefix_matches(&e.prefix, path)
+                    && e.methods.as_ref().is_none_or(|ms| ms.contains(method))
             });
             if let Some(e) = found {
                 return Some(e.route);
@@ -129,7 +137,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<&[&str]>) -> RouteConfig {
+    fn route(
+        name: &str,
+        prefix: &str,
+        host: Option<&str>,
+        methods: Option<&[&str]>,
+    ) -> RouteConfig {
         RouteConfig {
             name: name.into(),
             path_prefix: prefix.into(),
@@ -155,46 +168,109 @@ mod tests {
         (routes, r)
     }
 
-    fn name<'a>(routes: &'a [RouteConfig], r: &Router, host: Option<&str>, path: &str, m: Method) -> Option<&'a str> {
+    fn name<'a>(
+        routes: &'a [RouteConfig],
+        r: &Router,
+        host: Option<&str>,
+        path: &str,
+        m: Method,
+    ) -> Option<&'a str> {
         r.find(host, path, &m).map(|i| routes[i].name.as_str())
     }
 
     #[test]
     fn longest_prefix_wins() {
         let (routes, r) = table();
-        assert_eq!(name(&routes, &r, None, "/orders/items/7", Method::GET), Some("orders-items"));
-        assert_eq!(name(&routes, &r, None, "/orders/7", Method::GET), Some("orders"));
-        assert_eq!(name(&routes, &r, None, "/orders", Method::GET), Some("orders"));
+        assert_eq!(
+            name(&routes, &r, None, "/orders/items/7", Method::GET),
+            Some("orders-items")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/orders/7", Method::GET),
+            Some("orders")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/orders", Method::GET),
+            Some("orders")
+        );
         assert_eq!(name(&routes, &r, None, "/other", Method::GET), Some("root"));
     }
 
     #[test]
     fn prefixes_match_whole_segments() {
         let (routes, r) = table();
-        assert_eq!(name(&routes, &r, None, "/orders-old", Method::GET), Some("root"));
-        assert_eq!(name(&routes, &r, None, "/ordersx/1", Method::GET), Some("root"));
-        assert_eq!(name(&routes, &r, None, "/static/a.css", Method::GET), Some("slash"));
-        assert_eq!(name(&routes, &r, None, "/static", Method::GET), Some("root"));
+        assert_eq!(
+            name(&routes, &r, None, "/orders-old", Method::GET),
+            Some("root")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/ordersx/1", Method::GET),
+            Some("root")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/static/a.css", Method::GET),
+            Some("slash")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/static", Method::GET),
+            Some("root")
+        );
     }
 
     #[test]
     fn method_specific_route_beats_generic_with_same_prefix() {
         let (routes, r) = table();
-        assert_eq!(name(&routes, &r, None, "/orders/1", Method::POST), Some("orders-write"));
-        assert_eq!(name(&routes, &r, None, "/orders/1", Method::DELETE), Some("orders"));
+        assert_eq!(
+            name(&routes, &r, None, "/orders/1", Method::POST),
+            Some("orders-write")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/orders/1", Method::DELETE),
+            Some("orders")
+        );
     }
 
     #[test]
     fn exact_host_then_wildcard_then_any() {
         let (routes, r) = table();
-        assert_eq!(name(&routes, &r, Some("API.Example.com:8443"), "/orders/1", Method::GET), Some("api-orders"));
+        assert_eq!(
+            name(
+                &routes,
+                &r,
+                Some("API.Example.com:8443"),
+                "/orders/1",
+                Method::GET
+            ),
+            Some("api-orders")
+        );
         // Exact host group has no route for /x: fall through to the wildcard.
-        assert_eq!(name(&routes, &r, Some("api.example.com"), "/x", Method::GET), Some("wild"));
-        assert_eq!(name(&routes, &r, Some("shop.example.com"), "/orders", Method::GET), Some("wild"));
-        assert_eq!(name(&routes, &r, Some("a.eu.example.com"), "/", Method::GET), Some("deep-wild"));
+        assert_eq!(
+            name(&routes, &r, Some("api.example.com"), "/x", Method::GET),
+            Some("wild")
+        );
+        assert_eq!(
+            name(
+                &routes,
+                &r,
+                Some("shop.example.com"),
+                "/orders",
+                Method::GET
+            ),
+            Some("wild")
+        );
+        assert_eq!(
+            name(&routes, &r, Some("a.eu.example.com"), "/", Method::GET),
+            Some("deep-wild")
+        );
         // The bare domain does not match *.example.com.
-        assert_eq!(name(&routes, &r, Some("example.com"), "/orders", Method::GET), Some("orders"));
-        assert_eq!(name(&routes, &r, None, "/orders", Method::GET), Some("orders"));
+        assert_eq!(
+            name(&routes, &r, Some("example.com"), "/orders", Method::GET),
+            Some("orders")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/orders", Method::GET),
+            Some("orders")
+        );
     }
 
     #[test]

@@ -35,9 +35,11 @@ struct Signals {
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut quit)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit()))
-        else {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
@@ -57,12 +59,18 @@ impl ShutdownSignalWatch for Signals {
             std::thread::sleep(DRAIN_MIN);
             while start.elapsed() < grace + DRAIN_MIN {
                 if state.inflight() == 0 {
-                    tracing::info!(after_ms = start.elapsed().as_millis() as u64, "drained, exiting");
+                    tracing::info!(
+                        after_ms = start.elapsed().as_millis() as u64,
+                        "drained, exiting"
+                    );
                     std::process::exit(0);
                 }
                 std::thread::sleep(DRAIN_POLL);
             }
-            tracing::warn!(inflight = state.inflight(), "grace period over, exiting with requests in flight");
+            tracing::warn!(
+                inflight = state.inflight(),
+                "grace period over, exiting with requests in flight"
+            );
         });
         ShutdownSignal::GracefulTerminate
     }
@@ -84,17 +92,26 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
         .block_on(initial_load(&path, &registry, &metrics))
         .map_err(|errs| anyhow::anyhow!("{}: configuration refused:\n{errs}", path.display()))?;
     let server_cfg = snapshot.config.server.clone();
-    tracing::info!(generation = 1, routes = snapshot.routes.len(), connectors = snapshot.connectors.len(), "configuration loaded from {}", path.display());
+    tracing::info!(
+        generation = 1,
+        routes = snapshot.routes.len(),
+        connectors = snapshot.connectors.len(),
+        "configuration loaded from {}",
+        path.display()
+    );
     let state = Arc::new(State::new(snapshot, metrics));
 
     if let Some(addr) = server_cfg.admin_listen {
-        let listener = bg.block_on(admin::bind(addr)).with_context(|| format!("server.admin_listen: cannot listen on {addr}"))?;
+        let listener = bg
+            .block_on(admin::bind(addr))
+            .with_context(|| format!("server.admin_listen: cannot listen on {addr}"))?;
         bg.spawn(admin::serve(listener, state.clone()));
         tracing::info!("admin listener on http://{addr} (/metrics /healthz /readyz)");
     }
     // Fail early, with the key's name, if a proxy listener is taken.
     for (i, addr) in server_cfg.listen.iter().enumerate() {
-        std::net::TcpListener::bind(addr).with_context(|| format!("server.listen[{i}]: cannot listen on {addr}"))?;
+        std::net::TcpListener::bind(addr)
+            .with_context(|| format!("server.listen[{i}]: cannot listen on {addr}"))?;
     }
 
     let reloader = Arc::new(Reloader::new(path.clone(), registry, state.clone(), bytes));
@@ -104,7 +121,10 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
         match reloader.clone().watch_file() {
             Ok(w) => Some(w),
             Err(e) => {
-                tracing::warn!("cannot watch {} for changes ({e}); reload with SIGHUP", path.display());
+                tracing::warn!(
+                    "cannot watch {} for changes ({e}); reload with SIGHUP",
+                    path.display()
+                );
                 None
             }
         }
@@ -112,7 +132,9 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
 
     let grace = server_cfg.grace_period.get();
     let conf = ServerConf {
-        threads: server_cfg.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        threads: server_cfg
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         work_stealing: server_cfg.work_stealing,
         grace_period_seconds: Some(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)),
         graceful_shutdown_timeout_seconds: Some(1),
@@ -123,16 +145,23 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
     server.bootstrap();
     let mut options = HttpServerOptions::default();
     options.h2c = server_cfg.h2c;
-    let mut service = ProxyServiceBuilder::new(&server.configuration, GatehouseProxy { state: state.clone() })
-        .name("gatehouse")
-        .server_options(options)
-        .build();
+    let mut service = ProxyServiceBuilder::new(
+        &server.configuration,
+        GatehouseProxy {
+            state: state.clone(),
+        },
+    )
+    .name("gatehouse")
+    .server_options(options)
+    .build();
     for addr in &server_cfg.listen {
         service.add_tcp(&addr.to_string());
         tracing::info!("proxy listener on http://{addr}");
     }
     server.add_service(service);
-    server.run(RunArgs { shutdown_signal: Box::new(Signals { state, grace }) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { state, grace }),
+    });
     tracing::info!("stopped");
     std::process::exit(0)
 }

@@ -2,7 +2,9 @@
 
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
-use gatehouse_config::{split_host_port, Config, ConfigError, ConfigErrors, ConnectorConfig, UpstreamConfig};
+use gatehouse_config::{
+    split_host_port, Config, ConfigError, ConfigErrors, ConnectorConfig, UpstreamConfig,
+};
 use gatehouse_connectors::{Connector, Registry};
 use http::HeaderName;
 use pingora::upstreams::peer::HttpPeer;
@@ -74,13 +76,19 @@ impl CompiledUpstream {
     }
 }
 
-async fn resolve_upstream(name: &str, cfg: &UpstreamConfig) -> Result<CompiledUpstream, ConfigError> {
+async fn resolve_upstream(
+    name: &str,
+    cfg: &UpstreamConfig,
+) -> Result<CompiledUpstream, ConfigError> {
     let mut addrs = Vec::new();
     let mut sni_default = None;
     for (i, peer) in cfg.peers.iter().enumerate() {
         let path = format!("upstreams.{name}.peers[{i}]");
         let (host, port) = split_host_port(peer).map_err(|m| ConfigError::new(&path, m))?;
-        if sni_default.is_none() && host.parse::<std::net::IpAddr>().is_err() && !host.starts_with('[') {
+        if sni_default.is_none()
+            && host.parse::<std::net::IpAddr>().is_err()
+            && !host.starts_with('[')
+        {
             sni_default = Some(host.to_string());
         }
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -89,7 +97,10 @@ async fn resolve_upstream(name: &str, cfg: &UpstreamConfig) -> Result<CompiledUp
             .map_err(|e| ConfigError::new(&path, format!("cannot resolve \"{peer}\": {e}")))?
             .collect();
         if found.is_empty() {
-            return Err(ConfigError::new(&path, format!("\"{peer}\" resolved to no address")));
+            return Err(ConfigError::new(
+                &path,
+                format!("\"{peer}\" resolved to no address"),
+            ));
         }
         for a in found {
             if !addrs.contains(&a) {
@@ -112,7 +123,12 @@ async fn resolve_upstream(name: &str, cfg: &UpstreamConfig) -> Result<CompiledUp
             p
         })
         .collect();
-    Ok(CompiledUpstream { name: name.to_string(), peers, addrs, next: AtomicUsize::new(0) })
+    Ok(CompiledUpstream {
+        name: name.to_string(),
+        peers,
+        addrs,
+        next: AtomicUsize::new(0),
+    })
 }
 
 /// Compiles `config`: resolves upstreams, builds (or carries over) connectors,
@@ -152,7 +168,11 @@ pub async fn compile(
             Ok(connector) => {
                 connectors.insert(
                     name.clone(),
-                    BuiltConnector { config: cfg.clone(), connector, metrics: metrics.connector(name) },
+                    BuiltConnector {
+                        config: cfg.clone(),
+                        connector,
+                        metrics: metrics.connector(name),
+                    },
                 );
             }
             Err(e) => errs.push(e),
@@ -167,9 +187,14 @@ pub async fn compile(
         // validate() guarantees the references exist.
         let (Some(upstream), Some(chain)) = (
             upstreams.get(&r.upstream).cloned(),
-            r.connectors.iter().map(|c| connectors.get(c)).collect::<Option<Vec<_>>>(),
+            r.connectors
+                .iter()
+                .map(|c| connectors.get(c))
+                .collect::<Option<Vec<_>>>(),
         ) else {
-            return Err(ConfigError::new(format!("routes.{}", r.name), "dangling reference").into());
+            return Err(
+                ConfigError::new(format!("routes.{}", r.name), "dangling reference").into(),
+            );
         };
         let mut strip: Vec<HeaderName> = Vec::new();
         for b in &chain {
@@ -225,8 +250,12 @@ impl Snapshot {
             s,
             "listeners: {}  admin: {}  threads: {}  grace period: {}",
             listen.join(", "),
-            c.server.admin_listen.map_or("off".to_string(), |a| a.to_string()),
-            c.server.threads.map_or("auto".to_string(), |t| t.to_string()),
+            c.server
+                .admin_listen
+                .map_or("off".to_string(), |a| a.to_string()),
+            c.server
+                .threads
+                .map_or("auto".to_string(), |t| t.to_string()),
             c.server.grace_period
         );
         let _ = writeln!(s, "upstreams:");
@@ -252,14 +281,20 @@ impl Snapshot {
         }
         let _ = writeln!(s, "routes:");
         for r in &c.routes {
-            let chain = if r.connectors.is_empty() { "public".to_string() } else { r.connectors.join(" -> ") };
+            let chain = if r.connectors.is_empty() {
+                "public".to_string()
+            } else {
+                r.connectors.join(" -> ")
+            };
             let _ = writeln!(
                 s,
                 "  {:<16} {}{} {} -> {}  [{}]",
                 r.name,
                 r.host.as_deref().unwrap_or("*"),
                 r.path_prefix,
-                r.methods.as_ref().map_or("ANY".to_string(), |m| m.join(",")),
+                r.methods
+                    .as_ref()
+                    .map_or("ANY".to_string(), |m| m.join(",")),
                 r.upstream,
                 chain
             );
