@@ -11,7 +11,12 @@
 //! [`ConnectorFactory`] registered in a [`Registry`] under its `kind`.
 
 mod chain;
+pub mod claims;
+pub mod errors;
+pub mod inject;
+pub mod policy;
 mod registry;
+pub mod token;
 mod verdict;
 
 pub use chain::{run_chain, ChainOutcome};
