@@ -14,6 +14,7 @@ mod chain;
 pub mod claims;
 pub mod errors;
 pub mod inject;
+pub mod jwt;
 pub mod policy;
 mod registry;
 pub mod token;

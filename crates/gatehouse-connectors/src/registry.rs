@@ -50,7 +50,9 @@ impl Registry {
 
     /// The kinds shipped with Gatehouse.
     pub fn builtin() -> Self {
-        Self::empty()
+        let mut r = Self::empty();
+        r.register(Arc::new(crate::jwt::JwtFactory::default()));
+        r
     }
 
     /// Adds (or replaces) a kind.

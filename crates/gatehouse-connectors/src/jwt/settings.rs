@@ -1,0 +1,155 @@
+//! `kind = "jwt"` settings, as written in the config.
+
+use crate::errors::{CustomErrorConfig, ErrorStyle};
+use crate::inject::InjectConfig;
+use crate::policy::GroupConfig;
+use crate::token::TokenSourceConfig;
+use gatehouse_config::HumanDuration;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// A PEM public key with an optional `kid`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PemKeyConfig {
+    /// Key id matched against the token's `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Path of a PEM file (SubjectPublicKeyInfo or PKCS#1 RSA).
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
+    /// The PEM text inline.
+    #[serde(default)]
+    pub pem: Option<String>,
+}
+
+/// How `secret` / `secret_file` is encoded.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretEncoding {
+    /// The bytes of the text.
+    #[default]
+    Utf8,
+    /// Standard or URL-safe base64.
+    Base64,
+}
+
+/// `[connectors.NAME]` with `kind = "jwt"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// JWKS URL (http or https).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// JWKS file.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Inline JWKS JSON.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// PEM public keys.
+    #[serde(default)]
+    pub public_keys: Vec<PemKeyConfig>,
+    /// HMAC secret (HS* only).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// HMAC secret file (HS* only).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Encoding of the secret.
+    #[serde(default)]
+    pub secret_encoding: SecretEncoding,
+    /// JWKS refresh period.
+    #[serde(default = "d_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// Least time between refetches on unknown `kid`.
+    #[serde(default = "d_refetch")]
+    pub jwks_min_refetch_interval: HumanDuration,
+    /// How long the last good keys keep serving when fetches fail.
+    #[serde(default = "d_stale")]
+    pub jwks_max_stale: HumanDuration,
+    /// Refuse the configuration when keys cannot be fetched at load.
+    #[serde(default)]
+    pub jwks_required_at_load: bool,
+    /// Timeout of one JWKS request.
+    #[serde(default = "d_timeout")]
+    pub jwks_timeout: HumanDuration,
+    /// Outbound proxy for the JWKS fetch (`http://host:port`).
+    #[serde(default)]
+    pub http_proxy: Option<String>,
+    /// Allowed algorithms (required).
+    pub algorithms: Vec<String>,
+    /// Allowed issuers (empty: not checked).
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Allowed audiences (empty: not checked).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`.
+    #[serde(default = "d_leeway")]
+    pub leeway: HumanDuration,
+    /// Require an `exp` claim.
+    #[serde(default = "yes")]
+    pub require_exp: bool,
+    /// Maximum age from `iat` (the original's `token_expiry_override`).
+    #[serde(default)]
+    pub max_token_age: Option<HumanDuration>,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Claim policy: AND of OR-groups.
+    #[serde(default)]
+    pub policy: Vec<GroupConfig>,
+    /// Upstream headers from claims.
+    #[serde(default)]
+    pub inject_headers: InjectConfig,
+    /// Header receiving base64url(claims JSON).
+    #[serde(default)]
+    pub forward_claims_header: Option<String>,
+    /// Keep the token's carrier on the upstream request.
+    #[serde(default = "yes")]
+    pub forward_authorization: bool,
+    /// Where the token is looked for, in order (default: `Authorization: Bearer`).
+    #[serde(default)]
+    pub token_sources: Vec<TokenSourceConfig>,
+    /// Longest token accepted, in bytes.
+    #[serde(default = "d_max_token")]
+    pub max_token_size: usize,
+    /// Verified-token cache capacity (0 disables the cache).
+    #[serde(default = "d_cache")]
+    pub token_cache_size: u64,
+    /// Realm in `WWW-Authenticate` (default: the connector name).
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// `rfc6750` (default) or `mashery`.
+    #[serde(default)]
+    pub error_style: ErrorStyle,
+    /// Custom error response (the original's `customizeErrorEnable`).
+    #[serde(default)]
+    pub custom_error: Option<CustomErrorConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn d_refresh() -> HumanDuration {
+    HumanDuration::from_secs(15 * 60)
+}
+fn d_refetch() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn d_stale() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+fn d_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+fn d_leeway() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn d_max_token() -> usize {
+    8 * 1024
+}
+fn d_cache() -> u64 {
+    100_000
+}
