@@ -4,10 +4,10 @@
 
 mod common;
 
+use base64::Engine;
 use common::*;
 use gatehouse_testkit::tokens::{claims, now, TestKey};
 use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
-use base64::Engine;
 use serde_json::json;
 use std::time::Duration;
 
@@ -87,14 +87,28 @@ async fn valid_token_passes_with_identity_headers_and_spoofs_are_stripped() {
         .await
         .unwrap();
     let e = echoed(resp).await;
-    assert_eq!(header_values(&e, "x-user-id"), ["alice"], "spoofed value replaced");
+    assert_eq!(
+        header_values(&e, "x-user-id"),
+        ["alice"],
+        "spoofed value replaced"
+    );
     assert_eq!(header_values(&e, "x-org-region"), ["eu"]);
-    assert_eq!(header_values(&e, "authorization"), [format!("Bearer {t}").as_str()], "forwarded by default");
+    assert_eq!(
+        header_values(&e, "authorization"),
+        [format!("Bearer {t}").as_str()],
+        "forwarded by default"
+    );
 
     // A token without the claim: the header is omitted, the client's copy still removed.
     let mut c = claims("bob", ISS, AUD, 600);
     c.as_object_mut().unwrap().remove("org");
-    let resp = client().get(gh.url("/orders/2")).bearer_auth(key.mint(&c, Some("k1"))).header("x-org-region", "us").send().await.unwrap();
+    let resp = client()
+        .get(gh.url("/orders/2"))
+        .bearer_auth(key.mint(&c, Some("k1")))
+        .header("x-org-region", "us")
+        .send()
+        .await
+        .unwrap();
     let e = echoed(resp).await;
     assert!(header_values(&e, "x-org-region").is_empty(), "{e}");
 
@@ -104,16 +118,30 @@ async fn valid_token_passes_with_identity_headers_and_spoofs_are_stripped() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"corp\"");
     let mut parts: Vec<&str> = t.split('.').collect();
-    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"sub": "admin", "iss": ISS, "aud": AUD, "exp": now() + 600}).to_string());
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"sub": "admin", "iss": ISS, "aud": AUD, "exp": now() + 600}).to_string());
     parts[1] = &forged;
     let r = get(&gh, "/orders/1", Some(&parts.join("."))).await;
     assert_eq!(r.status(), 401);
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
     assert_eq!(echo.requests(), before);
-    assert_eq!(gh.metric("gatehouse_rejections_total", &[("route", "orders"), ("connector", "corp"), ("reason", "bad_signature")]), Some(1.0));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[
+                ("route", "orders"),
+                ("connector", "corp"),
+                ("reason", "bad_signature")
+            ]
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -128,28 +156,66 @@ async fn key_rotation_is_picked_up_without_restart() {
     // The IdP rotates: k2 in, k1 out.
     serve_keys(&idp, &[(&k2, "k2")]);
     let t2 = token(&k2, "k2", "alice");
-    assert_eq!(get(&gh, "/orders", Some(&t2)).await.status(), 200, "unknown kid triggers a refetch");
+    assert_eq!(
+        get(&gh, "/orders", Some(&t2)).await.status(),
+        200,
+        "unknown kid triggers a refetch"
+    );
     // k1 left the key set: its cached verification is gone too.
     let r = get(&gh, "/orders", Some(&t1)).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(gh.metric("gatehouse_jwt_validations_total", &[("connector", "corp"), ("reason", "unknown_key")]), Some(1.0));
-    assert!(gh.metric("gatehouse_jwks_fetches_total", &[("connector", "corp"), ("result", "success")]).unwrap() >= 2.0);
+    assert_eq!(
+        gh.metric(
+            "gatehouse_jwt_validations_total",
+            &[("connector", "corp"), ("reason", "unknown_key")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        gh.metric(
+            "gatehouse_jwks_fetches_total",
+            &[("connector", "corp"), ("result", "success")]
+        )
+        .unwrap()
+            >= 2.0
+    );
 }
 
 #[tokio::test]
 async fn jwks_server_down_stale_keys_keep_working() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::ec256(1));
     serve_keys(&idp, &[(&key, "e1")]);
-    let gh = Gatehouse::start(&config(&echo, &idp, "jwks_refresh = \"1s\"\njwks_timeout = \"300ms\"")).unwrap();
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &idp,
+        "jwks_refresh = \"1s\"\njwks_timeout = \"300ms\"",
+    ))
+    .unwrap();
     idp.set_down(true);
     let failed = eventually(Duration::from_secs(10), async || {
-        gh.metric("gatehouse_jwks_fetches_total", &[("connector", "corp"), ("result", "failure")]).unwrap_or(0.0) >= 1.0
+        gh.metric(
+            "gatehouse_jwks_fetches_total",
+            &[("connector", "corp"), ("result", "failure")],
+        )
+        .unwrap_or(0.0)
+            >= 1.0
     })
     .await;
-    assert!(failed, "the background refresh failed while the IdP was down");
+    assert!(
+        failed,
+        "the background refresh failed while the IdP was down"
+    );
     // A token never seen before (no cache) still verifies with the last good keys.
-    assert_eq!(get(&gh, "/orders", Some(&token(&key, "e1", "carol"))).await.status(), 200);
-    assert_eq!(gh.metric("gatehouse_jwks_keys", &[("connector", "corp")]), Some(1.0));
+    assert_eq!(
+        get(&gh, "/orders", Some(&token(&key, "e1", "carol")))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        gh.metric("gatehouse_jwks_keys", &[("connector", "corp")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +227,18 @@ async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_interval() {
     let cl = client();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000 {
-        let (cl, url, t) = (cl.clone(), gh.url("/orders"), token(&key, &format!("garbage-{i}"), "mallory"));
-        tasks.spawn(async move { cl.get(url).bearer_auth(t).send().await.map(|r| r.status().as_u16()) });
+        let (cl, url, t) = (
+            cl.clone(),
+            gh.url("/orders"),
+            token(&key, &format!("garbage-{i}"), "mallory"),
+        );
+        tasks.spawn(async move {
+            cl.get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
         if tasks.len() >= 50 {
             assert_eq!(tasks.join_next().await.unwrap().unwrap().unwrap(), 401);
         }
@@ -172,7 +248,13 @@ async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_interval() {
     }
     let fetched = idp.calls(JWKS_PATH) - at_start;
     assert!(fetched <= 1, "{fetched} JWKS fetches for 1000 unknown kids");
-    assert_eq!(gh.metric("gatehouse_rejections_total", &[("connector", "corp"), ("reason", "unknown_key")]), Some(1000.0));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "corp"), ("reason", "unknown_key")]
+        ),
+        Some(1000.0)
+    );
 }
 
 #[tokio::test]
@@ -182,11 +264,21 @@ async fn query_token_is_stripped_and_carrier_removed_when_not_forwarded() {
     let extra = "forward_authorization = false\ntoken_sources = [{ header = \"Authorization\" }, { query = \"access_token\" }]";
     let gh = Gatehouse::start(&config(&echo, &idp, extra)).unwrap();
     let t = token(&key, "k1", "dave");
-    let e = echoed(client().get(gh.url(&format!("/orders/q?x=1&access_token={t}&y=2"))).send().await.unwrap()).await;
+    let e = echoed(
+        client()
+            .get(gh.url(&format!("/orders/q?x=1&access_token={t}&y=2")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(e["query"], "x=1&y=2");
     assert_eq!(header_values(&e, "x-user-id"), ["dave"]);
     let e = echoed(get(&gh, "/orders/h", Some(&t)).await).await;
-    assert!(header_values(&e, "authorization").is_empty(), "Authorization removed: {e}");
+    assert!(
+        header_values(&e, "authorization").is_empty(),
+        "Authorization removed: {e}"
+    );
 }
 
 #[tokio::test]
@@ -195,18 +287,31 @@ async fn custom_error_body_and_mashery_style() {
     serve_keys(&idp, &[(&key, "k1")]);
     let custom = "[connectors.corp.custom_error]\nstatus = 418\ncontent_type = \"application/xml\"\nbody = \"<error reason='{reason}' request='{request_id}'/>\"";
     let gh = Gatehouse::start(&config(&echo, &idp, custom)).unwrap();
-    let r = client().get(gh.url("/orders")).header("x-request-id", "rid-42").send().await.unwrap();
+    let r = client()
+        .get(gh.url("/orders"))
+        .header("x-request-id", "rid-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 418);
     assert_eq!(r.headers()["content-type"], "application/xml");
-    assert_eq!(r.text().await.unwrap(), "<error reason='missing_token' request='rid-42'/>");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "<error reason='missing_token' request='rid-42'/>"
+    );
     drop(gh);
 
     let gh = Gatehouse::start(&config(&echo, &idp, "error_style = \"mashery\"")).unwrap();
     let mut c = claims("erin", ISS, AUD, 600);
     c["exp"] = json!(now() - 3600);
+    c["iat"] = json!(now() - 7200);
+    c["nbf"] = json!(now() - 7200);
     let r = get(&gh, "/orders", Some(&key.mint(&c, Some("k1")))).await;
     assert_eq!(r.status(), 403);
-    assert_eq!(r.headers()["x-mashery-error-code"], "ERR_403_NOT_AUTHORIZED");
+    assert_eq!(
+        r.headers()["x-mashery-error-code"],
+        "ERR_403_NOT_AUTHORIZED"
+    );
     assert_eq!(r.headers()["x-mashery-error-detail"], "TokenExpired");
 }
 
@@ -221,12 +326,37 @@ async fn cache_hits_show_in_metrics_and_expired_tokens_fail_on_a_hit() {
     for _ in 0..5 {
         assert_eq!(get(&gh, "/orders", Some(&t)).await.status(), 200);
     }
-    assert_eq!(gh.metric("gatehouse_token_cache_requests_total", &[("connector", "corp"), ("result", "miss")]), Some(1.0));
-    assert_eq!(gh.metric("gatehouse_token_cache_requests_total", &[("connector", "corp"), ("result", "hit")]), Some(4.0));
-    assert_eq!(gh.metric("gatehouse_token_cache_entries", &[("connector", "corp")]), Some(1.0));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_token_cache_requests_total",
+            &[("connector", "corp"), ("result", "miss")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        gh.metric(
+            "gatehouse_token_cache_requests_total",
+            &[("connector", "corp"), ("result", "hit")]
+        ),
+        Some(4.0)
+    );
+    let gauge = eventually(Duration::from_secs(3), async || {
+        gh.metric("gatehouse_token_cache_entries", &[("connector", "corp")]) == Some(1.0)
+    })
+    .await;
+    assert!(gauge, "cache size gauge follows the cache");
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let r = get(&gh, "/orders", Some(&t)).await;
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("expired"));
-    assert_eq!(gh.metric("gatehouse_rejections_total", &[("connector", "corp"), ("reason", "expired")]), Some(1.0));
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("expired"));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "corp"), ("reason", "expired")]
+        ),
+        Some(1.0)
+    );
 }

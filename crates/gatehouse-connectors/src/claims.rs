@@ -63,13 +63,19 @@ pub fn render(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
-        Value::Array(items) if items.iter().all(|i| matches!(i, Value::String(_) | Value::Number(_) | Value::Bool(_))) => Some(
-            items
+        Value::Array(items)
+            if items
                 .iter()
-                .filter_map(render)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+                .all(|i| matches!(i, Value::String(_) | Value::Number(_) | Value::Bool(_))) =>
+        {
+            Some(
+                items
+                    .iter()
+                    .filter_map(render)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        }
         other => Some(other.to_string()),
     }
 }
@@ -82,10 +88,25 @@ mod tests {
     #[test]
     fn names_and_paths() {
         let v = json!({"sub": "u1", "org": {"region": "eu", "teams": ["a", "b"]}, "a.b": 1});
-        assert_eq!(ClaimPath::parse("p", "sub").unwrap().first(&v), Some(&json!("u1")));
-        assert_eq!(ClaimPath::parse("p", "a.b").unwrap().first(&v), Some(&json!(1)));
-        assert_eq!(ClaimPath::parse("p", "$.org.region").unwrap().first(&v), Some(&json!("eu")));
-        assert_eq!(ClaimPath::parse("p", "$.org.teams[*]").unwrap().find(&v).len(), 2);
+        assert_eq!(
+            ClaimPath::parse("p", "sub").unwrap().first(&v),
+            Some(&json!("u1"))
+        );
+        assert_eq!(
+            ClaimPath::parse("p", "a.b").unwrap().first(&v),
+            Some(&json!(1))
+        );
+        assert_eq!(
+            ClaimPath::parse("p", "$.org.region").unwrap().first(&v),
+            Some(&json!("eu"))
+        );
+        assert_eq!(
+            ClaimPath::parse("p", "$.org.teams[*]")
+                .unwrap()
+                .find(&v)
+                .len(),
+            2
+        );
         assert_eq!(ClaimPath::parse("p", "$.missing").unwrap().first(&v), None);
         let e = ClaimPath::parse("connectors.c.inject_headers.X", "$[").unwrap_err();
         assert_eq!(e.path, "connectors.c.inject_headers.X");
@@ -99,7 +120,10 @@ mod tests {
         assert_eq!(render(&json!(1.5)).as_deref(), Some("1.5"));
         assert_eq!(render(&json!(true)).as_deref(), Some("true"));
         assert_eq!(render(&json!(["a", "b", 3])).as_deref(), Some("a,b,3"));
-        assert_eq!(render(&json!({"k": [1, 2]})).as_deref(), Some("{\"k\":[1,2]}"));
+        assert_eq!(
+            render(&json!({"k": [1, 2]})).as_deref(),
+            Some("{\"k\":[1,2]}")
+        );
         assert_eq!(render(&json!([{"a": 1}])).as_deref(), Some("[{\"a\":1}]"));
         assert_eq!(render(&Value::Null), None);
     }

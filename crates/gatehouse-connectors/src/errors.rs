@@ -37,8 +37,18 @@ pub struct Failure {
 
 impl Failure {
     /// Builds a failure.
-    pub fn new(reason: Reason, class: FailureClass, legacy_code: &'static str, description: impl Into<String>) -> Self {
-        Self { reason, class, description: description.into(), legacy_code }
+    pub fn new(
+        reason: Reason,
+        class: FailureClass,
+        legacy_code: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            reason,
+            class,
+            description: description.into(),
+            legacy_code,
+        }
     }
 }
 
@@ -104,16 +114,37 @@ impl ErrorResponder {
                 let status = StatusCode::from_u16(c.status)
                     .ok()
                     .filter(|s| s.is_client_error() || s.is_server_error())
-                    .ok_or_else(|| ConfigError::new(format!("{path}.custom_error.status"), format!("{} is not a 4xx or 5xx status", c.status)))?;
-                let content_type = HeaderValue::from_str(&c.content_type)
-                    .map_err(|_| ConfigError::new(format!("{path}.custom_error.content_type"), "not a valid header value"))?;
-                Some(CustomError { status, content_type, body: c.body.clone() })
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{path}.custom_error.status"),
+                            format!("{} is not a 4xx or 5xx status", c.status),
+                        )
+                    })?;
+                let content_type = HeaderValue::from_str(&c.content_type).map_err(|_| {
+                    ConfigError::new(
+                        format!("{path}.custom_error.content_type"),
+                        "not a valid header value",
+                    )
+                })?;
+                Some(CustomError {
+                    status,
+                    content_type,
+                    body: c.body.clone(),
+                })
             }
         };
         if realm.contains(['"', '\\']) || !realm.is_ascii() {
-            return Err(ConfigError::new(format!("{path}.realm"), "must be ASCII without quotes or backslashes"));
+            return Err(ConfigError::new(
+                format!("{path}.realm"),
+                "must be ASCII without quotes or backslashes",
+            ));
         }
-        Ok(Self { realm: realm.to_string(), style, custom, mashery_status })
+        Ok(Self {
+            realm: realm.to_string(),
+            style,
+            custom,
+            mashery_status,
+        })
     }
 
     /// The response for `f`.
@@ -123,12 +154,21 @@ impl ErrorResponder {
             FailureClass::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             FailureClass::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
             FailureClass::InsufficientScope => (StatusCode::FORBIDDEN, "insufficient_scope"),
-            FailureClass::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            FailureClass::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
         };
         if let Some(c) = &self.custom {
             let body = c
                 .body
-                .replace("{error}", if error.is_empty() { "unauthorized" } else { error })
+                .replace(
+                    "{error}",
+                    if error.is_empty() {
+                        "unauthorized"
+                    } else {
+                        error
+                    },
+                )
                 .replace("{reason}", f.reason.as_str())
                 .replace("{description}", &f.description)
                 .replace("{request_id}", request_id);
@@ -145,18 +185,33 @@ impl ErrorResponder {
                 let mut r = Rejection::bearer(status, f.reason, &self.realm, error, &f.description);
                 if f.class == FailureClass::Unavailable {
                     // No challenge: the credential may be fine; ask the client to retry.
-                    r.headers.retain(|(n, _)| n != http::header::WWW_AUTHENTICATE);
-                    r.headers.push((http::header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS)));
+                    r.headers
+                        .retain(|(n, _)| n != http::header::WWW_AUTHENTICATE);
+                    r.headers.push((
+                        http::header::RETRY_AFTER,
+                        HeaderValue::from_static(RETRY_AFTER_SECS),
+                    ));
                 }
                 r
             }
             ErrorStyle::Mashery => {
                 let (status, code, text) = if self.mashery_status == StatusCode::UNAUTHORIZED {
-                    (StatusCode::UNAUTHORIZED, "ERR_401_UNAUTHORIZED", "Unauthorized")
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        "ERR_401_UNAUTHORIZED",
+                        "Unauthorized",
+                    )
                 } else {
-                    (StatusCode::FORBIDDEN, "ERR_403_NOT_AUTHORIZED", "Forbidden: Not Authorized")
+                    (
+                        StatusCode::FORBIDDEN,
+                        "ERR_403_NOT_AUTHORIZED",
+                        "Forbidden: Not Authorized",
+                    )
                 };
-                let mut headers = vec![(HeaderName::from_static("x-mashery-error-code"), HeaderValue::from_static(code))];
+                let mut headers = vec![(
+                    HeaderName::from_static("x-mashery-error-code"),
+                    HeaderValue::from_static(code),
+                )];
                 if let Ok(v) = HeaderValue::from_str(f.legacy_code) {
                     headers.push((HeaderName::from_static("x-mashery-error-detail"), v));
                 }
@@ -177,18 +232,30 @@ mod tests {
     use super::*;
 
     fn f(class: FailureClass) -> Failure {
-        Failure::new(Reason::Expired, class, "TokenExpired", "token expired 3s ago")
+        Failure::new(
+            Reason::Expired,
+            class,
+            "TokenExpired",
+            "token expired 3s ago",
+        )
     }
 
     fn header<'a>(r: &'a Rejection, n: &str) -> Option<&'a str> {
-        r.headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| v.to_str().ok())
+        r.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| v.to_str().ok())
     }
 
     #[test]
     fn rfc6750_statuses_and_challenges() {
-        let e = ErrorResponder::new("c", "api", ErrorStyle::Rfc6750, None, StatusCode::FORBIDDEN).unwrap();
+        let e = ErrorResponder::new("c", "api", ErrorStyle::Rfc6750, None, StatusCode::FORBIDDEN)
+            .unwrap();
         let r = e.reject(&f(FailureClass::NoCredential), "r1");
-        assert_eq!((r.status, header(&r, "www-authenticate")), (StatusCode::UNAUTHORIZED, Some("Bearer realm=\"api\"")));
+        assert_eq!(
+            (r.status, header(&r, "www-authenticate")),
+            (StatusCode::UNAUTHORIZED, Some("Bearer realm=\"api\""))
+        );
         let r = e.reject(&f(FailureClass::InvalidToken), "r1");
         assert_eq!(
             header(&r, "www-authenticate"),
@@ -196,7 +263,9 @@ mod tests {
         );
         let r = e.reject(&f(FailureClass::InsufficientScope), "r1");
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert!(header(&r, "www-authenticate").unwrap().contains("insufficient_scope"));
+        assert!(header(&r, "www-authenticate")
+            .unwrap()
+            .contains("insufficient_scope"));
         let r = e.reject(&f(FailureClass::Unavailable), "r1");
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(header(&r, "retry-after"), Some("5"));
@@ -205,25 +274,61 @@ mod tests {
 
     #[test]
     fn custom_template() {
-        let c = CustomErrorConfig { status: 418, content_type: "application/xml".into(), body: "<e r='{reason}' id='{request_id}'>{error}</e>".into() };
-        let e = ErrorResponder::new("c", "api", ErrorStyle::Rfc6750, Some(&c), StatusCode::FORBIDDEN).unwrap();
+        let c = CustomErrorConfig {
+            status: 418,
+            content_type: "application/xml".into(),
+            body: "<e r='{reason}' id='{request_id}'>{error}</e>".into(),
+        };
+        let e = ErrorResponder::new(
+            "c",
+            "api",
+            ErrorStyle::Rfc6750,
+            Some(&c),
+            StatusCode::FORBIDDEN,
+        )
+        .unwrap();
         let r = e.reject(&f(FailureClass::InvalidToken), "rid-9");
         assert_eq!(r.status.as_u16(), 418);
         assert_eq!(r.body, "<e r='expired' id='rid-9'>invalid_token</e>");
         assert_eq!(r.content_type, "application/xml");
         let bad = CustomErrorConfig { status: 200, ..c };
-        assert_eq!(ErrorResponder::new("c", "api", ErrorStyle::Rfc6750, Some(&bad), StatusCode::FORBIDDEN).unwrap_err().path, "c.custom_error.status");
+        assert_eq!(
+            ErrorResponder::new(
+                "c",
+                "api",
+                ErrorStyle::Rfc6750,
+                Some(&bad),
+                StatusCode::FORBIDDEN
+            )
+            .unwrap_err()
+            .path,
+            "c.custom_error.status"
+        );
     }
 
     #[test]
     fn mashery_style() {
-        let e = ErrorResponder::new("c", "api", ErrorStyle::Mashery, None, StatusCode::FORBIDDEN).unwrap();
+        let e = ErrorResponder::new("c", "api", ErrorStyle::Mashery, None, StatusCode::FORBIDDEN)
+            .unwrap();
         let r = e.reject(&f(FailureClass::InvalidToken), "r");
         assert_eq!(r.status, StatusCode::FORBIDDEN);
-        assert_eq!(header(&r, "x-mashery-error-code"), Some("ERR_403_NOT_AUTHORIZED"));
+        assert_eq!(
+            header(&r, "x-mashery-error-code"),
+            Some("ERR_403_NOT_AUTHORIZED")
+        );
         assert_eq!(header(&r, "x-mashery-error-detail"), Some("TokenExpired"));
-        let e = ErrorResponder::new("c", "api", ErrorStyle::Mashery, None, StatusCode::UNAUTHORIZED).unwrap();
+        let e = ErrorResponder::new(
+            "c",
+            "api",
+            ErrorStyle::Mashery,
+            None,
+            StatusCode::UNAUTHORIZED,
+        )
+        .unwrap();
         let r = e.reject(&f(FailureClass::NoCredential), "r");
-        assert_eq!(header(&r, "x-mashery-error-code"), Some("ERR_401_UNAUTHORIZED"));
+        assert_eq!(
+            header(&r, "x-mashery-error-code"),
+            Some("ERR_401_UNAUTHORIZED")
+        );
     }
 }

@@ -56,8 +56,15 @@ pub struct Injector {
 
 /// Headers an identity must never be injected into (hop-by-hop or framing).
 const FORBIDDEN: &[&str] = &[
-    "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
-    "keep-alive", "proxy-connection",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
 ];
 
 impl Injector {
@@ -66,10 +73,14 @@ impl Injector {
         let mut rules = Vec::with_capacity(cfg.len());
         for (name, src) in cfg {
             let p = format!("{path}.{name}");
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::new(&p, format!("\"{name}\" is not a valid header name")))?;
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError::new(&p, format!("\"{name}\" is not a valid header name"))
+            })?;
             if FORBIDDEN.contains(&header.as_str()) {
-                return Err(ConfigError::new(&p, format!("\"{name}\" cannot be injected")));
+                return Err(ConfigError::new(
+                    &p,
+                    format!("\"{name}\" cannot be injected"),
+                ));
             }
             let (claim, required) = match src {
                 InjectSource::Claim(c) => (c.as_str(), false),
@@ -77,9 +88,16 @@ impl Injector {
             };
             let source = ClaimPath::parse(&p, claim)?;
             if rules.iter().any(|r: &InjectRule| r.header == header) {
-                return Err(ConfigError::new(&p, format!("header \"{name}\" is mapped twice (names are case-insensitive)")));
+                return Err(ConfigError::new(
+                    &p,
+                    format!("header \"{name}\" is mapped twice (names are case-insensitive)"),
+                ));
             }
-            rules.push(InjectRule { header, source, required });
+            rules.push(InjectRule {
+                header,
+                source,
+                required,
+            });
         }
         let headers = rules.iter().map(|r| r.header.clone()).collect();
         Ok(Self { rules, headers })
@@ -106,7 +124,9 @@ impl Injector {
         for r in &self.rules {
             let text = match r.source.first(doc).and_then(render) {
                 Some(t) => t,
-                None if r.required => return Err(InjectError::Missing(r.source.as_str().to_string())),
+                None if r.required => {
+                    return Err(InjectError::Missing(r.source.as_str().to_string()))
+                }
                 None => continue,
             };
             // UTF-8 is forwarded as bytes (obs-text); control bytes never are.
@@ -133,26 +153,49 @@ mod tests {
     #[test]
     fn injects_rendered_values_and_skips_absent() {
         let inj = injector("\"X-User-Id\" = \"sub\"\n\"X-Region\" = \"$.org.region\"\n\"X-Groups\" = \"groups\"\n\"X-Missing\" = \"nope\"").unwrap();
-        let out = inj.apply(&json!({"sub": "u1", "org": {"region": "eu"}, "groups": ["a", "b"]})).unwrap();
-        let got: Vec<(&str, &str)> = out.iter().map(|(n, v)| (n.as_str(), v.to_str().unwrap())).collect();
-        assert_eq!(got, [("x-groups", "a,b"), ("x-region", "eu"), ("x-user-id", "u1")]);
-        assert_eq!(inj.headers().len(), 4, "absent claims still name a header to strip");
+        let out = inj
+            .apply(&json!({"sub": "u1", "org": {"region": "eu"}, "groups": ["a", "b"]}))
+            .unwrap();
+        let got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [("x-groups", "a,b"), ("x-region", "eu"), ("x-user-id", "u1")]
+        );
+        assert_eq!(
+            inj.headers().len(),
+            4,
+            "absent claims still name a header to strip"
+        );
     }
 
     #[test]
     fn required_missing_denies() {
         let inj = injector("\"X-Tenant\" = { claim = \"tenant\", required = true }").unwrap();
-        assert_eq!(inj.apply(&json!({})), Err(InjectError::Missing("tenant".into())));
+        assert_eq!(
+            inj.apply(&json!({})),
+            Err(InjectError::Missing("tenant".into()))
+        );
     }
 
     #[test]
     fn crlf_and_nul_never_forwarded() {
         let inj = injector("\"X-Name\" = \"name\"").unwrap();
         for bad in ["a\r\nX-Admin: 1", "a\nb", "a\u{0}b"] {
-            assert_eq!(inj.apply(&json!({"name": bad})), Err(InjectError::InvalidValue("x-name".into())), "{bad:?}");
+            assert_eq!(
+                inj.apply(&json!({"name": bad})),
+                Err(InjectError::InvalidValue("x-name".into())),
+                "{bad:?}"
+            );
         }
         let out = inj.apply(&json!({"name": "Claes Rosenlöf"})).unwrap();
-        assert_eq!(out[0].1.as_bytes(), "Claes Rosenlöf".as_bytes(), "UTF-8 forwarded as-is");
+        assert_eq!(
+            out[0].1.as_bytes(),
+            "Claes Rosenlöf".as_bytes(),
+            "UTF-8 forwarded as-is"
+        );
     }
 
     #[test]

@@ -112,7 +112,13 @@ fn to_json(path: &str, v: &toml::Value) -> Result<Value, ConfigError> {
         toml::Value::Integer(i) => Ok(Value::from(*i)),
         toml::Value::Float(f) => Ok(Value::from(*f)),
         toml::Value::Boolean(b) => Ok(Value::Bool(*b)),
-        other => Err(ConfigError::new(path, format!("values must be strings, numbers or booleans, found {}", other.type_str()))),
+        other => Err(ConfigError::new(
+            path,
+            format!(
+                "values must be strings, numbers or booleans, found {}",
+                other.type_str()
+            ),
+        )),
     }
 }
 
@@ -137,17 +143,29 @@ impl Policy {
                     .collect::<Result<Vec<_>, _>>()?;
                 match r.op {
                     Op::Equals | Op::ContainsAny | Op::ContainsAll if values.is_empty() => {
-                        return Err(ConfigError::new(format!("{rp}.values"), "this operation needs at least one value"));
+                        return Err(ConfigError::new(
+                            format!("{rp}.values"),
+                            "this operation needs at least one value",
+                        ));
                     }
                     Op::Matches if !matches!(claim, ClaimPath::Path(..)) => {
                         return Err(ConfigError::new(format!("{rp}.claim"), "`matches` needs a JSONPath (starting with $), e.g. \"$.groups[?@ == 'admin']\""));
                     }
                     Op::Matches | Op::Exists if !values.is_empty() => {
-                        return Err(ConfigError::new(format!("{rp}.values"), "this operation takes no values"));
+                        return Err(ConfigError::new(
+                            format!("{rp}.values"),
+                            "this operation takes no values",
+                        ));
                     }
                     _ => {}
                 }
-                rules.push(Rule { claim, op: r.op, values, case_sensitive: r.case_sensitive, effect: r.effect });
+                rules.push(Rule {
+                    claim,
+                    op: r.op,
+                    values,
+                    case_sensitive: r.case_sensitive,
+                    effect: r.effect,
+                });
             }
             out.push(rules);
         }
@@ -171,7 +189,12 @@ impl Policy {
                         return Err(PolicyFailure {
                             group: gi + 1,
                             deny_rule: Some(ri + 1),
-                            description: format!("policy group {} rule {} denies (claim {})", gi + 1, ri + 1, rule.claim.as_str()),
+                            description: format!(
+                                "policy group {} rule {} denies (claim {})",
+                                gi + 1,
+                                ri + 1,
+                                rule.claim.as_str()
+                            ),
                         });
                     }
                     Effect::Deny => {}
@@ -182,11 +205,19 @@ impl Policy {
                 }
             }
             if has_allow && !allowed {
-                let claims: Vec<&str> = group.iter().filter(|r| r.effect == Effect::Allow).map(|r| r.claim.as_str()).collect();
+                let claims: Vec<&str> = group
+                    .iter()
+                    .filter(|r| r.effect == Effect::Allow)
+                    .map(|r| r.claim.as_str())
+                    .collect();
                 return Err(PolicyFailure {
                     group: gi + 1,
                     deny_rule: None,
-                    description: format!("policy group {} not satisfied (claims: {})", gi + 1, claims.join(", ")),
+                    description: format!(
+                        "policy group {} not satisfied (claims: {})",
+                        gi + 1,
+                        claims.join(", ")
+                    ),
                 });
             }
         }
@@ -210,10 +241,13 @@ fn items(v: &Value) -> Vec<Value> {
 
 fn same(a: &Value, b: &Value, case_sensitive: bool) -> bool {
     match (a, b) {
-        (Value::String(x), Value::String(y)) if !case_sensitive => x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase(),
+        (Value::String(x), Value::String(y)) if !case_sensitive => {
+            x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase()
+        }
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         // A numeric or boolean claim compared with a string value: compare text.
-        (Value::Number(_) | Value::Bool(_), Value::String(s)) | (Value::String(s), Value::Number(_) | Value::Bool(_)) => {
+        (Value::Number(_) | Value::Bool(_), Value::String(s))
+        | (Value::String(s), Value::Number(_) | Value::Bool(_)) => {
             let other = if let Value::String(_) = a { b } else { a };
             other.to_string() == *s
         }
@@ -227,12 +261,21 @@ impl Rule {
         match self.op {
             Op::Exists | Op::Matches => found.iter().any(|v| !v.is_null()),
             Op::Equals => found.iter().any(|v| {
-                let candidates = if let Value::Array(a) = v { a.clone() } else { vec![(*v).clone()] };
-                candidates.iter().any(|c| self.values.iter().any(|want| same(c, want, self.case_sensitive)))
+                let candidates = if let Value::Array(a) = v {
+                    a.clone()
+                } else {
+                    vec![(*v).clone()]
+                };
+                candidates.iter().any(|c| {
+                    self.values
+                        .iter()
+                        .any(|want| same(c, want, self.case_sensitive))
+                })
             }),
             Op::ContainsAny | Op::ContainsAll => {
                 let have: Vec<Value> = found.iter().flat_map(|v| items(v)).collect();
-                let present = |want: &Value| have.iter().any(|h| same(h, want, self.case_sensitive));
+                let present =
+                    |want: &Value| have.iter().any(|h| same(h, want, self.case_sensitive));
                 if self.op == Op::ContainsAny {
                     self.values.iter().any(present)
                 } else {

@@ -44,7 +44,10 @@ pub enum TokenSource {
 impl TokenSource {
     /// `Authorization: Bearer <token>`.
     pub fn bearer() -> Self {
-        TokenSource::Header { name: http::header::AUTHORIZATION, scheme: Some("Bearer".into()) }
+        TokenSource::Header {
+            name: http::header::AUTHORIZATION,
+            scheme: Some("Bearer".into()),
+        }
     }
 
     /// Compiles the list at `path`; an empty list means the default (bearer).
@@ -52,14 +55,21 @@ impl TokenSource {
         if cfgs.is_empty() {
             return Ok(vec![Self::bearer()]);
         }
-        cfgs.iter().enumerate().map(|(i, c)| Self::compile(&format!("{path}[{i}]"), c)).collect()
+        cfgs.iter()
+            .enumerate()
+            .map(|(i, c)| Self::compile(&format!("{path}[{i}]"), c))
+            .collect()
     }
 
     fn compile(path: &str, c: &TokenSourceConfig) -> Result<Self, ConfigError> {
         match (&c.header, &c.cookie, &c.query) {
             (Some(h), None, None) => {
-                let name = HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| ConfigError::new(format!("{path}.header"), format!("\"{h}\" is not a valid header name")))?;
+                let name = HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    ConfigError::new(
+                        format!("{path}.header"),
+                        format!("\"{h}\" is not a valid header name"),
+                    )
+                })?;
                 let scheme = match &c.scheme {
                     Some(s) if s.is_empty() => None,
                     Some(s) => Some(s.clone()),
@@ -68,9 +78,16 @@ impl TokenSource {
                 };
                 Ok(TokenSource::Header { name, scheme })
             }
-            (None, Some(c2), None) if c.scheme.is_none() && !c2.is_empty() => Ok(TokenSource::Cookie(c2.clone())),
-            (None, None, Some(q)) if c.scheme.is_none() && !q.is_empty() => Ok(TokenSource::Query(q.clone())),
-            _ => Err(ConfigError::new(path, "give exactly one of header (with an optional scheme), cookie or query")),
+            (None, Some(c2), None) if c.scheme.is_none() && !c2.is_empty() => {
+                Ok(TokenSource::Cookie(c2.clone()))
+            }
+            (None, None, Some(q)) if c.scheme.is_none() && !q.is_empty() => {
+                Ok(TokenSource::Query(q.clone()))
+            }
+            _ => Err(ConfigError::new(
+                path,
+                "give exactly one of header (with an optional scheme), cookie or query",
+            )),
         }
     }
 }
@@ -188,7 +205,13 @@ mod tests {
     use http::{HeaderMap, Method, Uri};
 
     fn view<'a>(m: &'a Method, u: &'a Uri, h: &'a HeaderMap) -> RequestView<'a> {
-        RequestView { method: m, uri: u, headers: h, client: None, request_id: "" }
+        RequestView {
+            method: m,
+            uri: u,
+            headers: h,
+            client: None,
+            request_id: "",
+        }
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -204,15 +227,27 @@ mod tests {
         let (m, u) = (Method::GET, Uri::from_static("/"));
         let s = [TokenSource::bearer()];
         let h = headers(&[("authorization", "bearer abc.def.ghi")]);
-        assert_eq!(find_token(&s, &view(&m, &u, &h)), Intake::Found("abc.def.ghi", 0));
+        assert_eq!(
+            find_token(&s, &view(&m, &u, &h)),
+            Intake::Found("abc.def.ghi", 0)
+        );
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
         assert_eq!(find_token(&s, &view(&m, &u, &h)), Intake::Missing);
         let h = headers(&[("authorization", "Bearer ")]);
-        assert_eq!(find_token(&s, &view(&m, &u, &h)), Intake::Malformed("empty token"));
+        assert_eq!(
+            find_token(&s, &view(&m, &u, &h)),
+            Intake::Malformed("empty token")
+        );
         let h = headers(&[("authorization", "Bearer a b")]);
-        assert_eq!(find_token(&s, &view(&m, &u, &h)), Intake::Malformed("more than one token"));
+        assert_eq!(
+            find_token(&s, &view(&m, &u, &h)),
+            Intake::Malformed("more than one token")
+        );
         let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
-        assert_eq!(find_token(&s, &view(&m, &u, &h)), Intake::Malformed("more than one credential header"));
+        assert_eq!(
+            find_token(&s, &view(&m, &u, &h)),
+            Intake::Malformed("more than one credential header")
+        );
         let h = HeaderMap::new();
         assert_eq!(find_token(&s, &view(&m, &u, &h)), Intake::Missing);
     }
@@ -220,9 +255,24 @@ mod tests {
     #[test]
     fn configured_order_cookie_query_header() {
         let cfg: Vec<TokenSourceConfig> = vec![
-            TokenSourceConfig { header: Some("X-Token".into()), scheme: None, cookie: None, query: None },
-            TokenSourceConfig { header: None, scheme: None, cookie: Some("at".into()), query: None },
-            TokenSourceConfig { header: None, scheme: None, cookie: None, query: Some("access_token".into()) },
+            TokenSourceConfig {
+                header: Some("X-Token".into()),
+                scheme: None,
+                cookie: None,
+                query: None,
+            },
+            TokenSourceConfig {
+                header: None,
+                scheme: None,
+                cookie: Some("at".into()),
+                query: None,
+            },
+            TokenSourceConfig {
+                header: None,
+                scheme: None,
+                cookie: None,
+                query: Some("access_token".into()),
+            },
         ];
         let s = TokenSource::compile_all("c.token_sources", &cfg).unwrap();
         let m = Method::GET;
@@ -238,15 +288,37 @@ mod tests {
         let e = carrier_edits(&s[1], &view(&m, &u, &h), false);
         assert_eq!(e.set[0].1, "a=1; b=2");
         assert!(carrier_edits(&s[1], &view(&m, &u, &h), true).is_empty());
-        assert_eq!(carrier_edits(&s[2], &view(&m, &u, &h), true).remove_query_params, ["access_token"]);
-        assert_eq!(carrier_edits(&s[0], &view(&m, &u, &h), false).remove, [HeaderName::from_static("x-token")]);
+        assert_eq!(
+            carrier_edits(&s[2], &view(&m, &u, &h), true).remove_query_params,
+            ["access_token"]
+        );
+        assert_eq!(
+            carrier_edits(&s[0], &view(&m, &u, &h), false).remove,
+            [HeaderName::from_static("x-token")]
+        );
     }
 
     #[test]
     fn source_config_errors() {
-        let bad = TokenSourceConfig { header: Some("a".into()), scheme: None, cookie: Some("b".into()), query: None };
-        assert_eq!(TokenSource::compile_all("p", &[bad]).unwrap_err().path, "p[0]");
-        let bad = TokenSourceConfig { header: Some("bad header".into()), scheme: None, cookie: None, query: None };
-        assert_eq!(TokenSource::compile_all("p", &[bad]).unwrap_err().path, "p[0].header");
+        let bad = TokenSourceConfig {
+            header: Some("a".into()),
+            scheme: None,
+            cookie: Some("b".into()),
+            query: None,
+        };
+        assert_eq!(
+            TokenSource::compile_all("p", &[bad]).unwrap_err().path,
+            "p[0]"
+        );
+        let bad = TokenSourceConfig {
+            header: Some("bad header".into()),
+            scheme: None,
+            cookie: None,
+            query: None,
+        };
+        assert_eq!(
+            TokenSource::compile_all("p", &[bad]).unwrap_err().path,
+            "p[0].header"
+        );
     }
 }

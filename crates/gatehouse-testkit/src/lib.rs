@@ -25,8 +25,10 @@ pub mod idp;
 pub mod net;
 pub mod process;
 mod server;
+pub mod tokens;
 
 pub use echo::EchoUpstream;
 pub use idp::{MockIdp, MockResponse, RecordedRequest};
 pub use net::free_addr;
 pub use process::{gatehouse_bin, Gatehouse};
+pub use tokens::{jwks, TestKey};

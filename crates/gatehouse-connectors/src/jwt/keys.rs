@@ -60,7 +60,11 @@ pub struct VerifyKey {
 
 impl std::fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyKey").field("kid", &self.kid).field("family", &self.family).field("alg", &self.alg).finish()
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("family", &self.family)
+            .field("alg", &self.alg)
+            .finish()
     }
 }
 
@@ -95,14 +99,18 @@ fn fingerprint(parts: &[&[u8]]) -> u64 {
 /// "enc"`, unknown `kty`, unsupported curves, broken members) are skipped and
 /// described in the second element, not treated as errors.
 pub fn parse_jwks(bytes: &[u8]) -> Result<(KeySet, Vec<String>), String> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
     let Some(items) = doc.get("keys").and_then(|k| k.as_array()) else {
         return Err("JWKS has no \"keys\" array".into());
     };
     let mut keys = Vec::with_capacity(items.len());
     let mut skipped = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let label = item.get("kid").and_then(|k| k.as_str()).map_or_else(|| format!("#{i}"), |k| format!("\"{k}\""));
+        let label = item
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .map_or_else(|| format!("#{i}"), |k| format!("\"{k}\""));
         let jwk: Jwk = match serde_json::from_value(item.clone()) {
             Ok(j) => j,
             Err(e) => {
@@ -126,7 +134,10 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
     }
     let alg = match raw.get("alg").and_then(|a| a.as_str()) {
         None => None,
-        Some(a) => Some(a.parse::<Algorithm>().map_err(|_| format!("unsupported alg \"{a}\""))?),
+        Some(a) => Some(
+            a.parse::<Algorithm>()
+                .map_err(|_| format!("unsupported alg \"{a}\""))?,
+        ),
     };
     let (family, curve) = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => (Family::Rsa, None),
@@ -154,7 +165,10 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
         family,
         alg,
         curve,
-        fingerprint: fingerprint(&[jwk.common.key_id.as_deref().unwrap_or("").as_bytes(), &material]),
+        fingerprint: fingerprint(&[
+            jwk.common.key_id.as_deref().unwrap_or("").as_bytes(),
+            &material,
+        ]),
         key,
     })
 }
@@ -198,8 +212,14 @@ pub fn key_from_secret(secret: &[u8]) -> VerifyKey {
 
 impl KeySet {
     /// Keys that may verify a token with this `alg` and `kid`.
-    pub fn candidates<'a>(&'a self, alg: Algorithm, kid: Option<&'a str>) -> impl Iterator<Item = &'a VerifyKey> + 'a {
-        self.keys.iter().filter(move |k| k.fits(alg) && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid))
+    pub fn candidates<'a>(
+        &'a self,
+        alg: Algorithm,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.fits(alg) && (kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+        })
     }
 
     /// True when a key with this `kid` exists (whatever its type).

@@ -30,7 +30,7 @@ use gatehouse_config::{deserialize_section, ConfigError};
 use http::{HeaderName, HeaderValue, StatusCode};
 use jsonwebtoken::Algorithm;
 use moka::sync::Cache;
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,7 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Algorithms a connector may allow.
 pub const SUPPORTED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384", "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
+    "HS384", "HS512",
 ];
 
 /// Longest a verified token stays cached when it has no `exp`.
@@ -66,21 +67,45 @@ impl Families {
     fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
         let f = Self {
             validations: IntCounterVec::new(
-                Opts::new("gatehouse_jwt_validations_total", "JWT checks, by connector, result (valid/invalid) and reason."),
+                Opts::new(
+                    "gatehouse_jwt_validations_total",
+                    "JWT checks, by connector, result (valid/invalid) and reason.",
+                ),
                 &["connector", "result", "reason"],
             )?,
             cache_requests: IntCounterVec::new(
-                Opts::new("gatehouse_token_cache_requests_total", "Verified-token cache lookups, by connector and result (hit/miss)."),
+                Opts::new(
+                    "gatehouse_token_cache_requests_total",
+                    "Verified-token cache lookups, by connector and result (hit/miss).",
+                ),
                 &["connector", "result"],
             )?,
-            cache_entries: IntGaugeVec::new(Opts::new("gatehouse_token_cache_entries", "Verified tokens cached, by connector."), &["connector"])?,
+            cache_entries: IntGaugeVec::new(
+                Opts::new(
+                    "gatehouse_token_cache_entries",
+                    "Verified tokens cached, by connector.",
+                ),
+                &["connector"],
+            )?,
             fetches: IntCounterVec::new(
-                Opts::new("gatehouse_jwks_fetches_total", "JWKS loads, by connector and result (success/failure)."),
+                Opts::new(
+                    "gatehouse_jwks_fetches_total",
+                    "JWKS loads, by connector and result (success/failure).",
+                ),
                 &["connector", "result"],
             )?,
-            keys: IntGaugeVec::new(Opts::new("gatehouse_jwks_keys", "Usable keys in the current key set, by connector."), &["connector"])?,
+            keys: IntGaugeVec::new(
+                Opts::new(
+                    "gatehouse_jwks_keys",
+                    "Usable keys in the current key set, by connector.",
+                ),
+                &["connector"],
+            )?,
             age: GaugeVec::new(
-                Opts::new("gatehouse_jwks_age_seconds", "Seconds since the key set was last loaded successfully, by connector."),
+                Opts::new(
+                    "gatehouse_jwks_age_seconds",
+                    "Seconds since the key set was last loaded successfully, by connector.",
+                ),
                 &["connector"],
             )?,
         };
@@ -101,13 +126,15 @@ struct Handles {
     name: String,
     hit: IntCounter,
     miss: IntCounter,
-    entries: IntGauge,
 }
 
 impl Handles {
     fn invalid(&self, r: Reason) {
         self.invalid[r.index()]
-            .get_or_init(|| self.invalid_family.with_label_values(&[&self.name, "invalid", r.as_str()]))
+            .get_or_init(|| {
+                self.invalid_family
+                    .with_label_values(&[&self.name, "invalid", r.as_str()])
+            })
             .inc();
     }
 }
@@ -135,7 +162,12 @@ struct Verified {
 struct TtlExpiry;
 
 impl moka::Expiry<[u8; 32], Arc<Verified>> for TtlExpiry {
-    fn expire_after_create(&self, _k: &[u8; 32], v: &Arc<Verified>, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _k: &[u8; 32],
+        v: &Arc<Verified>,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(v.ttl)
     }
 }
@@ -165,7 +197,9 @@ pub struct JwtConnector {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn invalid(reason: Reason, code: &'static str, d: impl Into<String>) -> Failure {
@@ -175,10 +209,26 @@ fn invalid(reason: Reason, code: &'static str, d: impl Into<String>) -> Failure 
 fn b64_json(part: &str, what: &str) -> Result<Value, Failure> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
-        .map_err(|_| invalid(Reason::Malformed, "InvalidJWTToken", format!("{what} is not base64url")))?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| invalid(Reason::Malformed, "InvalidJWTToken", format!("{what} is not JSON")))?;
+        .map_err(|_| {
+            invalid(
+                Reason::Malformed,
+                "InvalidJWTToken",
+                format!("{what} is not base64url"),
+            )
+        })?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        invalid(
+            Reason::Malformed,
+            "InvalidJWTToken",
+            format!("{what} is not JSON"),
+        )
+    })?;
     if !v.is_object() {
-        return Err(invalid(Reason::Malformed, "InvalidJWTToken", format!("{what} is not a JSON object")));
+        return Err(invalid(
+            Reason::Malformed,
+            "InvalidJWTToken",
+            format!("{what} is not a JSON object"),
+        ));
     }
     Ok(v)
 }
@@ -186,8 +236,15 @@ fn b64_json(part: &str, what: &str) -> Result<Value, Failure> {
 fn numeric(claims: &Value, name: &str, code: &'static str) -> Result<Option<f64>, Failure> {
     match claims.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| invalid(Reason::Malformed, code, format!("{name} is not a number"))),
-        Some(_) => Err(invalid(Reason::Malformed, code, format!("{name} is not a number"))),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| invalid(Reason::Malformed, code, format!("{name} is not a number"))),
+        Some(_) => Err(invalid(
+            Reason::Malformed,
+            code,
+            format!("{name} is not a number"),
+        )),
     }
 }
 
@@ -197,29 +254,66 @@ fn ago(secs: f64) -> String {
 
 impl JwtConnector {
     /// Time checks (also re-run on every cache hit).
-    fn check_times(&self, exp: Option<f64>, nbf: Option<f64>, iat: Option<f64>, now: f64) -> Result<(), Failure> {
+    fn check_times(
+        &self,
+        exp: Option<f64>,
+        nbf: Option<f64>,
+        iat: Option<f64>,
+        now: f64,
+    ) -> Result<(), Failure> {
         let l = self.leeway;
         match exp {
-            Some(exp) if now >= exp + l => return Err(invalid(Reason::Expired, "TokenExpired", format!("token expired {} ago", ago(now - exp)))),
-            None if self.require_exp => return Err(invalid(Reason::MissingClaim, "ExpIsNonNumeric", "token has no exp claim")),
+            Some(exp) if now >= exp + l => {
+                return Err(invalid(
+                    Reason::Expired,
+                    "TokenExpired",
+                    format!("token expired {} ago", ago(now - exp)),
+                ))
+            }
+            None if self.require_exp => {
+                return Err(invalid(
+                    Reason::MissingClaim,
+                    "ExpIsNonNumeric",
+                    "token has no exp claim",
+                ))
+            }
             _ => {}
         }
         if let Some(nbf) = nbf {
             if now + l < nbf {
-                return Err(invalid(Reason::NotYetValid, "TokenNotAllowedBeforeNbf", format!("token not valid for another {}", ago(nbf - now))));
+                return Err(invalid(
+                    Reason::NotYetValid,
+                    "TokenNotAllowedBeforeNbf",
+                    format!("token not valid for another {}", ago(nbf - now)),
+                ));
             }
         }
         if let Some(iat) = iat {
             if iat > now + l {
-                return Err(invalid(Reason::IssuedInFuture, "IatGreaterThanCurrentTime", "token issued in the future"));
+                return Err(invalid(
+                    Reason::IssuedInFuture,
+                    "IatGreaterThanCurrentTime",
+                    "token issued in the future",
+                ));
             }
         }
         if let Some(max) = self.max_age {
             let Some(iat) = iat else {
-                return Err(invalid(Reason::MissingClaim, "TokenExpiryOverrideOrIatIsNonNumeric", "token has no iat claim (max_token_age needs one)"));
+                return Err(invalid(
+                    Reason::MissingClaim,
+                    "TokenExpiryOverrideOrIatIsNonNumeric",
+                    "token has no iat claim (max_token_age needs one)",
+                ));
             };
             if now >= iat + max + l {
-                return Err(invalid(Reason::TooOld, "TokenExpired", format!("token older than the allowed age by {}", ago(now - iat - max))));
+                return Err(invalid(
+                    Reason::TooOld,
+                    "TokenExpired",
+                    format!(
+                        "token older than the allowed age by {}",
+                        ago(now - iat - max)
+                    ),
+                ));
             }
         }
         Ok(())
@@ -228,36 +322,73 @@ impl JwtConnector {
     /// The full check of a token not in the cache.
     async fn verify(&self, token: &str, now: f64) -> Result<Verified, Failure> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(invalid(Reason::Malformed, "InvalidJWTToken", "token must have three dot-separated parts"));
+        let (Some(h), Some(p), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(
+                Reason::Malformed,
+                "InvalidJWTToken",
+                "token must have three dot-separated parts",
+            ));
         };
         let header = b64_json(h, "token header")?;
         let Some(alg_name) = header.get("alg").and_then(Value::as_str) else {
-            return Err(invalid(Reason::Malformed, "AlgorithmNotSupported", "token header has no alg"));
+            return Err(invalid(
+                Reason::Malformed,
+                "AlgorithmNotSupported",
+                "token header has no alg",
+            ));
         };
         let alg = alg_name
             .parse::<Algorithm>()
             .ok()
             .filter(|a| self.algorithms.contains(a))
-            .ok_or_else(|| invalid(Reason::AlgorithmNotAllowed, "AlgorithmNotSupported", "token algorithm is not allowed"))?;
+            .ok_or_else(|| {
+                invalid(
+                    Reason::AlgorithmNotAllowed,
+                    "AlgorithmNotSupported",
+                    "token algorithm is not allowed",
+                )
+            })?;
         if header.get("crit").is_some() {
-            return Err(invalid(Reason::Malformed, "InvalidJWTToken", "token header has unsupported critical parameters"));
+            return Err(invalid(
+                Reason::Malformed,
+                "InvalidJWTToken",
+                "token header has unsupported critical parameters",
+            ));
         }
         let kid = match header.get("kid") {
             None => None,
             Some(Value::String(k)) => Some(k.as_str()),
-            Some(_) => return Err(invalid(Reason::Malformed, "InvalidJWTToken", "token kid is not a string")),
+            Some(_) => {
+                return Err(invalid(
+                    Reason::Malformed,
+                    "InvalidJWTToken",
+                    "token kid is not a string",
+                ))
+            }
         };
         let claims = b64_json(p, "token payload")?;
 
-        let unavailable = || Failure::new(Reason::KeysUnavailable, FailureClass::Unavailable, "JsonWebKeyNotAvailable", "signing keys are not available");
+        let unavailable = || {
+            Failure::new(
+                Reason::KeysUnavailable,
+                FailureClass::Unavailable,
+                "JsonWebKeyNotAvailable",
+                "signing keys are not available",
+            )
+        };
         let mut keys = self.store.keys().ok_or_else(unavailable)?;
         if let Some(k) = kid {
             if !keys.has_kid(k) && self.store.refetch_for_unknown_kid().await {
                 keys = self.store.keys().ok_or_else(unavailable)?;
             }
             if !keys.has_kid(k) && keys.keys.iter().all(|key| key.kid.is_some()) {
-                return Err(invalid(Reason::UnknownKey, "JsonWebKeyNotAvailable", "no key with the token's kid"));
+                return Err(invalid(
+                    Reason::UnknownKey,
+                    "JsonWebKeyNotAvailable",
+                    "no key with the token's kid",
+                ));
             }
         }
         let message = &token.as_bytes()[..h.len() + 1 + p.len()];
@@ -265,16 +396,27 @@ impl JwtConnector {
         let mut verified_by = None;
         for key in keys.candidates(alg, kid) {
             tried += 1;
-            if matches!(jsonwebtoken::crypto::verify(sig, message, &key.key, alg), Ok(true)) {
+            if matches!(
+                jsonwebtoken::crypto::verify(sig, message, &key.key, alg),
+                Ok(true)
+            ) {
                 verified_by = Some(key.fingerprint);
                 break;
             }
         }
         let Some(key) = verified_by else {
             return Err(if tried == 0 {
-                invalid(Reason::UnknownKey, "SignatureInstanceAlgorithmUnavailable", "no key fits the token's algorithm")
+                invalid(
+                    Reason::UnknownKey,
+                    "SignatureInstanceAlgorithmUnavailable",
+                    "no key fits the token's algorithm",
+                )
             } else {
-                invalid(Reason::BadSignature, "InvalidSignature", "signature does not verify")
+                invalid(
+                    Reason::BadSignature,
+                    "InvalidSignature",
+                    "signature does not verify",
+                )
             });
         };
 
@@ -283,41 +425,95 @@ impl JwtConnector {
         let iat = numeric(&claims, "iat", "IatIsNonNumeric")?;
         if let (Some(i), Some(e)) = (iat, exp) {
             if i > e {
-                return Err(invalid(Reason::Malformed, "IatGreaterThanExpTime", "token iat is after its exp"));
+                return Err(invalid(
+                    Reason::Malformed,
+                    "IatGreaterThanExpTime",
+                    "token iat is after its exp",
+                ));
             }
         }
         self.check_times(exp, nbf, iat, now)?;
 
         if !self.issuers.is_empty() {
             match claims.get("iss") {
-                None => return Err(invalid(Reason::IssuerNotAllowed, "IssNotConfiguredInJWTToken", "token has no iss claim")),
+                None => {
+                    return Err(invalid(
+                        Reason::IssuerNotAllowed,
+                        "IssNotConfiguredInJWTToken",
+                        "token has no iss claim",
+                    ))
+                }
                 Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
-                Some(Value::String(_)) => return Err(invalid(Reason::IssuerNotAllowed, "IssNotAuthorized", "token issuer is not allowed")),
-                Some(_) => return Err(invalid(Reason::IssuerNotAllowed, "InvalidIssWithMultipleValues", "token iss is not a string")),
+                Some(Value::String(_)) => {
+                    return Err(invalid(
+                        Reason::IssuerNotAllowed,
+                        "IssNotAuthorized",
+                        "token issuer is not allowed",
+                    ))
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        Reason::IssuerNotAllowed,
+                        "InvalidIssWithMultipleValues",
+                        "token iss is not a string",
+                    ))
+                }
             }
         }
         if !self.audiences.is_empty() {
             let ok = match claims.get("aud") {
-                None => return Err(invalid(Reason::AudienceNotAllowed, "AudNotConfiguredInJWTToken", "token has no aud claim")),
+                None => {
+                    return Err(invalid(
+                        Reason::AudienceNotAllowed,
+                        "AudNotConfiguredInJWTToken",
+                        "token has no aud claim",
+                    ))
+                }
                 Some(Value::String(a)) => self.audiences.contains(a),
-                Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(|a| self.audiences.iter().any(|w| w == a)),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| self.audiences.iter().any(|w| w == a)),
                 Some(_) => false,
             };
             if !ok {
-                return Err(invalid(Reason::AudienceNotAllowed, "AudIsNotAuthorized", "token audience is not allowed"));
+                return Err(invalid(
+                    Reason::AudienceNotAllowed,
+                    "AudIsNotAuthorized",
+                    "token audience is not allowed",
+                ));
             }
         }
         for c in &self.required_claims {
             if claims.get(c).is_none_or(Value::is_null) {
-                return Err(invalid(Reason::MissingClaim, "NonStandardClaimIsNotAuthorized", format!("token has no {c} claim")));
+                return Err(invalid(
+                    Reason::MissingClaim,
+                    "NonStandardClaimIsNotAuthorized",
+                    format!("token has no {c} claim"),
+                ));
             }
         }
         if let Err(f) = self.policy.evaluate(&claims) {
-            return Err(Failure::new(Reason::PolicyDenied, FailureClass::InsufficientScope, "NonStandardClaimIsNotAuthorized", f.description));
+            return Err(Failure::new(
+                Reason::PolicyDenied,
+                FailureClass::InsufficientScope,
+                "NonStandardClaimIsNotAuthorized",
+                f.description,
+            ));
         }
         let mut edits = self.injector.apply(&claims).map_err(|e| match e {
-            InjectError::Missing(c) => Failure::new(Reason::MissingClaim, FailureClass::InsufficientScope, "NonStandardClaimIsNotAuthorized", format!("token has no {c} claim")),
-            InjectError::InvalidValue(h) => Failure::new(Reason::InvalidHeaderValue, FailureClass::InvalidToken, "InvalidJWTToken", format!("claim for {h} is not a valid header value")),
+            InjectError::Missing(c) => Failure::new(
+                Reason::MissingClaim,
+                FailureClass::InsufficientScope,
+                "NonStandardClaimIsNotAuthorized",
+                format!("token has no {c} claim"),
+            ),
+            InjectError::InvalidValue(h) => Failure::new(
+                Reason::InvalidHeaderValue,
+                FailureClass::InvalidToken,
+                "InvalidJWTToken",
+                format!("claim for {h} is not a valid header value"),
+            ),
         })?;
         if let Some(hn) = &self.claims_header {
             if let Ok(v) = HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(claims.to_string())) {
@@ -325,11 +521,22 @@ impl JwtConnector {
             }
         }
 
-        let mut ttl = exp.map_or(NO_EXP_CACHE_TTL, |e| Duration::from_secs_f64((e + self.leeway - now).max(0.0)));
+        let mut ttl = exp.map_or(NO_EXP_CACHE_TTL, |e| {
+            Duration::from_secs_f64((e + self.leeway - now).max(0.0))
+        });
         if let (Some(max), Some(i)) = (self.max_age, iat) {
-            ttl = ttl.min(Duration::from_secs_f64((i + max + self.leeway - now).max(0.0)));
+            ttl = ttl.min(Duration::from_secs_f64(
+                (i + max + self.leeway - now).max(0.0),
+            ));
         }
-        Ok(Verified { exp, nbf, iat, edits, key, ttl: ttl.min(MAX_CACHE_TTL) })
+        Ok(Verified {
+            exp,
+            nbf,
+            iat,
+            edits,
+            key,
+            ttl: ttl.min(MAX_CACHE_TTL),
+        })
     }
 
     fn deny(&self, f: Failure, req: &RequestView<'_>) -> Verdict {
@@ -361,11 +568,30 @@ impl Connector for JwtConnector {
     async fn check(&self, req: &RequestView<'_>) -> Verdict {
         let (token, source) = match find_token(&self.sources, req) {
             Intake::Found(t, i) => (t, i),
-            Intake::Missing => return self.deny(Failure::new(Reason::MissingToken, FailureClass::NoCredential, "JWTTokenNotFound", "no bearer token"), req),
-            Intake::Malformed(why) => return self.deny(invalid(Reason::Malformed, "InvalidJWTToken", why), req),
+            Intake::Missing => {
+                return self.deny(
+                    Failure::new(
+                        Reason::MissingToken,
+                        FailureClass::NoCredential,
+                        "JWTTokenNotFound",
+                        "no bearer token",
+                    ),
+                    req,
+                )
+            }
+            Intake::Malformed(why) => {
+                return self.deny(invalid(Reason::Malformed, "InvalidJWTToken", why), req)
+            }
         };
         if token.len() > self.max_token {
-            return self.deny(invalid(Reason::TokenTooLarge, "InvalidJWTToken", format!("token larger than {} bytes", self.max_token)), req);
+            return self.deny(
+                invalid(
+                    Reason::TokenTooLarge,
+                    "InvalidJWTToken",
+                    format!("token larger than {} bytes", self.max_token),
+                ),
+                req,
+            );
         }
         let now = now_secs();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -389,7 +615,6 @@ impl Connector for JwtConnector {
                         let v = Arc::new(v);
                         if let Some(c) = &self.cache {
                             c.insert(key, v.clone());
-                            self.m.entries.set(c.entry_count() as i64);
                         }
                         v
                     }
@@ -420,51 +645,109 @@ impl ConnectorFactory for JwtFactory {
 
         // Algorithms.
         if s.algorithms.is_empty() {
-            return Err(config_err(path, "algorithms", "list at least one algorithm (e.g. [\"RS256\"])"));
+            return Err(config_err(
+                path,
+                "algorithms",
+                "list at least one algorithm (e.g. [\"RS256\"])",
+            ));
         }
         let mut algorithms = Vec::new();
         for (i, a) in s.algorithms.iter().enumerate() {
             if a.eq_ignore_ascii_case("none") {
-                return Err(config_err(path, &format!("algorithms[{i}]"), "\"none\" can never be allowed"));
+                return Err(config_err(
+                    path,
+                    &format!("algorithms[{i}]"),
+                    "\"none\" can never be allowed",
+                ));
             }
             let alg = SUPPORTED_ALGORITHMS
                 .contains(&a.as_str())
                 .then(|| a.parse::<Algorithm>().ok())
                 .flatten()
-                .ok_or_else(|| config_err(path, &format!("algorithms[{i}]"), format!("unsupported algorithm \"{a}\" (supported: {})", SUPPORTED_ALGORITHMS.join(", "))))?;
+                .ok_or_else(|| {
+                    config_err(
+                        path,
+                        &format!("algorithms[{i}]"),
+                        format!(
+                            "unsupported algorithm \"{a}\" (supported: {})",
+                            SUPPORTED_ALGORITHMS.join(", ")
+                        ),
+                    )
+                })?;
             algorithms.push(alg);
         }
-        let hmac = algorithms.iter().any(|a| keys::family_of(*a) == Family::Hmac);
-        let asym = algorithms.iter().any(|a| matches!(keys::family_of(*a), Family::Rsa | Family::Ec | Family::Ed));
+        let hmac = algorithms
+            .iter()
+            .any(|a| keys::family_of(*a) == Family::Hmac);
+        let asym = algorithms
+            .iter()
+            .any(|a| matches!(keys::family_of(*a), Family::Rsa | Family::Ec | Family::Ed));
         if hmac && asym {
-            return Err(config_err(path, "algorithms", "HMAC (HS*) and public-key algorithms cannot be mixed in one connector"));
+            return Err(config_err(
+                path,
+                "algorithms",
+                "HMAC (HS*) and public-key algorithms cannot be mixed in one connector",
+            ));
         }
 
         // Key sources.
-        let jwks_sources = [s.jwks_url.is_some(), s.jwks_file.is_some(), s.jwks.is_some(), !s.public_keys.is_empty()].iter().filter(|b| **b).count();
-        let secret_sources = [s.secret.is_some(), s.secret_file.is_some()].iter().filter(|b| **b).count();
+        let jwks_sources = [
+            s.jwks_url.is_some(),
+            s.jwks_file.is_some(),
+            s.jwks.is_some(),
+            !s.public_keys.is_empty(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        let secret_sources = [s.secret.is_some(), s.secret_file.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if hmac {
             if jwks_sources > 0 {
                 return Err(config_err(path, "algorithms", "HS* algorithms verify with `secret` or `secret_file`, not with JWKS or public keys"));
             }
             if secret_sources != 1 {
-                return Err(ConfigError::new(path, "give exactly one of `secret` or `secret_file` for HS* algorithms"));
+                return Err(ConfigError::new(
+                    path,
+                    "give exactly one of `secret` or `secret_file` for HS* algorithms",
+                ));
             }
         } else {
             if secret_sources > 0 {
-                return Err(config_err(path, if s.secret.is_some() { "secret" } else { "secret_file" }, "a secret only verifies HS* algorithms"));
+                return Err(config_err(
+                    path,
+                    if s.secret.is_some() {
+                        "secret"
+                    } else {
+                        "secret_file"
+                    },
+                    "a secret only verifies HS* algorithms",
+                ));
             }
             if jwks_sources != 1 {
-                return Err(ConfigError::new(path, "give exactly one key source: `jwks_url`, `jwks_file`, `jwks` or `public_keys`"));
+                return Err(ConfigError::new(
+                    path,
+                    "give exactly one key source: `jwks_url`, `jwks_file`, `jwks` or `public_keys`",
+                ));
             }
         }
 
         let (_, validations_f, handles_f) = {
-            let mut guard = self.families.lock().map_err(|_| ConfigError::new(path, "metrics lock poisoned"))?;
+            let mut guard = self
+                .families
+                .lock()
+                .map_err(|_| ConfigError::new(path, "metrics lock poisoned"))?;
             if guard.is_none() {
-                *guard = Some(Families::new(&ctx.metrics).map_err(|e| ConfigError::new(path, format!("metrics: {e}")))?);
+                *guard = Some(
+                    Families::new(&ctx.metrics)
+                        .map_err(|e| ConfigError::new(path, format!("metrics: {e}")))?,
+                );
             }
-            let f = guard.clone().ok_or_else(|| ConfigError::new(path, "metrics unavailable"))?;
+            let f = guard
+                .clone()
+                .ok_or_else(|| ConfigError::new(path, "metrics unavailable"))?;
             ((), f.validations.clone(), f)
         };
         let name = ctx.name.clone();
@@ -475,7 +758,11 @@ impl ConnectorFactory for JwtFactory {
 
         // Verified-token cache.
         let cache = (s.token_cache_size > 0).then(|| {
-            Cache::builder().max_capacity(s.token_cache_size).expire_after(TtlExpiry).support_invalidation_closures().build()
+            Cache::builder()
+                .max_capacity(s.token_cache_size)
+                .expire_after(TtlExpiry)
+                .support_invalidation_closures()
+                .build()
         });
 
         let settings = StoreSettings {
@@ -485,16 +772,27 @@ impl ConnectorFactory for JwtFactory {
         };
         let source = match (&s.jwks_url, &s.jwks_file) {
             (Some(u), _) => {
-                let url = reqwest::Url::parse(u).map_err(|e| config_err(path, "jwks_url", format!("invalid URL: {e}")))?;
+                let url = reqwest::Url::parse(u)
+                    .map_err(|e| config_err(path, "jwks_url", format!("invalid URL: {e}")))?;
                 match url.scheme() {
                     "https" => {}
                     "http" => {
-                        let loopback = url.host_str().is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()));
+                        let loopback = url.host_str().is_some_and(|h| {
+                            h == "localhost"
+                                || h.parse::<std::net::IpAddr>()
+                                    .is_ok_and(|ip| ip.is_loopback())
+                        });
                         if !loopback {
                             tracing::warn!("{path}.jwks_url uses plain http to a non-loopback host; keys can be tampered with in transit");
                         }
                     }
-                    other => return Err(config_err(path, "jwks_url", format!("scheme \"{other}\" is not http or https"))),
+                    other => {
+                        return Err(config_err(
+                            path,
+                            "jwks_url",
+                            format!("scheme \"{other}\" is not http or https"),
+                        ))
+                    }
                 }
                 let mut b = reqwest::Client::builder()
                     .timeout(s.jwks_timeout.get())
@@ -502,9 +800,13 @@ impl ConnectorFactory for JwtFactory {
                     .redirect(reqwest::redirect::Policy::limited(3))
                     .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
                 if let Some(p) = &s.http_proxy {
-                    b = b.proxy(reqwest::Proxy::all(p).map_err(|e| config_err(path, "http_proxy", format!("invalid proxy: {e}")))?);
+                    b = b.proxy(reqwest::Proxy::all(p).map_err(|e| {
+                        config_err(path, "http_proxy", format!("invalid proxy: {e}"))
+                    })?);
                 }
-                let client = b.build().map_err(|e| config_err(path, "jwks_url", format!("HTTP client: {e}")))?;
+                let client = b
+                    .build()
+                    .map_err(|e| config_err(path, "jwks_url", format!("HTTP client: {e}")))?;
                 KeySource::Url { url, client }
             }
             (None, Some(f)) => KeySource::File(f.clone()),
@@ -520,14 +822,22 @@ impl ConnectorFactory for JwtFactory {
         let on_removed: Arc<dyn Fn(Vec<u64>) + Send + Sync> = Arc::new(move |removed: Vec<u64>| {
             tracing::info!(connector = %cname, removed = removed.len(), "keys removed from the key set; their cached tokens are dropped");
             if let Some(c) = &cache_for_removal {
-                let _ = c.invalidate_entries_if(move |_, v: &Arc<Verified>| removed.contains(&v.key));
+                let _ =
+                    c.invalidate_entries_if(move |_, v: &Arc<Verified>| removed.contains(&v.key));
             }
         });
-        let store = Arc::new(KeyStore::new(&name, source, settings.clone(), observer, on_removed));
+        let store = Arc::new(KeyStore::new(
+            &name,
+            source,
+            settings.clone(),
+            observer,
+            on_removed,
+        ));
 
         // Static keys.
         if let Some(text) = &s.jwks {
-            let (set, skipped) = parse_jwks(text.as_bytes()).map_err(|e| config_err(path, "jwks", e))?;
+            let (set, skipped) =
+                parse_jwks(text.as_bytes()).map_err(|e| config_err(path, "jwks", e))?;
             for sk in skipped {
                 tracing::info!("{path}.jwks: {sk}; skipped");
             }
@@ -542,11 +852,20 @@ impl ConnectorFactory for JwtFactory {
             for (i, pk) in s.public_keys.iter().enumerate() {
                 let p = format!("public_keys[{i}]");
                 let pem = match (&pk.pem_file, &pk.pem) {
-                    (Some(f), None) => std::fs::read(f).map_err(|e| config_err(path, &format!("{p}.pem_file"), format!("cannot read {}: {e}", f.display())))?,
+                    (Some(f), None) => std::fs::read(f).map_err(|e| {
+                        config_err(
+                            path,
+                            &format!("{p}.pem_file"),
+                            format!("cannot read {}: {e}", f.display()),
+                        )
+                    })?,
                     (None, Some(t)) => t.clone().into_bytes(),
                     _ => return Err(config_err(path, &p, "give exactly one of pem_file or pem")),
                 };
-                set.keys.push(keys::key_from_pem(pk.kid.clone(), &pem).map_err(|e| config_err(path, &p, e))?);
+                set.keys.push(
+                    keys::key_from_pem(pk.kid.clone(), &pem)
+                        .map_err(|e| config_err(path, &p, e))?,
+                );
             }
             keys_gauge.set(set.keys.len() as i64);
             store.set(set);
@@ -554,7 +873,16 @@ impl ConnectorFactory for JwtFactory {
         if hmac {
             let (raw, key) = match (&s.secret, &s.secret_file) {
                 (Some(t), _) => (t.clone().into_bytes(), "secret"),
-                (_, Some(f)) => (std::fs::read(f).map_err(|e| config_err(path, "secret_file", format!("cannot read {}: {e}", f.display())))?, "secret_file"),
+                (_, Some(f)) => (
+                    std::fs::read(f).map_err(|e| {
+                        config_err(
+                            path,
+                            "secret_file",
+                            format!("cannot read {}: {e}", f.display()),
+                        )
+                    })?,
+                    "secret_file",
+                ),
                 _ => unreachable_secret()?,
             };
             let secret = match s.secret_encoding {
@@ -567,7 +895,10 @@ impl ConnectorFactory for JwtFactory {
                 }
                 SecretEncoding::Base64 => {
                     let t = String::from_utf8_lossy(&raw).trim().to_string();
-                    STANDARD.decode(&t).or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('='))).map_err(|_| config_err(path, key, "not valid base64"))?
+                    STANDARD
+                        .decode(&t)
+                        .or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')))
+                        .map_err(|_| config_err(path, key, "not valid base64"))?
                 }
             };
             let need = algorithms
@@ -583,7 +914,9 @@ impl ConnectorFactory for JwtFactory {
                 return Err(config_err(path, key, format!("secret is {} bytes; the allowed algorithms need at least {need} (RFC 7518 §3.2)", secret.len())));
             }
             keys_gauge.set(1);
-            store.set(KeySet { keys: vec![keys::key_from_secret(&secret)] });
+            store.set(KeySet {
+                keys: vec![keys::key_from_secret(&secret)],
+            });
         }
 
         // Claims, policy, injection, intake, errors.
@@ -591,19 +924,39 @@ impl ConnectorFactory for JwtFactory {
         let injector = Injector::compile(&format!("{path}.inject_headers"), &s.inject_headers)?;
         let claims_header = match &s.forward_claims_header {
             None => None,
-            Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| config_err(path, "forward_claims_header", format!("\"{h}\" is not a valid header name")))?),
+            Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                config_err(
+                    path,
+                    "forward_claims_header",
+                    format!("\"{h}\" is not a valid header name"),
+                )
+            })?),
         };
         let sources = TokenSource::compile_all(&format!("{path}.token_sources"), &s.token_sources)?;
         if s.max_token_size < 64 || s.max_token_size > 1024 * 1024 {
-            return Err(config_err(path, "max_token_size", "must be between 64 and 1048576 bytes"));
+            return Err(config_err(
+                path,
+                "max_token_size",
+                "must be between 64 and 1048576 bytes",
+            ));
         }
         for (i, c) in s.required_claims.iter().enumerate() {
             if c.is_empty() {
-                return Err(config_err(path, &format!("required_claims[{i}]"), "must not be empty"));
+                return Err(config_err(
+                    path,
+                    &format!("required_claims[{i}]"),
+                    "must not be empty",
+                ));
             }
         }
         let realm = s.realm.clone().unwrap_or_else(|| name.clone());
-        let errors = ErrorResponder::new(path, &realm, s.error_style, s.custom_error.as_ref(), StatusCode::FORBIDDEN)?;
+        let errors = ErrorResponder::new(
+            path,
+            &realm,
+            s.error_style,
+            s.custom_error.as_ref(),
+            StatusCode::FORBIDDEN,
+        )?;
         let mut injected = injector.headers().to_vec();
         if let Some(h) = &claims_header {
             injected.push(h.clone());
@@ -613,25 +966,46 @@ impl ConnectorFactory for JwtFactory {
         let mut tasks = Vec::new();
         if store.is_dynamic() {
             if let Err(e) = store.load().await {
-                let key = if s.jwks_url.is_some() { "jwks_url" } else { "jwks_file" };
+                let key = if s.jwks_url.is_some() {
+                    "jwks_url"
+                } else {
+                    "jwks_file"
+                };
                 if s.jwks_required_at_load {
-                    return Err(config_err(path, key, format!("cannot load keys: {e} (jwks_required_at_load = true)")));
+                    return Err(config_err(
+                        path,
+                        key,
+                        format!("cannot load keys: {e} (jwks_required_at_load = true)"),
+                    ));
                 }
                 tracing::warn!("{path}: cannot load keys yet ({e}); requests are refused with keys_unavailable until keys arrive");
             }
-            let first = if store.keys().is_some() { settings.refresh } else { Duration::from_secs(1) };
+            let first = if store.keys().is_some() {
+                settings.refresh
+            } else {
+                Duration::from_secs(1)
+            };
             tasks.push(AbortOnDrop(tokio::spawn(store.clone().refresh_loop(first))));
-            let st = store.clone();
-            tasks.push(AbortOnDrop(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
+        }
+        let entries = handles_f.cache_entries.with_label_values(&[&name]);
+        // Maintenance, once a second: cache housekeeping and the gauges that
+        // are read, not counted (kept off the request path).
+        let (st, cache_m) = (store.clone(), cache.clone());
+        tasks.push(AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if st.is_dynamic() {
                     if let Some(a) = st.age() {
                         age_gauge.set(a.as_secs_f64());
                     }
                 }
-            })));
-        }
+                if let Some(c) = &cache_m {
+                    c.run_pending_tasks();
+                    entries.set(c.entry_count() as i64);
+                }
+            }
+        })));
 
         let m = Handles {
             valid: validations_f.with_label_values(&[&name, "valid", "none"]),
@@ -639,7 +1013,6 @@ impl ConnectorFactory for JwtFactory {
             invalid: std::array::from_fn(|_| OnceLock::new()),
             hit: handles_f.cache_requests.with_label_values(&[&name, "hit"]),
             miss: handles_f.cache_requests.with_label_values(&[&name, "miss"]),
-            entries: handles_f.cache_entries.with_label_values(&[&name]),
             name: name.clone(),
         };
         Ok(Arc::new(JwtConnector {

@@ -73,32 +73,58 @@ pub struct KeyStore {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn parse_max_age(v: &str) -> Option<Duration> {
-    v.split(',').map(str::trim).find_map(|d| d.strip_prefix("max-age=")).and_then(|s| s.trim_matches('"').parse().ok()).map(Duration::from_secs)
+    v.split(',')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix("max-age="))
+        .and_then(|s| s.trim_matches('"').parse().ok())
+        .map(Duration::from_secs)
 }
 
 /// Fetches a JWKS with a size limit.
 pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<Loaded, String> {
-    let mut resp = client.get(url.clone()).header("accept", "application/json").send().await.map_err(|e| format!("request failed: {e}"))?;
+    let mut resp = client
+        .get(url.clone())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
     if !resp.status().is_success() {
         return Err(format!("answered {}", resp.status()));
     }
-    if resp.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
         return Err(format!("document larger than {MAX_JWKS_BYTES} bytes"));
     }
-    let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
+    let max_age = resp
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_max_age);
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading failed: {e}"))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading failed: {e}"))?
+    {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
             return Err(format!("document larger than {MAX_JWKS_BYTES} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
     let (keys, skipped) = parse_jwks(&body)?;
-    Ok(Loaded { keys, skipped, max_age })
+    Ok(Loaded {
+        keys,
+        skipped,
+        max_age,
+    })
 }
 
 impl KeyStore {
@@ -134,7 +160,11 @@ impl KeyStore {
         self.last_success.store(unix_now(), Ordering::SeqCst);
         if let (Some(old), Some(new)) = (old, self.current.load_full()) {
             let now = new.fingerprints();
-            let removed: Vec<u64> = old.fingerprints().into_iter().filter(|f| !now.contains(f)).collect();
+            let removed: Vec<u64> = old
+                .fingerprints()
+                .into_iter()
+                .filter(|f| !now.contains(f))
+                .collect();
             if !removed.is_empty() {
                 (self.on_removed)(removed);
             }
@@ -164,8 +194,15 @@ impl KeyStore {
             KeySource::Static => return Ok(None),
             KeySource::Url { url, client } => fetch_url(client, url).await,
             KeySource::File(path) => match tokio::fs::read(path).await {
-                Ok(b) if b.len() > MAX_JWKS_BYTES => Err(format!("{} is larger than {MAX_JWKS_BYTES} bytes", path.display())),
-                Ok(b) => parse_jwks(&b).map(|(keys, skipped)| Loaded { keys, skipped, max_age: None }),
+                Ok(b) if b.len() > MAX_JWKS_BYTES => Err(format!(
+                    "{} is larger than {MAX_JWKS_BYTES} bytes",
+                    path.display()
+                )),
+                Ok(b) => parse_jwks(&b).map(|(keys, skipped)| Loaded {
+                    keys,
+                    skipped,
+                    max_age: None,
+                }),
                 Err(e) => Err(format!("cannot read {}: {e}", path.display())),
             },
         };
@@ -184,7 +221,10 @@ impl KeyStore {
                 Ok(l.max_age)
             }
             Err(e) => {
-                (self.observer)(false, self.current.load().as_ref().map_or(0, |k| k.keys.len()));
+                (self.observer)(
+                    false,
+                    self.current.load().as_ref().map_or(0, |k| k.keys.len()),
+                );
                 tracing::warn!(connector = %self.name, "JWKS fetch failed: {e}; serving the last good keys");
                 Err(e)
             }
@@ -222,7 +262,9 @@ impl KeyStore {
             delay = match self.load().await {
                 Ok(max_age) => {
                     backoff = Duration::from_secs(1);
-                    max_age.map_or(self.settings.refresh, |m| m.clamp(self.settings.min_refetch_interval, self.settings.refresh))
+                    max_age.map_or(self.settings.refresh, |m| {
+                        m.clamp(self.settings.min_refetch_interval, self.settings.refresh)
+                    })
                 }
                 Err(_) => {
                     let d = backoff.min(self.settings.refresh);
@@ -240,7 +282,10 @@ mod tests {
 
     #[test]
     fn max_age_parsing() {
-        assert_eq!(parse_max_age("public, max-age=300"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse_max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(parse_max_age("no-cache"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
     }

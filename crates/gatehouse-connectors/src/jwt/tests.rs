@@ -1,7 +1,7 @@
 use super::*;
-use crate::Rejection;
-use gatehouse_testkit::tokens::{claims, now, unsigned_none_token, TestKey};
+use crate::{HeaderEdits, Rejection};
 use gatehouse_testkit::jwks;
+use gatehouse_testkit::tokens::{claims, now, unsigned_none_token, TestKey};
 use http::{HeaderMap, Method, Uri};
 use serde_json::json;
 
@@ -17,7 +17,12 @@ async fn build(body: &str) -> Result<Built, ConfigError> {
     let settings: toml::Table = toml::from_str(body).expect("test TOML");
     let metrics = prometheus::Registry::new();
     let c = JwtFactory::default()
-        .build(BuildContext { name: "t".into(), path: "connectors.t".into(), settings, metrics: metrics.clone() })
+        .build(BuildContext {
+            name: "t".into(),
+            path: "connectors.t".into(),
+            settings,
+            metrics: metrics.clone(),
+        })
         .await?;
     Ok(Built { c, metrics })
 }
@@ -28,7 +33,14 @@ fn inline(keys: &[(&TestKey, &str)], algs: &str, extra: &str) -> String {
 
 async fn check_with(c: &dyn Connector, headers: HeaderMap, uri: &str) -> Verdict {
     let (m, u) = (Method::GET, uri.parse::<Uri>().unwrap());
-    c.check(&RequestView { method: &m, uri: &u, headers: &headers, client: None, request_id: "rid" }).await
+    c.check(&RequestView {
+        method: &m,
+        uri: &u,
+        headers: &headers,
+        client: None,
+        request_id: "rid",
+    })
+    .await
 }
 
 async fn check(c: &dyn Connector, token: &str) -> Verdict {
@@ -54,7 +66,12 @@ fn assert_reason(v: &Verdict, reason: Reason, status: u16) {
 fn assert_allowed(v: &Verdict) -> &HeaderEdits {
     match v {
         Verdict::Allow(e) => e,
-        Verdict::Deny(r) => panic!("expected allow, got {} {}: {}", r.status, r.reason, String::from_utf8_lossy(&r.body)),
+        Verdict::Deny(r) => panic!(
+            "expected allow, got {} {}: {}",
+            r.status,
+            r.reason,
+            String::from_utf8_lossy(&r.body)
+        ),
     }
 }
 
@@ -63,8 +80,20 @@ fn metric(r: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 
         .iter()
         .filter(|f| f.name() == name)
         .flat_map(|f| f.get_metric().iter())
-        .filter(|m| labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v)))
-        .map(|m| if m.get_counter().is_some() { m.get_counter().value() } else { m.get_gauge().value() })
+        .filter(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| {
+            if m.get_counter().is_some() {
+                m.get_counter().value()
+            } else {
+                m.get_gauge().value()
+            }
+        })
         .sum()
 }
 
@@ -90,68 +119,129 @@ async fn every_algorithm_with_real_keys() {
         // Without kid: keys whose type fits the alg are tried.
         assert_allowed(&check(&*b.c, &key.mint(&good(), None)).await);
     }
-    for (alg, len) in [(Algorithm::HS256, 32), (Algorithm::HS384, 48), (Algorithm::HS512, 64)] {
+    for (alg, len) in [
+        (Algorithm::HS256, 32),
+        (Algorithm::HS384, 48),
+        (Algorithm::HS512, 64),
+    ] {
         let secret = "s".repeat(len);
         let key = TestKey::hmac(secret.as_bytes()).with_alg(alg);
-        let b = build(&format!("secret = \"{secret}\"\nalgorithms = [\"{alg:?}\"]\n")).await.unwrap();
+        let b = build(&format!(
+            "secret = \"{secret}\"\nalgorithms = [\"{alg:?}\"]\n"
+        ))
+        .await
+        .unwrap();
         assert_allowed(&check(&*b.c, &key.mint(&good(), None)).await);
         let other = TestKey::hmac("x".repeat(len).as_bytes()).with_alg(alg);
-        assert_reason(&check(&*b.c, &other.mint(&good(), None)).await, Reason::BadSignature, 401);
+        assert_reason(
+            &check(&*b.c, &other.mint(&good(), None)).await,
+            Reason::BadSignature,
+            401,
+        );
     }
 }
 
 #[tokio::test]
 async fn wrong_key_and_tampered_payload_fail_the_signature() {
     let (k1, k2) = (TestKey::rsa(1), TestKey::rsa(2));
-    let b = build(&inline(&[(&k1, "k1")], "\"RS256\"", "")).await.unwrap();
+    let b = build(&inline(&[(&k1, "k1")], "\"RS256\"", ""))
+        .await
+        .unwrap();
     // Signed by k2 but claims kid k1.
-    assert_reason(&check(&*b.c, &k2.mint(&good(), Some("k1"))).await, Reason::BadSignature, 401);
+    assert_reason(
+        &check(&*b.c, &k2.mint(&good(), Some("k1"))).await,
+        Reason::BadSignature,
+        401,
+    );
     let t = k1.mint(&good(), Some("k1"));
     let mut parts: Vec<String> = t.split('.').map(String::from).collect();
     let mut c = good();
     c["sub"] = json!("admin");
     parts[1] = URL_SAFE_NO_PAD.encode(c.to_string());
-    assert_reason(&check(&*b.c, &parts.join(".")).await, Reason::BadSignature, 401);
+    assert_reason(
+        &check(&*b.c, &parts.join(".")).await,
+        Reason::BadSignature,
+        401,
+    );
 }
 
 #[tokio::test]
 async fn algorithm_confusion_is_impossible() {
     let rsa = TestKey::rsa(1);
-    let b = build(&inline(&[(&rsa, "k1")], "\"RS256\"", "")).await.unwrap();
+    let b = build(&inline(&[(&rsa, "k1")], "\"RS256\"", ""))
+        .await
+        .unwrap();
     // HS256 signed with the RSA public key (PEM text) as the secret.
     let forged = TestKey::hmac(rsa.public_pem().unwrap().as_bytes()).mint(&good(), Some("k1"));
-    assert_reason(&check(&*b.c, &forged).await, Reason::AlgorithmNotAllowed, 401);
+    assert_reason(
+        &check(&*b.c, &forged).await,
+        Reason::AlgorithmNotAllowed,
+        401,
+    );
     // The same with PEM public keys configured.
-    let pem = format!("public_keys = [{{ kid = \"k1\", pem = '''{}''' }}]\nalgorithms = [\"RS256\"]\n", rsa.public_pem().unwrap());
+    let pem = format!(
+        "public_keys = [{{ kid = \"k1\", pem = '''{}''' }}]\nalgorithms = [\"RS256\"]\n",
+        rsa.public_pem().unwrap()
+    );
     let b = build(&pem).await.unwrap();
     assert_allowed(&check(&*b.c, &rsa.mint(&good(), Some("k1"))).await);
-    assert_reason(&check(&*b.c, &forged).await, Reason::AlgorithmNotAllowed, 401);
+    assert_reason(
+        &check(&*b.c, &forged).await,
+        Reason::AlgorithmNotAllowed,
+        401,
+    );
     // ES256 token presented to a key set holding only an RSA key, both allowed.
     let ec = TestKey::ec256(1);
-    let b = build(&inline(&[(&rsa, "k1")], "\"RS256\", \"ES256\"", "")).await.unwrap();
-    assert_reason(&check(&*b.c, &ec.mint(&good(), Some("k1"))).await, Reason::UnknownKey, 401);
+    let b = build(&inline(&[(&rsa, "k1")], "\"RS256\", \"ES256\"", ""))
+        .await
+        .unwrap();
+    assert_reason(
+        &check(&*b.c, &ec.mint(&good(), Some("k1"))).await,
+        Reason::UnknownKey,
+        401,
+    );
     // Mixing HMAC and public-key algorithms is a config error.
-    let e = build(&inline(&[(&rsa, "k1")], "\"RS256\", \"HS256\"", "")).await.err().unwrap();
+    let e = build(&inline(&[(&rsa, "k1")], "\"RS256\", \"HS256\"", ""))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.path, "connectors.t.algorithms");
     // A secret with RS algorithms is refused.
-    let e = build("secret = \"0123456789abcdef0123456789abcdef\"\nalgorithms = [\"RS256\"]").await.err().unwrap();
+    let e = build("secret = \"0123456789abcdef0123456789abcdef\"\nalgorithms = [\"RS256\"]")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.path, "connectors.t.secret");
 }
 
 #[tokio::test]
 async fn none_is_never_allowed() {
-    let e = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"none\"", "")).await.err().unwrap();
+    let e = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"none\"", ""))
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.path, "connectors.t.algorithms[0]");
-    let e = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"ES512\"", "")).await.err().unwrap();
+    let e = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"ES512\"", ""))
+        .await
+        .err()
+        .unwrap();
     assert!(e.message.contains("unsupported algorithm"), "{e}");
-    let b = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"RS256\"", "")).await.unwrap();
-    assert_reason(&check(&*b.c, &unsigned_none_token(&good())).await, Reason::AlgorithmNotAllowed, 401);
+    let b = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"RS256\"", ""))
+        .await
+        .unwrap();
+    assert_reason(
+        &check(&*b.c, &unsigned_none_token(&good())).await,
+        Reason::AlgorithmNotAllowed,
+        401,
+    );
 }
 
 #[tokio::test]
 async fn malformed_tokens_get_401_with_a_reason() {
     let k = TestKey::rsa(1);
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "")).await.unwrap();
+    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", ""))
+        .await
+        .unwrap();
     let t = k.mint(&good(), Some("k1"));
     let p: Vec<&str> = t.split('.').collect();
     let bad_json = URL_SAFE_NO_PAD.encode("{not json");
@@ -164,17 +254,38 @@ async fn malformed_tokens_get_401_with_a_reason() {
         (format!("{bad_json}.{}.{}", p[1], p[2]), Reason::Malformed),
         (format!("{}.{bad_json}.{}", p[0], p[2]), Reason::Malformed),
         (format!("{no_alg}.{}.{}", p[0], p[2]), Reason::Malformed),
-        (format!("{}.{}.{}", URL_SAFE_NO_PAD.encode("x".repeat(9000)), p[1], p[2]), Reason::TokenTooLarge),
+        (
+            format!(
+                "{}.{}.{}",
+                URL_SAFE_NO_PAD.encode("x".repeat(9000)),
+                p[1],
+                p[2]
+            ),
+            Reason::TokenTooLarge,
+        ),
     ] {
         let v = check(&*b.c, &token).await;
         assert_reason(&v, reason, 401);
         let r = denied(&v).unwrap();
-        let challenge = r.headers.iter().find(|(n, _)| n == "www-authenticate").unwrap().1.to_str().unwrap();
+        let challenge = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "www-authenticate")
+            .unwrap()
+            .1
+            .to_str()
+            .unwrap();
         assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-        assert!(!challenge.contains(&token[..3.min(token.len())]) || token.len() < 4, "description never echoes the token");
+        assert!(
+            !challenge.contains(&token[..3.min(token.len())]) || token.len() < 4,
+            "description never echoes the token"
+        );
     }
     // A crit header we do not understand.
-    let crit = k.mint_with_header(&json!({"alg": "RS256", "kid": "k1", "crit": ["exp"]}), &good());
+    let crit = k.mint_with_header(
+        &json!({"alg": "RS256", "kid": "k1", "crit": ["exp"]}),
+        &good(),
+    );
     assert_reason(&check(&*b.c, &crit).await, Reason::Malformed, 401);
     // No token at all: bare challenge.
     let v = check_with(&*b.c, HeaderMap::new(), "/").await;
@@ -185,33 +296,117 @@ async fn malformed_tokens_get_401_with_a_reason() {
 #[tokio::test]
 async fn time_claims_at_their_boundaries() {
     let k = TestKey::rsa(1);
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "leeway = \"30s\"\ntoken_cache_size = 0")).await.unwrap();
+    let b = build(&inline(
+        &[(&k, "k1")],
+        "\"RS256\"",
+        "leeway = \"30s\"\ntoken_cache_size = 0",
+    ))
+    .await
+    .unwrap();
+    let n = now();
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = good();
+        c["iat"] = json!(n - 100);
+        c["nbf"] = json!(n - 100);
         f(&mut c);
         k.mint(&c, Some("k1"))
     };
-    let n = now();
-    assert_reason(&check(&*b.c, &with(&|c| c["exp"] = json!(n - 31))).await, Reason::Expired, 401);
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["exp"] = json!(n - 31))).await,
+        Reason::Expired,
+        401,
+    );
     assert_allowed(&check(&*b.c, &with(&|c| c["exp"] = json!(n - 25))).await);
-    assert_reason(&check(&*b.c, &with(&|c| c["nbf"] = json!(n + 35))).await, Reason::NotYetValid, 401);
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["nbf"] = json!(n + 35))).await,
+        Reason::NotYetValid,
+        401,
+    );
     assert_allowed(&check(&*b.c, &with(&|c| c["nbf"] = json!(n + 25))).await);
-    assert_reason(&check(&*b.c, &with(&|c| { c["iat"] = json!(n + 40); c["nbf"] = json!(n) })).await, Reason::IssuedInFuture, 401);
+    assert_reason(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c["iat"] = json!(n + 40);
+                c["nbf"] = json!(n)
+            }),
+        )
+        .await,
+        Reason::IssuedInFuture,
+        401,
+    );
     assert_allowed(&check(&*b.c, &with(&|c| c["iat"] = json!(n + 20))).await);
-    assert_reason(&check(&*b.c, &with(&|c| { c.as_object_mut().unwrap().remove("exp"); })).await, Reason::MissingClaim, 401);
-    assert_reason(&check(&*b.c, &with(&|c| c["exp"] = json!("soon"))).await, Reason::Malformed, 401);
+    assert_reason(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        )
+        .await,
+        Reason::MissingClaim,
+        401,
+    );
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["exp"] = json!("soon"))).await,
+        Reason::Malformed,
+        401,
+    );
 
     // exp optional; max_token_age from iat.
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "leeway = \"0s\"\nrequire_exp = false\nmax_token_age = \"5m\"\ntoken_cache_size = 0")).await.unwrap();
-    assert_allowed(&check(&*b.c, &with(&|c| { c.as_object_mut().unwrap().remove("exp"); c["iat"] = json!(n - 200) })).await);
-    assert_reason(&check(&*b.c, &with(&|c| { c.as_object_mut().unwrap().remove("exp"); c["iat"] = json!(n - 301); c["nbf"] = json!(n - 301) })).await, Reason::TooOld, 401);
-    assert_reason(&check(&*b.c, &with(&|c| { c.as_object_mut().unwrap().remove("iat"); })).await, Reason::MissingClaim, 401);
+    let b = build(&inline(
+        &[(&k, "k1")],
+        "\"RS256\"",
+        "leeway = \"0s\"\nrequire_exp = false\nmax_token_age = \"5m\"\ntoken_cache_size = 0",
+    ))
+    .await
+    .unwrap();
+    assert_allowed(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+                c["iat"] = json!(n - 200)
+            }),
+        )
+        .await,
+    );
+    assert_reason(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+                c["iat"] = json!(n - 301);
+                c["nbf"] = json!(n - 301)
+            }),
+        )
+        .await,
+        Reason::TooOld,
+        401,
+    );
+    assert_reason(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+        )
+        .await,
+        Reason::MissingClaim,
+        401,
+    );
 }
 
 #[tokio::test]
 async fn issuer_audience_and_required_claims() {
     let k = TestKey::rsa(1);
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "required_claims = [\"tenant\"]\ntoken_cache_size = 0")).await.unwrap();
+    let b = build(&inline(
+        &[(&k, "k1")],
+        "\"RS256\"",
+        "required_claims = [\"tenant\"]\ntoken_cache_size = 0",
+    ))
+    .await
+    .unwrap();
     let with = |f: &dyn Fn(&mut Value)| {
         let mut c = good();
         c["tenant"] = json!("t1");
@@ -220,27 +415,76 @@ async fn issuer_audience_and_required_claims() {
     };
     assert_allowed(&check(&*b.c, &with(&|_| {})).await);
     assert_allowed(&check(&*b.c, &with(&|c| c["aud"] = json!(["other", AUD]))).await);
-    assert_reason(&check(&*b.c, &with(&|c| c["aud"] = json!(["other", "x"]))).await, Reason::AudienceNotAllowed, 401);
-    assert_reason(&check(&*b.c, &with(&|c| c["aud"] = json!("other"))).await, Reason::AudienceNotAllowed, 401);
-    assert_reason(&check(&*b.c, &with(&|c| { c.as_object_mut().unwrap().remove("aud"); })).await, Reason::AudienceNotAllowed, 401);
-    assert_reason(&check(&*b.c, &with(&|c| c["iss"] = json!("https://evil.test"))).await, Reason::IssuerNotAllowed, 401);
-    assert_reason(&check(&*b.c, &with(&|c| c["iss"] = json!("https://IDP.test"))).await, Reason::IssuerNotAllowed, 401);
-    assert_reason(&check(&*b.c, &with(&|c| { c.as_object_mut().unwrap().remove("tenant"); })).await, Reason::MissingClaim, 401);
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["aud"] = json!(["other", "x"]))).await,
+        Reason::AudienceNotAllowed,
+        401,
+    );
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["aud"] = json!("other"))).await,
+        Reason::AudienceNotAllowed,
+        401,
+    );
+    assert_reason(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("aud");
+            }),
+        )
+        .await,
+        Reason::AudienceNotAllowed,
+        401,
+    );
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["iss"] = json!("https://evil.test"))).await,
+        Reason::IssuerNotAllowed,
+        401,
+    );
+    assert_reason(
+        &check(&*b.c, &with(&|c| c["iss"] = json!("https://IDP.test"))).await,
+        Reason::IssuerNotAllowed,
+        401,
+    );
+    assert_reason(
+        &check(
+            &*b.c,
+            &with(&|c| {
+                c.as_object_mut().unwrap().remove("tenant");
+            }),
+        )
+        .await,
+        Reason::MissingClaim,
+        401,
+    );
 }
 
 #[tokio::test]
 async fn policy_denial_is_403_insufficient_scope() {
     let k = TestKey::rsa(1);
     let extra = "[[policy]]\nany = [{ claim = \"roles\", op = \"contains_any\", values = [\"admin\"] }, { claim = \"scope\", op = \"contains_all\", values = [\"a\", \"b\"] }]";
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", extra)).await.unwrap();
+    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", extra))
+        .await
+        .unwrap();
     let mut c = good();
     c["roles"] = json!(["reader"]);
     let v = check(&*b.c, &k.mint(&c, Some("k1"))).await;
     assert_reason(&v, Reason::PolicyDenied, 403);
-    assert!(denied(&v).unwrap().headers[0].1.to_str().unwrap().contains("insufficient_scope"));
+    assert!(denied(&v).unwrap().headers[0]
+        .1
+        .to_str()
+        .unwrap()
+        .contains("insufficient_scope"));
     c["scope"] = json!("b a c");
     assert_allowed(&check(&*b.c, &k.mint(&c, Some("k1"))).await);
-    let e = build(&inline(&[(&k, "k1")], "\"RS256\"", "[[policy]]\nany = [{ claim = \"$[\", op = \"exists\" }]")).await.err().unwrap();
+    let e = build(&inline(
+        &[(&k, "k1")],
+        "\"RS256\"",
+        "[[policy]]\nany = [{ claim = \"$[\", op = \"exists\" }]",
+    ))
+    .await
+    .err()
+    .unwrap();
     assert_eq!(e.path, "connectors.t.policy[0].any[0].claim");
 }
 
@@ -248,32 +492,67 @@ async fn policy_denial_is_403_insufficient_scope() {
 async fn identity_headers_and_carriers() {
     let k = TestKey::rsa(1);
     let extra = "forward_authorization = false\nforward_claims_header = \"X-Jwt-Claims\"\n[inject_headers]\n\"X-User-Id\" = \"sub\"\n\"X-Region\" = \"$.org.region\"\n\"X-Roles\" = \"roles\"\n\"X-Tenant\" = { claim = \"tenant\", required = true }";
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", extra)).await.unwrap();
+    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", extra))
+        .await
+        .unwrap();
     let names: Vec<&str> = b.c.injected_headers().iter().map(|h| h.as_str()).collect();
-    assert_eq!(names, ["x-region", "x-roles", "x-tenant", "x-user-id", "x-jwt-claims"]);
+    assert_eq!(
+        names,
+        [
+            "x-region",
+            "x-roles",
+            "x-tenant",
+            "x-user-id",
+            "x-jwt-claims"
+        ]
+    );
     let mut c = good();
     c["org"] = json!({"region": "eu"});
     c["roles"] = json!(["a", "b"]);
     c["tenant"] = json!(7);
     let v = check(&*b.c, &k.mint(&c, Some("k1"))).await;
     let e = assert_allowed(&v);
-    let get = |n: &str| e.set.iter().find(|(h, _)| h == n).map(|(_, v)| v.to_str().unwrap().to_string());
+    let get = |n: &str| {
+        e.set
+            .iter()
+            .find(|(h, _)| h == n)
+            .map(|(_, v)| v.to_str().unwrap().to_string())
+    };
     assert_eq!(get("x-user-id").as_deref(), Some("user-1"));
     assert_eq!(get("x-region").as_deref(), Some("eu"));
     assert_eq!(get("x-roles").as_deref(), Some("a,b"));
     assert_eq!(get("x-tenant").as_deref(), Some("7"));
-    let forwarded: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(get("x-jwt-claims").unwrap()).unwrap()).unwrap();
+    let forwarded: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(get("x-jwt-claims").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(forwarded["sub"], "user-1");
     assert_eq!(e.remove, [http::header::AUTHORIZATION]);
 
     c["sub"] = json!("evil\r\nX-Admin: yes");
-    assert_reason(&check(&*b.c, &k.mint(&c, Some("k1"))).await, Reason::InvalidHeaderValue, 401);
+    assert_reason(
+        &check(&*b.c, &k.mint(&c, Some("k1"))).await,
+        Reason::InvalidHeaderValue,
+        401,
+    );
     c["sub"] = json!("ok");
     c.as_object_mut().unwrap().remove("tenant");
-    assert_reason(&check(&*b.c, &k.mint(&c, Some("k1"))).await, Reason::MissingClaim, 403);
+    assert_reason(
+        &check(&*b.c, &k.mint(&c, Some("k1"))).await,
+        Reason::MissingClaim,
+        403,
+    );
 
     // A query-parameter token is always stripped from the URI.
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "token_sources = [{ query = \"access_token\" }]")).await.unwrap();
+    let b = build(&inline(
+        &[(&k, "k1")],
+        "\"RS256\"",
+        "token_sources = [{ query = \"access_token\" }]",
+    ))
+    .await
+    .unwrap();
     let t = k.mint(&good(), Some("k1"));
     let v = check_with(&*b.c, HeaderMap::new(), &format!("/x?a=1&access_token={t}")).await;
     assert_eq!(assert_allowed(&v).remove_query_params, ["access_token"]);
@@ -282,68 +561,139 @@ async fn identity_headers_and_carriers() {
 #[tokio::test]
 async fn cache_hits_rechecks_time_and_counts() {
     let k = TestKey::rsa(1);
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "leeway = \"0s\"")).await.unwrap();
+    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "leeway = \"0s\""))
+        .await
+        .unwrap();
     let mut c = good();
     c["exp"] = json!(now() + 1);
     let t = k.mint(&c, Some("k1"));
     assert_allowed(&check(&*b.c, &t).await);
     assert_allowed(&check(&*b.c, &t).await);
-    assert_eq!(metric(&b.metrics, "gatehouse_token_cache_requests_total", &[("result", "hit")]), 1.0);
-    assert_eq!(metric(&b.metrics, "gatehouse_token_cache_requests_total", &[("result", "miss")]), 1.0);
-    assert_eq!(metric(&b.metrics, "gatehouse_jwt_validations_total", &[("result", "valid")]), 2.0);
+    assert_eq!(
+        metric(
+            &b.metrics,
+            "gatehouse_token_cache_requests_total",
+            &[("result", "hit")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &b.metrics,
+            "gatehouse_token_cache_requests_total",
+            &[("result", "miss")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &b.metrics,
+            "gatehouse_jwt_validations_total",
+            &[("result", "valid")]
+        ),
+        2.0
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_reason(&check(&*b.c, &t).await, Reason::Expired, 401);
-    assert_eq!(metric(&b.metrics, "gatehouse_jwt_validations_total", &[("result", "invalid"), ("reason", "expired")]), 1.0);
+    assert_eq!(
+        metric(
+            &b.metrics,
+            "gatehouse_jwt_validations_total",
+            &[("result", "invalid"), ("reason", "expired")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn error_styles() {
     let k = TestKey::rsa(1);
     let custom = "[custom_error]\nstatus = 403\ncontent_type = \"application/problem+json\"\nbody = '{\"code\":\"{reason}\",\"id\":\"{request_id}\"}'";
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", custom)).await.unwrap();
+    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", custom))
+        .await
+        .unwrap();
     let v = check_with(&*b.c, HeaderMap::new(), "/").await;
     let r = denied(&v).unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(r.body, "{\"code\":\"missing_token\",\"id\":\"rid\"}");
-    let b = build(&inline(&[(&k, "k1")], "\"RS256\"", "error_style = \"mashery\"")).await.unwrap();
+    let b = build(&inline(
+        &[(&k, "k1")],
+        "\"RS256\"",
+        "error_style = \"mashery\"",
+    ))
+    .await
+    .unwrap();
     let mut c = good();
     c["exp"] = json!(now() - 3600);
+    c["iat"] = json!(now() - 7200);
+    c["nbf"] = json!(now() - 7200);
     let v = check(&*b.c, &k.mint(&c, Some("k1"))).await;
     let r = denied(&v).unwrap();
     assert_eq!(r.status, 403);
-    assert!(r.headers.iter().any(|(n, v)| n == "x-mashery-error-code" && v == "ERR_403_NOT_AUTHORIZED"));
-    assert!(r.headers.iter().any(|(n, v)| n == "x-mashery-error-detail" && v == "TokenExpired"));
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, v)| n == "x-mashery-error-code" && v == "ERR_403_NOT_AUTHORIZED"));
+    assert!(r
+        .headers
+        .iter()
+        .any(|(n, v)| n == "x-mashery-error-detail" && v == "TokenExpired"));
 }
 
 #[tokio::test]
 async fn key_source_config_errors() {
     let e = build("algorithms = [\"RS256\"]").await.err().unwrap();
     assert!(e.message.contains("exactly one key source"), "{e}");
-    let e = build("jwks = 'nope'\nalgorithms = [\"RS256\"]").await.err().unwrap();
+    let e = build("jwks = 'nope'\nalgorithms = [\"RS256\"]")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.path, "connectors.t.jwks");
-    let e = build("jwks_url = \"ftp://x/jwks\"\nalgorithms = [\"RS256\"]").await.err().unwrap();
+    let e = build("jwks_url = \"ftp://x/jwks\"\nalgorithms = [\"RS256\"]")
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.path, "connectors.t.jwks_url");
-    let e = build("secret = \"short\"\nalgorithms = [\"HS256\"]").await.err().unwrap();
+    let e = build("secret = \"short\"\nalgorithms = [\"HS256\"]")
+        .await
+        .err()
+        .unwrap();
     assert!(e.message.contains("at least 32"), "{e}");
     let e = build("jwks_url = \"http://127.0.0.1:9/jwks\"\njwks_timeout = \"200ms\"\njwks_required_at_load = true\nalgorithms = [\"RS256\"]").await.err().unwrap();
     assert_eq!(e.path, "connectors.t.jwks_url");
-    let e = build("jwks_url = \"http://127.0.0.1:9/jwks\"\nalgorithms = [\"RS256\"]\nleewy = \"1s\"").await.err().unwrap();
+    let e =
+        build("jwks_url = \"http://127.0.0.1:9/jwks\"\nalgorithms = [\"RS256\"]\nleewy = \"1s\"")
+            .await
+            .err()
+            .unwrap();
     assert_eq!(e.path, "connectors.t.leewy");
     // Keys unavailable at load (not required): builds, and denies with 503 until keys arrive.
     let b = build("jwks_url = \"http://127.0.0.1:9/jwks\"\njwks_timeout = \"200ms\"\nalgorithms = [\"RS256\"]").await.unwrap();
     let k = TestKey::rsa(1);
     let v = check(&*b.c, &k.mint(&good(), Some("k1"))).await;
     assert_reason(&v, Reason::KeysUnavailable, 503);
-    assert!(denied(&v).unwrap().headers.iter().any(|(n, _)| n == "retry-after"));
+    assert!(denied(&v)
+        .unwrap()
+        .headers
+        .iter()
+        .any(|(n, _)| n == "retry-after"));
 }
 
 #[test]
 fn jwks_parsing_skips_unusable_keys() {
     let rsa = TestKey::rsa(1);
     let mut doc = jwks(&[(&rsa, "good")]);
-    doc["keys"].as_array_mut().unwrap().push(json!({"kty": "RSA", "use": "enc", "kid": "enc", "n": rsa.jwk("x")["n"], "e": "AQAB"}));
-    doc["keys"].as_array_mut().unwrap().push(json!({"kty": "XYZ", "kid": "odd"}));
-    doc["keys"].as_array_mut().unwrap().push(json!({"kty": "EC", "crv": "P-256", "kid": "broken", "x": "!!", "y": "??"}));
+    doc["keys"].as_array_mut().unwrap().push(
+        json!({"kty": "RSA", "use": "enc", "kid": "enc", "n": rsa.jwk("x")["n"], "e": "AQAB"}),
+    );
+    doc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "XYZ", "kid": "odd"}));
+    doc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "EC", "crv": "P-256", "kid": "broken", "x": "!!", "y": "??"}));
     let (set, skipped) = parse_jwks(doc.to_string().as_bytes()).unwrap();
     assert_eq!(set.keys.len(), 1);
     assert_eq!(set.keys[0].kid.as_deref(), Some("good"));

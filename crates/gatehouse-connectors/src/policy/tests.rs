@@ -25,45 +25,113 @@ fn claims() -> Value {
 #[test]
 fn equals_on_strings_numbers_booleans_and_arrays() {
     let c = claims();
-    assert!(policy("[[policy]]\nany = [{ claim = \"sub\", op = \"equals\", values = [\"u1\", \"u2\"] }]").unwrap().evaluate(&c).is_ok());
-    assert!(policy("[[policy]]\nany = [{ claim = \"sub\", op = \"equals\", values = [\"u2\"] }]").unwrap().evaluate(&c).is_err());
-    assert!(policy("[[policy]]\nany = [{ claim = \"level\", op = \"equals\", values = [3] }]").unwrap().evaluate(&c).is_ok());
-    assert!(policy("[[policy]]\nany = [{ claim = \"level\", op = \"equals\", values = [\"3\"] }]").unwrap().evaluate(&c).is_ok());
-    assert!(policy("[[policy]]\nany = [{ claim = \"verified\", op = \"equals\", values = [true] }]").unwrap().evaluate(&c).is_ok());
-    assert!(policy("[[policy]]\nany = [{ claim = \"verified\", op = \"equals\", values = [false] }]").unwrap().evaluate(&c).is_err());
-    assert!(policy("[[policy]]\nany = [{ claim = \"roles\", op = \"equals\", values = [\"reader\"] }]").unwrap().evaluate(&c).is_ok());
+    assert!(policy(
+        "[[policy]]\nany = [{ claim = \"sub\", op = \"equals\", values = [\"u1\", \"u2\"] }]"
+    )
+    .unwrap()
+    .evaluate(&c)
+    .is_ok());
+    assert!(
+        policy("[[policy]]\nany = [{ claim = \"sub\", op = \"equals\", values = [\"u2\"] }]")
+            .unwrap()
+            .evaluate(&c)
+            .is_err()
+    );
+    assert!(
+        policy("[[policy]]\nany = [{ claim = \"level\", op = \"equals\", values = [3] }]")
+            .unwrap()
+            .evaluate(&c)
+            .is_ok()
+    );
+    assert!(
+        policy("[[policy]]\nany = [{ claim = \"level\", op = \"equals\", values = [\"3\"] }]")
+            .unwrap()
+            .evaluate(&c)
+            .is_ok()
+    );
+    assert!(policy(
+        "[[policy]]\nany = [{ claim = \"verified\", op = \"equals\", values = [true] }]"
+    )
+    .unwrap()
+    .evaluate(&c)
+    .is_ok());
+    assert!(policy(
+        "[[policy]]\nany = [{ claim = \"verified\", op = \"equals\", values = [false] }]"
+    )
+    .unwrap()
+    .evaluate(&c)
+    .is_err());
+    assert!(policy(
+        "[[policy]]\nany = [{ claim = \"roles\", op = \"equals\", values = [\"reader\"] }]"
+    )
+    .unwrap()
+    .evaluate(&c)
+    .is_ok());
 }
 
 #[test]
 fn case_sensitivity() {
     let c = claims();
-    assert!(policy("[[policy]]\nany = [{ claim = \"$.org.tier\", op = \"equals\", values = [\"gold\"] }]").unwrap().evaluate(&c).is_err());
+    assert!(policy(
+        "[[policy]]\nany = [{ claim = \"$.org.tier\", op = \"equals\", values = [\"gold\"] }]"
+    )
+    .unwrap()
+    .evaluate(&c)
+    .is_err());
     assert!(policy("[[policy]]\nany = [{ claim = \"$.org.tier\", op = \"equals\", values = [\"gold\"], case_sensitive = false }]").unwrap().evaluate(&c).is_ok());
     assert!(policy("[[policy]]\nany = [{ claim = \"roles\", op = \"contains_any\", values = [\"admin\"], case_sensitive = false }]").unwrap().evaluate(&c).is_ok());
-    assert!(policy("[[policy]]\nany = [{ claim = \"roles\", op = \"contains_any\", values = [\"admin\"] }]").unwrap().evaluate(&c).is_err());
+    assert!(policy(
+        "[[policy]]\nany = [{ claim = \"roles\", op = \"contains_any\", values = [\"admin\"] }]"
+    )
+    .unwrap()
+    .evaluate(&c)
+    .is_err());
 }
 
 #[test]
 fn contains_on_arrays_and_scope_strings() {
     let c = claims();
-    let p = |t: &str| policy(&format!("[[policy]]\nany = [{t}]")).unwrap().evaluate(&c);
-    assert!(p("{ claim = \"roles\", op = \"contains_any\", values = [\"Writer\", \"Admin\"] }").is_ok());
-    assert!(p("{ claim = \"roles\", op = \"contains_all\", values = [\"Admin\", \"reader\"] }").is_ok());
-    assert!(p("{ claim = \"roles\", op = \"contains_all\", values = [\"Admin\", \"writer\"] }").is_err());
+    let p = |t: &str| {
+        policy(&format!("[[policy]]\nany = [{t}]"))
+            .unwrap()
+            .evaluate(&c)
+    };
+    assert!(
+        p("{ claim = \"roles\", op = \"contains_any\", values = [\"Writer\", \"Admin\"] }").is_ok()
+    );
+    assert!(
+        p("{ claim = \"roles\", op = \"contains_all\", values = [\"Admin\", \"reader\"] }").is_ok()
+    );
+    assert!(
+        p("{ claim = \"roles\", op = \"contains_all\", values = [\"Admin\", \"writer\"] }")
+            .is_err()
+    );
     assert!(p("{ claim = \"scope\", op = \"contains_all\", values = [\"orders:write\", \"orders:read\"] }").is_ok());
-    assert!(p("{ claim = \"scope\", op = \"contains_any\", values = [\"orders:delete\"] }").is_err());
+    assert!(
+        p("{ claim = \"scope\", op = \"contains_any\", values = [\"orders:delete\"] }").is_err()
+    );
     // The original's comma lists: "Group1, Group3".
-    assert!(p("{ claim = \"Groups\", op = \"contains_any\", values = [\"Group2\", \"Group3\"] }").is_ok());
+    assert!(
+        p("{ claim = \"Groups\", op = \"contains_any\", values = [\"Group2\", \"Group3\"] }")
+            .is_ok()
+    );
     // Absent claim never satisfies contains_all.
     assert!(p("{ claim = \"nope\", op = \"contains_all\", values = [\"x\"] }").is_err());
     // Nested paths through arrays.
-    assert!(p("{ claim = \"$.org.teams[*].name\", op = \"contains_any\", values = [\"edge\"] }").is_ok());
+    assert!(
+        p("{ claim = \"$.org.teams[*].name\", op = \"contains_any\", values = [\"edge\"] }")
+            .is_ok()
+    );
 }
 
 #[test]
 fn matches_and_exists() {
     let c = claims();
-    let p = |t: &str| policy(&format!("[[policy]]\nany = [{t}]")).unwrap().evaluate(&c);
+    let p = |t: &str| {
+        policy(&format!("[[policy]]\nany = [{t}]"))
+            .unwrap()
+            .evaluate(&c)
+    };
     assert!(p("{ claim = \"$.roles[?@ == 'Admin']\", op = \"matches\" }").is_ok());
     assert!(p("{ claim = \"$.org.teams[?@.name == 'ops']\", op = \"matches\" }").is_err());
     assert!(p("{ claim = \"$.level\", op = \"matches\" }").is_ok());
@@ -87,7 +155,10 @@ fn and_of_or_groups() {
     .unwrap();
     let f = p.evaluate(&c).unwrap_err();
     assert_eq!(f.group, 2);
-    assert!(f.description.contains("$.org.tier") && !f.description.contains("Gold"), "names the claim, not its value");
+    assert!(
+        f.description.contains("$.org.tier") && !f.description.contains("Gold"),
+        "names the claim, not its value"
+    );
 }
 
 #[test]
@@ -111,6 +182,7 @@ fn config_errors() {
     assert_eq!(e.path, "c.policy[0].any[0].claim");
     let e = policy("[[policy]]\nany = []").unwrap_err();
     assert_eq!(e.path, "c.policy[0].any");
-    let e = policy("[[policy]]\nany = [{ claim = \"a\", op = \"equals\", values = [[1]] }]").unwrap_err();
+    let e = policy("[[policy]]\nany = [{ claim = \"a\", op = \"equals\", values = [[1]] }]")
+        .unwrap_err();
     assert_eq!(e.path, "c.policy[0].any[0].values[0]");
 }
