@@ -10,9 +10,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-wait_for() { # url
+wait_for() { # url [any]: until it answers 200 (or any HTTP status with "any")
+  local fail=-f
+  if [ "${2:-}" = any ]; then fail=; fi
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    if curl $fail -sS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   echo "timed out waiting for $1" >&2
@@ -26,6 +28,8 @@ wait_for http://127.0.0.1:9100/.well-known/jwks.json
 "$BIN/gatehouse" run --config "$CONFIG" &
 pids+=($!)
 wait_for http://127.0.0.1:9091/readyz
+# /readyz may answer before the proxy listener is bound: wait for it too.
+wait_for http://127.0.0.1:8080/ any
 
 T="$RUN/tokens"
 cat <<MSG

@@ -245,11 +245,12 @@ fn same(a: &Value, b: &Value, case_sensitive: bool) -> bool {
             x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase()
         }
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        // A numeric or boolean claim compared with a string value: compare text.
-        (Value::Number(_) | Value::Bool(_), Value::String(s))
-        | (Value::String(s), Value::Number(_) | Value::Bool(_)) => {
-            let other = if let Value::String(_) = a { b } else { a };
-            other.to_string() == *s
+        // A numeric or boolean claim compared with a string value: compare as that type.
+        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {
+            s.trim().parse::<f64>().ok() == n.as_f64()
+        }
+        (Value::Bool(v), Value::String(s)) | (Value::String(s), Value::Bool(v)) => {
+            s.parse::<bool>().ok() == Some(*v)
         }
         _ => a == b,
     }

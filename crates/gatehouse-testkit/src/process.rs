@@ -3,7 +3,7 @@
 //! [`Gatehouse::start`] writes a config file into a fresh temporary
 //! directory (substituting the `${LISTEN}` and `${ADMIN}` placeholders with
 //! free loopback addresses), spawns the binary and waits until its admin
-//! `/readyz` endpoint answers `200`.
+//! `/readyz` endpoint answers `200` and its proxy listener accepts.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -397,8 +397,11 @@ impl Gatehouse {
         })
     }
 
-    /// Polls `GET /readyz` until it answers 200, the process exits, or
-    /// `timeout` passes.
+    /// Polls `GET /readyz` until it answers 200 and the proxy listener
+    /// accepts connections, the process exits, or `timeout` passes.
+    ///
+    /// `/readyz` can answer before the proxy listener is bound, hence the
+    /// extra TCP probe of [`Gatehouse::listen_addr`].
     pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last_err;
@@ -410,7 +413,17 @@ impl Gatehouse {
                 );
             }
             match http_get_blocking(self.admin, "/readyz") {
-                Ok((200, _)) => return Ok(()),
+                Ok((200, _)) => {
+                    match TcpStream::connect_timeout(&self.listen, Duration::from_millis(500)) {
+                        Ok(_) => return Ok(()),
+                        Err(e) => {
+                            last_err = format!(
+                                "/readyz is 200 but the proxy listener {} refuses: {e}",
+                                self.listen
+                            )
+                        }
+                    }
+                }
                 Ok((code, body)) => last_err = format!("/readyz returned {code}: {body}"),
                 Err(e) => last_err = format!("{e:#}"),
             }

@@ -47,6 +47,8 @@ struct Services {
 
 /// The demo audience.
 const DEMO_AUDIENCE: &str = "demo-api";
+/// The `kid` of the demo signing key.
+const DEMO_KID: &str = "demo-1";
 
 fn userinfo(
     region: &'static str,
@@ -78,7 +80,7 @@ fn write_tokens(dir: &std::path::Path, issuer: &str) -> anyhow::Result<()> {
     expired["iat"] = json!(now() - 7200);
     expired["nbf"] = json!(now() - 7200);
     expired["exp"] = json!(now() - 3600);
-    let good = key.mint(&reader, Some("demo-1"));
+    let good = key.mint(&reader, Some(DEMO_KID));
     // Same signature, altered payload: well-formed but forged.
     let mut forged = reader.clone();
     forged["roles"] = json!(["admin"]);
@@ -86,8 +88,8 @@ fn write_tokens(dir: &std::path::Path, issuer: &str) -> anyhow::Result<()> {
     let tampered = format!("{}.{}.{}", parts[0], b64url(forged.to_string()), parts[2]);
     for (name, token) in [
         ("reader.jwt", good.clone()),
-        ("admin.jwt", key.mint(&admin, Some("demo-1"))),
-        ("expired.jwt", key.mint(&expired, Some("demo-1"))),
+        ("admin.jwt", key.mint(&admin, Some(DEMO_KID))),
+        ("expired.jwt", key.mint(&expired, Some(DEMO_KID))),
         ("tampered.jwt", tampered),
     ] {
         std::fs::write(dir.join(name), token).with_context(|| format!("writing {name}"))?;
@@ -108,17 +110,19 @@ impl Services {
         if let Some(addr) = cli.idp {
             let idp =
                 MockIdp::start_on(addr).with_context(|| format!("starting demo IdP on {addr}"))?;
-            idp.route(
-                "GET",
-                "/.well-known/jwks.json",
-                MockResponse::json(200, jwks(&[(&TestKey::rsa(1), "demo-1")])),
-            );
-            idp.route_fn("GET", "/userinfo", userinfo("us"));
-            idp.route_fn("GET", "/eu/userinfo", userinfo("eu"));
-            println!("demo IdP listening on http://{addr} (JWKS at /.well-known/jwks.json)");
+            let addr = idp.addr();
+            // Tokens first: once the JWKS answers, the tokens are on disk.
             if let Some(dir) = &cli.tokens_dir {
                 write_tokens(dir, &format!("http://{addr}"))?;
             }
+            idp.route_fn("GET", "/userinfo", userinfo("us"));
+            idp.route_fn("GET", "/eu/userinfo", userinfo("eu"));
+            idp.route(
+                "GET",
+                "/.well-known/jwks.json",
+                MockResponse::json(200, jwks(&[(&TestKey::rsa(1), DEMO_KID)])),
+            );
+            println!("demo IdP listening on http://{addr} (JWKS at /.well-known/jwks.json, userinfo at /userinfo and /eu/userinfo)");
             services.idp = Some(idp);
         }
         Ok(services)

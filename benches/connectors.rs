@@ -1,0 +1,121 @@
+//! Criterion micro-benchmarks of the connector hot path: a cached JWT check,
+//! uncached verification per algorithm, policy evaluation, header injection.
+//! Run with `make bench` (or `cargo bench --bench connectors`).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use gatehouse_connectors::inject::{InjectConfig, Injector};
+use gatehouse_connectors::jwt::JwtFactory;
+use gatehouse_connectors::policy::{GroupConfig, Policy};
+use gatehouse_connectors::{BuildContext, Connector, ConnectorFactory, RequestView, Verdict};
+use gatehouse_testkit::jwks;
+use gatehouse_testkit::tokens::{claims, TestKey};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde_json::json;
+use std::sync::Arc;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn connector(
+    rt: &tokio::runtime::Runtime,
+    key: &TestKey,
+    alg: &str,
+    cache: u64,
+) -> Arc<dyn Connector> {
+    let body = format!(
+        "jwks = '''{}'''\nalgorithms = [\"{alg}\"]\nissuers = [\"https://idp.test\"]\naudiences = [\"api\"]\ntoken_cache_size = {cache}\n[inject_headers]\n\"X-User-Id\" = \"sub\"\n\"X-Org-Region\" = \"$.org.region\"",
+        jwks(&[(key, "k1")])
+    );
+    let settings: toml::Table = toml::from_str(&body).unwrap();
+    rt.block_on(JwtFactory::default().build(BuildContext {
+        name: "bench".into(),
+        path: "connectors.bench".into(),
+        settings,
+        metrics: prometheus::Registry::new(),
+    }))
+    .unwrap()
+}
+
+fn token(key: &TestKey) -> String {
+    let mut c = claims("user-1", "https://idp.test", "api", 3600);
+    c["org"] = json!({"region": "eu"});
+    key.mint(&c, Some("k1"))
+}
+
+fn headers(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    h
+}
+
+async fn check(c: &dyn Connector, h: &HeaderMap) {
+    let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
+    let v = c
+        .check(&RequestView {
+            method: &m,
+            uri: &u,
+            headers: h,
+            client: None,
+            request_id: "r",
+        })
+        .await;
+    assert!(matches!(v, Verdict::Allow(_)));
+}
+
+fn jwt(c: &mut Criterion) {
+    let rt = rt();
+    let rsa = TestKey::rsa(1);
+    let cached = connector(&rt, &rsa, "RS256", 100_000);
+    let h = headers(&token(&rsa));
+    rt.block_on(check(&*cached, &h));
+    c.bench_function("jwt/cached_hit_rs256", |b| {
+        b.to_async(&rt).iter(|| check(&*cached, &h))
+    });
+
+    for (name, key, alg) in [
+        ("jwt/uncached_rs256", TestKey::rsa(1), "RS256"),
+        ("jwt/uncached_es256", TestKey::ec256(1), "ES256"),
+        ("jwt/uncached_eddsa", TestKey::ed25519(), "EdDSA"),
+    ] {
+        let uncached = connector(&rt, &key, alg, 0);
+        let h = headers(&token(&key));
+        c.bench_function(name, |b| b.to_async(&rt).iter(|| check(&*uncached, &h)));
+    }
+}
+
+fn policy_and_injection(c: &mut Criterion) {
+    #[derive(serde::Deserialize)]
+    struct W {
+        policy: Vec<GroupConfig>,
+    }
+    let w: W = toml::from_str(
+        "[[policy]]\nany = [{ claim = \"roles\", op = \"contains_any\", values = [\"admin\", \"writer\"] }, { claim = \"scope\", op = \"contains_all\", values = [\"orders:read\", \"orders:write\"] }]\n\
+         [[policy]]\nany = [{ claim = \"$.org.tier\", op = \"equals\", values = [\"gold\"], case_sensitive = false }]",
+    )
+    .unwrap();
+    let policy = Policy::compile("p", &w.policy).unwrap();
+    let doc = json!({"sub": "u1", "roles": ["reader"], "scope": "orders:read orders:write", "org": {"tier": "Gold", "region": "eu"}});
+    c.bench_function("policy/two_groups", |b| {
+        b.iter(|| policy.evaluate(&doc).unwrap())
+    });
+
+    let cfg: InjectConfig = toml::from_str(
+        "\"X-User-Id\" = \"sub\"\n\"X-Region\" = \"$.org.region\"\n\"X-Roles\" = \"roles\"",
+    )
+    .unwrap();
+    let inj = Injector::compile("i", &cfg).unwrap();
+    c.bench_function("inject/three_headers", |b| {
+        b.iter_batched(|| (), |_| inj.apply(&doc).unwrap(), BatchSize::SmallInput)
+    });
+}
+
+criterion_group!(benches, jwt, policy_and_injection);
+criterion_main!(benches);
