@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod policy;
 mod registry;
 pub mod token;
+pub mod userinfo;
 mod verdict;
 
 pub use chain::{run_chain, ChainOutcome};

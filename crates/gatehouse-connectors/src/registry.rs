@@ -52,6 +52,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register(Arc::new(crate::jwt::JwtFactory::default()));
+        r.register(Arc::new(crate::userinfo::UserinfoFactory::default()));
         r
     }
 

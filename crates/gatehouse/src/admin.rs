@@ -51,7 +51,13 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             let generation = state.current().generation;
-            if state.is_shutting_down() {
+            if !state.is_listening() {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    format!("{{\"status\":\"starting\",\"generation\":{generation}}}\n"),
+                )
+            } else if state.is_shutting_down() {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "application/json",

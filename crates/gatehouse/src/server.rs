@@ -114,6 +114,35 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
             .with_context(|| format!("server.listen[{i}]: cannot listen on {addr}"))?;
     }
 
+    // Ready only once Pingora has bound every proxy listener.
+    {
+        let (state, addrs) = (state.clone(), server_cfg.listen.clone());
+        bg.spawn(async move {
+            loop {
+                let mut all = true;
+                for a in &addrs {
+                    let probe = if a.ip().is_unspecified() {
+                        let lo: std::net::IpAddr = if a.is_ipv4() {
+                            std::net::Ipv4Addr::LOCALHOST.into()
+                        } else {
+                            std::net::Ipv6Addr::LOCALHOST.into()
+                        };
+                        std::net::SocketAddr::new(lo, a.port())
+                    } else {
+                        *a
+                    };
+                    all &= tokio::net::TcpStream::connect(probe).await.is_ok();
+                }
+                if all {
+                    state.set_listening();
+                    tracing::info!("ready: every proxy listener accepts connections");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+
     let reloader = Arc::new(Reloader::new(path.clone(), registry, state.clone(), bytes));
     bg.spawn(reloader.clone().watch_sighup());
     let _watcher = {

@@ -12,6 +12,7 @@ pub struct State {
     /// Metric families and registry.
     pub metrics: Metrics,
     shutting_down: AtomicBool,
+    listening: AtomicBool,
     inflight: AtomicUsize,
 }
 
@@ -23,6 +24,7 @@ impl State {
             current: ArcSwap::from_pointee(initial),
             metrics,
             shutting_down: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
         }
     }
@@ -41,6 +43,16 @@ impl State {
     /// Marks the process as draining (`/readyz` answers 503).
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Records that every proxy listener accepts connections.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::SeqCst);
+    }
+
+    /// True once every proxy listener accepts connections.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
     }
 
     /// True once draining started.

@@ -1,0 +1,887 @@
+//! `kind = "oidc_userinfo"`: validates a bearer token (opaque access token or
+//! ID token) by calling the identity provider's userinfo endpoint — chosen
+//! per request among up to ten regional endpoints by a request header — and
+//! enriches the upstream request from the userinfo JSON.
+//!
+//! Flow: token intake → endpoint selection → cache (fresh hit, negative hit,
+//! or stale-if-error) → one IdP call per (endpoint, token) at a time
+//! (single-flight) → 200 + JSON object = valid → required claims → policy →
+//! header injection (per-region map or the flat one).
+
+mod settings;
+
+pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
+
+use crate::claims::{render, ClaimPath};
+use crate::errors::{ErrorResponder, ErrorStyle, Failure, FailureClass};
+use crate::inject::{InjectError, Injector};
+use crate::policy::Policy;
+use crate::token::{find_token, Intake, TokenSource};
+use crate::{
+    BuildContext, Connector, ConnectorFactory, HeaderEdits, Reason, Rejection, RequestView, Verdict,
+};
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use gatehouse_config::{deserialize_section, ConfigError};
+use http::{HeaderName, HeaderValue, StatusCode};
+use moka::sync::Cache;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+/// Most userinfo endpoints one connector may have (default included).
+pub const MAX_ENDPOINTS: usize = 10;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Builds `oidc_userinfo` connectors; owns their metric families.
+#[derive(Default)]
+pub struct UserinfoFactory {
+    families: Mutex<Option<Families>>,
+}
+
+#[derive(Clone)]
+struct Families {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    cache: IntCounterVec,
+    inflight: IntGaugeVec,
+}
+
+impl Families {
+    fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
+        let f = Self {
+            requests: IntCounterVec::new(
+                Opts::new("gatehouse_userinfo_requests_total", "Userinfo calls, by connector, endpoint (region key or default) and result (ok/rejected/error)."),
+                &["connector", "endpoint", "result"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new("gatehouse_userinfo_duration_seconds", "Userinfo call latency, by connector and endpoint.").buckets(LATENCY_BUCKETS.to_vec()),
+                &["connector", "endpoint"],
+            )?,
+            cache: IntCounterVec::new(
+                Opts::new("gatehouse_userinfo_cache_requests_total", "Userinfo cache lookups, by connector and result (hit/miss/negative_hit/stale)."),
+                &["connector", "result"],
+            )?,
+            inflight: IntGaugeVec::new(Opts::new("gatehouse_userinfo_inflight", "Userinfo calls in flight, by connector."), &["connector"])?,
+        };
+        r.register(Box::new(f.requests.clone()))?;
+        r.register(Box::new(f.duration.clone()))?;
+        r.register(Box::new(f.cache.clone()))?;
+        r.register(Box::new(f.inflight.clone()))?;
+        Ok(f)
+    }
+}
+
+struct Endpoint {
+    label: String,
+    url: reqwest::Url,
+    injector: Injector,
+    ok: IntCounter,
+    rejected: IntCounter,
+    error: IntCounter,
+    duration: Histogram,
+}
+
+/// What one IdP answer means (cached per endpoint and token).
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// Valid: the header edits to apply.
+    Valid(Vec<(HeaderName, HeaderValue)>),
+    /// Valid token, refused by required claims, policy or injection.
+    Denied(Failure),
+    /// The IdP rejected the token: the response to relay.
+    Rejected(Rejection),
+    /// The IdP could not answer (not cached).
+    Unavailable(String),
+}
+
+struct Entry {
+    outcome: Outcome,
+    fresh_until: Instant,
+    keep_until: Instant,
+}
+
+struct KeepUntil;
+
+impl moka::Expiry<(u8, [u8; 32]), Arc<Entry>> for KeepUntil {
+    fn expire_after_create(
+        &self,
+        _k: &(u8, [u8; 32]),
+        v: &Arc<Entry>,
+        now: Instant,
+    ) -> Option<Duration> {
+        Some(v.keep_until.saturating_duration_since(now))
+    }
+}
+
+type Key = (u8, [u8; 32]);
+
+/// An `oidc_userinfo` connector instance.
+pub struct UserinfoConnector {
+    name: String,
+    method: reqwest::Method,
+    post_body: bool,
+    region_header: Option<HeaderName>,
+    region_ci: bool,
+    by_region: HashMap<String, usize>,
+    default: Option<usize>,
+    endpoints: Vec<Endpoint>,
+    client: reqwest::Client,
+    max_body: usize,
+    cache: Option<Cache<Key, Arc<Entry>>>,
+    cache_ttl: Duration,
+    negative_ttl: Duration,
+    stale: Option<Duration>,
+    inflight_calls: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
+    required_claims: Vec<String>,
+    policy: Policy,
+    injected: Vec<HeaderName>,
+    forward: bool,
+    passthrough: bool,
+    meta_location: Option<ErrorMetadataLocation>,
+    meta_header: Option<HeaderName>,
+    meta_path: Option<ClaimPath>,
+    idp_error_status: StatusCode,
+    style: ErrorStyle,
+    realm: String,
+    sources: Vec<TokenSource>,
+    max_token: usize,
+    errors: ErrorResponder,
+    hit: IntCounter,
+    miss: IntCounter,
+    negative_hit: IntCounter,
+    stale_hit: IntCounter,
+    inflight: IntGauge,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `exp` of a JWT-shaped token, read without verification (only used to
+/// cap how long an answer is cached).
+fn unverified_exp(token: &str) -> Option<u64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_u64()
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("answer larger than {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading failed: {e}"))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("answer larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+impl UserinfoConnector {
+    fn select(&self, req: &RequestView<'_>) -> Option<usize> {
+        let region = self
+            .region_header
+            .as_ref()
+            .and_then(|h| req.headers.get(h))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        let found = region.and_then(|r| {
+            if self.region_ci {
+                self.by_region.get(&r.to_ascii_lowercase()).copied()
+            } else {
+                self.by_region.get(r).copied()
+            }
+        });
+        found.or(self.default)
+    }
+
+    fn unavailable(&self, why: &str) -> Failure {
+        Failure::new(
+            Reason::IdpUnavailable,
+            FailureClass::Unavailable,
+            "TargetEndpointError",
+            format!("identity provider unavailable: {why}"),
+        )
+    }
+
+    /// Builds the response relaying an IdP rejection.
+    fn idp_rejection(
+        &self,
+        status: StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+        request_id: &str,
+    ) -> Rejection {
+        let default = format!(
+            "Error Response retrieved from UserInfo endpoint. Response Code - {}",
+            status.as_u16()
+        );
+        let text = match self.meta_location {
+            Some(ErrorMetadataLocation::ResponseHeaders) => self
+                .meta_header
+                .as_ref()
+                .and_then(|h| headers.get(h.as_str()))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or(default),
+            Some(ErrorMetadataLocation::ResponsePayload) => match &self.meta_path {
+                Some(p) => serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| p.first(&v).and_then(render))
+                    .unwrap_or(default),
+                None if !body.is_empty() => String::from_utf8_lossy(body).into_owned(),
+                None => default,
+            },
+            None => default,
+        };
+        if !self.passthrough {
+            return self.errors.reject(
+                &Failure::new(
+                    Reason::IdpRejected,
+                    FailureClass::InvalidToken,
+                    "TargetEndpointError",
+                    "the identity provider rejected the token",
+                ),
+                request_id,
+            );
+        }
+        let challenge = headers
+            .get("www-authenticate")
+            .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+        let mut out_headers = Vec::new();
+        if let Some(c) = challenge {
+            out_headers.push((http::header::WWW_AUTHENTICATE, c));
+        }
+        match self.style {
+            ErrorStyle::Mashery => Rejection {
+                status,
+                reason: Reason::IdpRejected,
+                headers: out_headers,
+                content_type: HeaderValue::from_static("text/html; charset=utf-8"),
+                body: Bytes::from(format!("<h1>{}</h1>", html_escape(&text))),
+            },
+            ErrorStyle::Rfc6750 => {
+                if out_headers.is_empty() && status == StatusCode::UNAUTHORIZED {
+                    let mut r = Rejection::bearer(
+                        status,
+                        Reason::IdpRejected,
+                        &self.realm,
+                        "invalid_token",
+                        "the identity provider rejected the token",
+                    );
+                    out_headers = std::mem::take(&mut r.headers);
+                }
+                let error = serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_else(|| "invalid_token".to_string());
+                Rejection {
+                    status,
+                    reason: Reason::IdpRejected,
+                    headers: out_headers,
+                    content_type: HeaderValue::from_static("application/json"),
+                    body: Bytes::from(
+                        serde_json::json!({"error": error, "error_description": text}).to_string(),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Judges a valid userinfo document.
+    fn judge(&self, ep: &Endpoint, doc: &Value) -> Outcome {
+        for c in &self.required_claims {
+            if doc.get(c).is_none_or(Value::is_null) {
+                return Outcome::Denied(Failure::new(
+                    Reason::MissingClaim,
+                    FailureClass::InsufficientScope,
+                    "PolicyFailure",
+                    format!("userinfo has no {c} claim"),
+                ));
+            }
+        }
+        if let Err(f) = self.policy.evaluate(doc) {
+            return Outcome::Denied(Failure::new(
+                Reason::PolicyDenied,
+                FailureClass::InsufficientScope,
+                "PolicyFailure",
+                f.description,
+            ));
+        }
+        match ep.injector.apply(doc) {
+            Ok(edits) => Outcome::Valid(edits),
+            Err(InjectError::Missing(c)) => Outcome::Denied(Failure::new(
+                Reason::MissingClaim,
+                FailureClass::InsufficientScope,
+                "PolicyFailure",
+                format!("userinfo has no {c} claim"),
+            )),
+            Err(InjectError::InvalidValue(h)) => Outcome::Denied(Failure::new(
+                Reason::InvalidHeaderValue,
+                FailureClass::InsufficientScope,
+                "PolicyFailure",
+                format!("userinfo value for {h} is not a valid header value"),
+            )),
+        }
+    }
+
+    /// One call to the IdP.
+    async fn call(&self, idx: usize, token: &str, request_id: &str) -> Outcome {
+        let ep = &self.endpoints[idx];
+        self.inflight.inc();
+        let start = Instant::now();
+        let mut rb = self
+            .client
+            .request(self.method.clone(), ep.url.clone())
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::ACCEPT, "application/json");
+        if self.post_body {
+            rb = rb
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(format!("access_token={}", form_encode(token)));
+        }
+        let result = rb.send().await;
+        let outcome = match result {
+            Err(e) => Outcome::Unavailable(if e.is_timeout() {
+                "timed out".into()
+            } else {
+                "unreachable".into()
+            }),
+            Ok(mut resp) => {
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = read_limited(&mut resp, self.max_body).await;
+                match (status.as_u16(), body) {
+                    (_, Err(e)) => Outcome::Unavailable(e),
+                    (200, Ok(body)) => {
+                        let ct = headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_ascii_lowercase();
+                        if ct.starts_with("application/jwt") {
+                            Outcome::Unavailable(
+                                "signed (application/jwt) userinfo answers are not supported"
+                                    .into(),
+                            )
+                        } else if !(ct.starts_with("application/json") || ct.contains("+json")) {
+                            Outcome::Unavailable("userinfo answer is not JSON".into())
+                        } else {
+                            match serde_json::from_slice::<Value>(&body) {
+                                Ok(doc) if doc.is_object() => self.judge(ep, &doc),
+                                _ => Outcome::Unavailable(
+                                    "userinfo answer is not a JSON object".into(),
+                                ),
+                            }
+                        }
+                    }
+                    (400..=499, Ok(body)) => Outcome::Rejected(self.idp_rejection(
+                        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::UNAUTHORIZED),
+                        &headers,
+                        &body,
+                        request_id,
+                    )),
+                    (s, Ok(_)) => Outcome::Unavailable(format!("answered {s}")),
+                }
+            }
+        };
+        ep.duration.observe(start.elapsed().as_secs_f64());
+        match &outcome {
+            Outcome::Valid(_) | Outcome::Denied(_) => ep.ok.inc(),
+            Outcome::Rejected(_) => ep.rejected.inc(),
+            Outcome::Unavailable(why) => {
+                ep.error.inc();
+                tracing::warn!(connector = %self.name, endpoint = %ep.label, "userinfo call failed: {why}");
+            }
+        }
+        self.inflight.dec();
+        outcome
+    }
+
+    /// Calls the IdP once for all concurrent requests with the same key, and
+    /// caches what can be cached.
+    async fn fetch(&self, key: Key, idx: usize, token: &str, request_id: &str) -> Outcome {
+        let cell = {
+            let mut m = self
+                .inflight_calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            m.entry(key)
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        let outcome = cell
+            .get_or_init(|| async {
+                let o = self.call(idx, token, request_id).await;
+                self.store(key, token, &o);
+                o
+            })
+            .await
+            .clone();
+        let mut m = self
+            .inflight_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if m.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            m.remove(&key);
+        }
+        outcome
+    }
+
+    fn store(&self, key: Key, token: &str, o: &Outcome) {
+        let Some(cache) = &self.cache else { return };
+        let ttl = match o {
+            Outcome::Valid(_) | Outcome::Denied(_) => self.cache_ttl,
+            Outcome::Rejected(_) => self.negative_ttl,
+            Outcome::Unavailable(_) => return,
+        };
+        let now = Instant::now();
+        let mut ttl = ttl;
+        if let Some(exp) = unverified_exp(token) {
+            ttl = ttl.min(Duration::from_secs(exp.saturating_sub(unix_now())));
+        }
+        if ttl.is_zero() {
+            return;
+        }
+        let keep = match (o, self.stale) {
+            (Outcome::Valid(_), Some(s)) => ttl + s,
+            _ => ttl,
+        };
+        cache.insert(
+            key,
+            Arc::new(Entry {
+                outcome: o.clone(),
+                fresh_until: now + ttl,
+                keep_until: now + keep,
+            }),
+        );
+    }
+
+    fn answer(&self, o: &Outcome, req: &RequestView<'_>) -> Verdict {
+        match o {
+            Outcome::Valid(edits) => {
+                let mut e = HeaderEdits::none();
+                if !self.forward {
+                    e.remove.push(http::header::AUTHORIZATION);
+                }
+                e.set.extend(edits.iter().cloned());
+                Verdict::Allow(e)
+            }
+            Outcome::Denied(f) => Verdict::Deny(self.errors.reject(f, req.request_id)),
+            Outcome::Rejected(r) => Verdict::Deny(r.clone()),
+            Outcome::Unavailable(why) => {
+                let mut r = self.errors.reject(&self.unavailable(why), req.request_id);
+                if self.style == ErrorStyle::Rfc6750 && r.status == StatusCode::SERVICE_UNAVAILABLE
+                {
+                    r.status = self.idp_error_status;
+                }
+                Verdict::Deny(r)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for UserinfoConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        "oidc_userinfo"
+    }
+
+    fn injected_headers(&self) -> &[HeaderName] {
+        &self.injected
+    }
+
+    async fn check(&self, req: &RequestView<'_>) -> Verdict {
+        let token = match find_token(&self.sources, req) {
+            Intake::Found(t, _) => t,
+            Intake::Missing => {
+                let f = Failure::new(
+                    Reason::MissingToken,
+                    FailureClass::NoCredential,
+                    "InvalidAuthorizationHeaderValue",
+                    "no bearer token",
+                );
+                return Verdict::Deny(self.errors.reject(&f, req.request_id));
+            }
+            Intake::Malformed(why) => {
+                let f = Failure::new(
+                    Reason::Malformed,
+                    FailureClass::InvalidToken,
+                    "InvalidAuthorizationHeaderValue",
+                    why,
+                );
+                return Verdict::Deny(self.errors.reject(&f, req.request_id));
+            }
+        };
+        if token.len() > self.max_token {
+            let f = Failure::new(
+                Reason::TokenTooLarge,
+                FailureClass::InvalidToken,
+                "InvalidAuthorizationHeaderValue",
+                format!("token larger than {} bytes", self.max_token),
+            );
+            return Verdict::Deny(self.errors.reject(&f, req.request_id));
+        }
+        let Some(idx) = self.select(req) else {
+            let f = Failure::new(
+                Reason::NoUserinfoEndpoint,
+                FailureClass::InvalidRequest,
+                "DefaultUserInfoURINotPresent",
+                "no userinfo endpoint for this region",
+            );
+            return Verdict::Deny(self.errors.reject(&f, req.request_id));
+        };
+        let key: Key = (idx as u8, Sha256::digest(token.as_bytes()).into());
+        let mut stale = None;
+        if let Some(e) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            if Instant::now() < e.fresh_until {
+                match e.outcome {
+                    Outcome::Rejected(_) => self.negative_hit.inc(),
+                    _ => self.hit.inc(),
+                }
+                return self.answer(&e.outcome, req);
+            }
+            stale = Some(e);
+        }
+        self.miss.inc();
+        let outcome = self.fetch(key, idx, token, req.request_id).await;
+        if let (Outcome::Unavailable(_), Some(e)) = (&outcome, stale) {
+            if matches!(e.outcome, Outcome::Valid(_)) {
+                self.stale_hit.inc();
+                return self.answer(&e.outcome, req);
+            }
+        }
+        self.answer(&outcome, req)
+    }
+}
+
+fn config_err(path: &str, key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::new(format!("{path}.{key}"), msg)
+}
+
+fn parse_url(path: &str, key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|e| config_err(path, key, format!("invalid URL \"{text}\": {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = url.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if !loopback {
+                tracing::warn!("{path}.{key} uses plain http to a non-loopback host; tokens travel in clear text");
+            }
+        }
+        other => {
+            return Err(config_err(
+                path,
+                key,
+                format!("scheme \"{other}\" is not http or https"),
+            ))
+        }
+    }
+    Ok(url)
+}
+
+#[async_trait]
+impl ConnectorFactory for UserinfoFactory {
+    fn kind(&self) -> &'static str {
+        "oidc_userinfo"
+    }
+
+    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
+        let path = ctx.path.as_str();
+        let s: UserinfoSettings = deserialize_section(path, ctx.settings.clone())?;
+        let method = match s.method.as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            other => return Err(config_err(path, "method", format!("must be exactly \"GET\" or \"POST\" (methods are case-sensitive), got \"{other}\""))),
+        };
+        if s.post_token_in_body && method != reqwest::Method::POST {
+            return Err(config_err(
+                path,
+                "post_token_in_body",
+                "only applies with method = \"POST\"",
+            ));
+        }
+        let total = s.endpoints.len() + usize::from(s.default_endpoint.is_some());
+        if total == 0 {
+            return Err(ConfigError::new(
+                path,
+                "give `default_endpoint` and/or `endpoints`",
+            ));
+        }
+        if total > MAX_ENDPOINTS {
+            return Err(config_err(path, "endpoints", format!("{total} userinfo endpoints (default included); at most {MAX_ENDPOINTS} are allowed")));
+        }
+        let region_header = match &s.region_header {
+            Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                config_err(
+                    path,
+                    "region_header",
+                    format!("\"{h}\" is not a valid header name"),
+                )
+            })?),
+            None if !s.endpoints.is_empty() => {
+                return Err(config_err(
+                    path,
+                    "region_header",
+                    "required when `endpoints` are given",
+                ))
+            }
+            None => None,
+        };
+        let region_ci = s.region_match == RegionMatch::CaseInsensitive;
+        for r in s.region_inject_headers.keys() {
+            if !s.endpoints.contains_key(r) {
+                return Err(config_err(
+                    path,
+                    &format!("region_inject_headers.{r}"),
+                    format!(
+                        "no endpoint for region \"{r}\" (known: {})",
+                        s.endpoints.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        let flat = Injector::compile(&format!("{path}.inject_headers"), &s.inject_headers)?;
+
+        let mut guard = self
+            .families
+            .lock()
+            .map_err(|_| ConfigError::new(path, "metrics lock poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(
+                Families::new(&ctx.metrics)
+                    .map_err(|e| ConfigError::new(path, format!("metrics: {e}")))?,
+            );
+        }
+        let f = guard
+            .clone()
+            .ok_or_else(|| ConfigError::new(path, "metrics unavailable"))?;
+        drop(guard);
+        let name = ctx.name.clone();
+        let endpoint = |label: &str, url: reqwest::Url, injector: Injector| Endpoint {
+            ok: f.requests.with_label_values(&[&name, label, "ok"]),
+            rejected: f.requests.with_label_values(&[&name, label, "rejected"]),
+            error: f.requests.with_label_values(&[&name, label, "error"]),
+            duration: f.duration.with_label_values(&[&name, label]),
+            label: label.to_string(),
+            url,
+            injector,
+        };
+
+        let mut endpoints = Vec::new();
+        let mut by_region = HashMap::new();
+        let mut injected: Vec<HeaderName> = flat.headers().to_vec();
+        for (region, url) in &s.endpoints {
+            if region.is_empty() || region == "default" {
+                return Err(config_err(
+                    path,
+                    &format!("endpoints.{region}"),
+                    "region codes must be non-empty and not \"default\"",
+                ));
+            }
+            let url = parse_url(path, &format!("endpoints.{region}"), url)?;
+            let injector = match s.region_inject_headers.get(region) {
+                Some(m) => Injector::compile(&format!("{path}.region_inject_headers.{region}"), m)?,
+                None => flat.clone(),
+            };
+            for h in injector.headers() {
+                if !injected.contains(h) {
+                    injected.push(h.clone());
+                }
+            }
+            let k = if region_ci {
+                region.to_ascii_lowercase()
+            } else {
+                region.clone()
+            };
+            if by_region.insert(k, endpoints.len()).is_some() {
+                return Err(config_err(
+                    path,
+                    &format!("endpoints.{region}"),
+                    "two regions differ only in case, but region_match = \"case_insensitive\"",
+                ));
+            }
+            endpoints.push(endpoint(region, url, injector));
+        }
+        let default = match &s.default_endpoint {
+            Some(u) => {
+                endpoints.push(endpoint(
+                    "default",
+                    parse_url(path, "default_endpoint", u)?,
+                    flat.clone(),
+                ));
+                Some(endpoints.len() - 1)
+            }
+            None => None,
+        };
+
+        let mut b = reqwest::Client::builder()
+            .timeout(s.timeout.get())
+            .connect_timeout(s.timeout.get())
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = &s.http_proxy {
+            b = b.proxy(
+                reqwest::Proxy::all(p)
+                    .map_err(|e| config_err(path, "http_proxy", format!("invalid proxy: {e}")))?,
+            );
+        }
+        let client = b
+            .build()
+            .map_err(|e| ConfigError::new(path, format!("HTTP client: {e}")))?;
+
+        let meta_header = match &s.error_header_name {
+            Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                config_err(
+                    path,
+                    "error_header_name",
+                    format!("\"{h}\" is not a valid header name"),
+                )
+            })?),
+            None => None,
+        };
+        let meta_path = match &s.error_payload_location {
+            Some(p) if !p.is_empty() => Some(ClaimPath::parse(
+                &format!("{path}.error_payload_location"),
+                p,
+            )?),
+            _ => None,
+        };
+        let idp_error_status = StatusCode::from_u16(s.status_on_idp_error)
+            .ok()
+            .filter(|c| c.is_client_error() || c.is_server_error())
+            .ok_or_else(|| {
+                config_err(path, "status_on_idp_error", "must be a 4xx or 5xx status")
+            })?;
+        let realm = s.realm.clone().unwrap_or_else(|| name.clone());
+        let mashery_status = if s.enable_error_set {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        let errors = ErrorResponder::new(
+            path,
+            &realm,
+            s.error_style,
+            s.custom_error.as_ref(),
+            mashery_status,
+        )?;
+        let policy = Policy::compile(&format!("{path}.policy"), &s.policy)?;
+        if s.max_token_size < 16 || s.max_token_size > 1024 * 1024 {
+            return Err(config_err(
+                path,
+                "max_token_size",
+                "must be between 16 and 1048576 bytes",
+            ));
+        }
+        if s.max_response_bytes == 0 || s.max_response_bytes > 16 * 1024 * 1024 {
+            return Err(config_err(
+                path,
+                "max_response_bytes",
+                "must be between 1 and 16777216",
+            ));
+        }
+        let cache = (s.cache_size > 0).then(|| {
+            Cache::builder()
+                .max_capacity(s.cache_size)
+                .expire_after(KeepUntil)
+                .build()
+        });
+
+        Ok(Arc::new(UserinfoConnector {
+            hit: f.cache.with_label_values(&[&name, "hit"]),
+            miss: f.cache.with_label_values(&[&name, "miss"]),
+            negative_hit: f.cache.with_label_values(&[&name, "negative_hit"]),
+            stale_hit: f.cache.with_label_values(&[&name, "stale"]),
+            inflight: f.inflight.with_label_values(&[&name]),
+            name,
+            method,
+            post_body: s.post_token_in_body,
+            region_header,
+            region_ci,
+            by_region,
+            default,
+            endpoints,
+            client,
+            max_body: s.max_response_bytes,
+            cache,
+            cache_ttl: s.cache_ttl.get(),
+            negative_ttl: s.negative_cache_ttl.get(),
+            stale: s.stale_if_error.map(|d| d.get()),
+            inflight_calls: Mutex::new(HashMap::new()),
+            required_claims: s.required_claims,
+            policy,
+            injected,
+            forward: s.forward_authorization,
+            passthrough: s.idp_error_passthrough,
+            meta_location: s.error_metadata_location,
+            meta_header,
+            meta_path,
+            idp_error_status,
+            style: s.error_style,
+            realm,
+            sources: vec![TokenSource::bearer()],
+            max_token: s.max_token_size,
+            errors,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,503 @@
+//! End-to-end: the `oidc_userinfo` connector in the real binary, against
+//! several testkit IdPs (one per region), each knowing different tokens.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use gatehouse_testkit::{EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+const UI: &str = "/userinfo";
+
+/// An IdP that knows `tokens` (token → subject) and rejects the rest.
+fn idp(region: &'static str, tokens: &[&'static str]) -> MockIdp {
+    let idp = MockIdp::start();
+    let known: Vec<&'static str> = tokens.to_vec();
+    let handler = move |req: &gatehouse_testkit::RecordedRequest| {
+        let token = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if known.contains(&token) {
+            MockResponse::json(
+                200,
+                json!({"sub": format!("user-{token}"), "email": format!("{token}@example.com"), "region": region, "org": {"unit": "u-7"}}),
+            )
+        } else {
+            MockResponse::json(
+                401,
+                json!({"error": "invalid_token", "errorMessage": "token unknown here"}),
+            )
+            .with_header(
+                "WWW-Authenticate",
+                "Bearer error=\"invalid_token\", error_description=\"unknown token\"",
+            )
+        }
+    };
+    idp.route_fn("GET", UI, handler.clone());
+    idp.route_fn("POST", UI, handler);
+    idp
+}
+
+fn config(
+    echo: &EchoUpstream,
+    fr: &MockIdp,
+    us: &MockIdp,
+    default: Option<&MockIdp>,
+    extra: &str,
+) -> String {
+    let default = default
+        .map(|d| format!("default_endpoint = \"{}\"", d.url(UI)))
+        .unwrap_or_default();
+    format!(
+        r#"
+[server]
+listen = ["${{LISTEN}}"]
+admin_listen = "${{ADMIN}}"
+threads = 1
+
+[upstreams.echo]
+peers = ["{echo}"]
+connect_timeout = "5s"
+
+[connectors.geo]
+kind = "oidc_userinfo"
+method = "GET"
+region_header = "X-Region"
+{default}
+{extra}
+
+[connectors.geo.endpoints]
+FR = "{fr}"
+US = "{us}"
+
+[connectors.geo.inject_headers]
+"X-User-Email" = "$.email"
+"X-User-Id" = "sub"
+
+[connectors.geo.region_inject_headers.FR]
+"X-User-Id" = "sub"
+"X-Unit-Id" = "$.org.unit"
+
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "echo"
+connectors = ["geo"]
+"#,
+        echo = echo.addr(),
+        fr = fr.url(UI),
+        us = us.url(UI)
+    )
+}
+
+async fn call(gh: &Gatehouse, token: &str, region: Option<&str>) -> reqwest::Response {
+    let mut r = client().get(gh.url("/api/x")).bearer_auth(token);
+    if let Some(reg) = region {
+        r = r.header("x-region", reg);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn region_header_selects_the_endpoint_and_default_catches_the_rest() {
+    let (echo, fr, us, def) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+        idp("default", &["tdef"]),
+    );
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, Some(&def), "")).unwrap();
+
+    let e = echoed(call(&gh, "tfr", Some("FR")).await).await;
+    assert_eq!(
+        (fr.calls(UI), us.calls(UI), def.calls(UI)),
+        (1, 0, 0),
+        "only the FR IdP was called"
+    );
+    // FR's own header map: X-Unit-Id, no X-User-Email.
+    assert_eq!(header_values(&e, "x-unit-id"), ["u-7"]);
+    assert_eq!(header_values(&e, "x-user-id"), ["user-tfr"]);
+    assert!(header_values(&e, "x-user-email").is_empty());
+    assert!(
+        header_values(&e, "authorization").is_empty(),
+        "Authorization is not forwarded by default"
+    );
+
+    let e = echoed(call(&gh, "tus", Some("US")).await).await;
+    assert_eq!(
+        header_values(&e, "x-user-email"),
+        ["tus@example.com"],
+        "flat map for US"
+    );
+    assert_eq!(us.calls(UI), 1);
+
+    // Unknown and absent regions go to the default; region matching is exact
+    // ("fr" is not "FR": the default answers, from its cache for this token).
+    echoed(call(&gh, "tdef", Some("DE")).await).await;
+    assert_eq!(call(&gh, "tdef2", None).await.status(), 401);
+    echoed(call(&gh, "tdef", Some("fr")).await).await;
+    assert_eq!(def.calls(UI), 2);
+    assert_eq!(fr.calls(UI), 1);
+    assert_eq!(
+        gh.metric(
+            "gatehouse_userinfo_requests_total",
+            &[("connector", "geo"), ("endpoint", "FR"), ("result", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        gh.metric(
+            "gatehouse_userinfo_requests_total",
+            &[("endpoint", "default"), ("result", "rejected")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn without_a_default_an_unusable_region_is_denied_with_the_reason() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &fr,
+        &us,
+        None,
+        "region_match = \"case_insensitive\"",
+    ))
+    .unwrap();
+    echoed(call(&gh, "tfr", Some("fr")).await).await;
+    let r = call(&gh, "tfr", Some("JP")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "geo"), ("reason", "no_userinfo_endpoint")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(call(&gh, "tfr", None).await.status(), 400);
+    assert_eq!(fr.calls(UI) + us.calls(UI), 1);
+}
+
+#[tokio::test]
+async fn post_reaches_the_idp_as_post_with_the_token() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let cfg = config(&echo, &fr, &us, None, "post_token_in_body = true")
+        .replace("method = \"GET\"", "method = \"POST\"");
+    let gh = Gatehouse::start(&cfg).unwrap();
+    echoed(call(&gh, "tfr", Some("FR")).await).await;
+    let reqs = fr.requests(UI);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].header("authorization"), Some("Bearer tfr"));
+    assert_eq!(reqs[0].form_param("access_token").as_deref(), Some("tfr"));
+}
+
+#[tokio::test]
+async fn cache_hits_make_no_idp_call_and_rejections_are_negatively_cached() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, "")).unwrap();
+    for _ in 0..20 {
+        echoed(call(&gh, "tfr", Some("FR")).await).await;
+    }
+    assert_eq!(fr.calls(UI), 1);
+    assert_eq!(
+        gh.metric(
+            "gatehouse_userinfo_cache_requests_total",
+            &[("result", "hit")]
+        ),
+        Some(19.0)
+    );
+    for _ in 0..5 {
+        assert_eq!(call(&gh, "bogus", Some("FR")).await.status(), 401);
+    }
+    assert_eq!(
+        fr.calls(UI),
+        2,
+        "one call for the rejected token, then the negative cache"
+    );
+    assert_eq!(
+        gh.metric(
+            "gatehouse_userinfo_cache_requests_total",
+            &[("result", "negative_hit")]
+        ),
+        Some(4.0)
+    );
+    // The same token is a different cache key at another endpoint.
+    assert_eq!(call(&gh, "tfr", Some("US")).await.status(), 401);
+    assert_eq!(us.calls(UI), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_new_tokens_make_exactly_one_idp_call() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    fr.set_delay(Some(Duration::from_millis(500)));
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, "")).unwrap();
+    let cl = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (cl, url) = (cl.clone(), gh.url("/api/x"));
+        tasks.spawn(async move {
+            cl.get(url)
+                .bearer_auth("tfr")
+                .header("x-region", "FR")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), 200);
+    }
+    assert_eq!(
+        fr.calls(UI),
+        1,
+        "single-flight: one IdP call for 200 concurrent requests"
+    );
+}
+
+#[tokio::test]
+async fn idp_rejection_is_passed_through_with_its_challenge() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let extra = "error_metadata_location = \"response_payload\"\nerror_payload_location = \"$.errorMessage\"";
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, extra)).unwrap();
+    let r = call(&gh, "nope", Some("FR")).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer error=\"invalid_token\", error_description=\"unknown token\""
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error_description"], "token unknown here");
+    drop(gh);
+
+    // Mashery style: the IdP status and <h1>text</h1>.
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &fr,
+        &us,
+        None,
+        &format!("{extra}\nerror_style = \"mashery\""),
+    ))
+    .unwrap();
+    let r = call(&gh, "nope2", Some("FR")).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), "<h1>token unknown here</h1>");
+    drop(gh);
+
+    // Without passthrough: Gatehouse's own RFC 6750 answer.
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &fr,
+        &us,
+        None,
+        "idp_error_passthrough = false",
+    ))
+    .unwrap();
+    let r = call(&gh, "nope3", Some("FR")).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer realm=\"geo\", error=\"invalid_token\""));
+}
+
+#[tokio::test]
+async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr", "tfr2"]),
+        idp("us", &["tus"]),
+    );
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &fr,
+        &us,
+        None,
+        "cache_ttl = \"1s\"\nstale_if_error = \"5m\"\ntimeout = \"500ms\"",
+    ))
+    .unwrap();
+    echoed(call(&gh, "tfr", Some("FR")).await).await;
+    fr.set_down(true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Fresh entry expired; the IdP is down; the stale answer serves.
+    let e = echoed(call(&gh, "tfr", Some("FR")).await).await;
+    assert_eq!(header_values(&e, "x-user-id"), ["user-tfr"]);
+    assert_eq!(
+        gh.metric(
+            "gatehouse_userinfo_cache_requests_total",
+            &[("result", "stale")]
+        ),
+        Some(1.0)
+    );
+    // A token never seen: 503 with Retry-After, not a 401.
+    let r = call(&gh, "tfr2", Some("FR")).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(!r.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "geo"), ("reason", "idp_unavailable")]
+        ),
+        Some(1.0)
+    );
+    drop(gh);
+
+    // Without stale_if_error, an expired entry + IdP down = 503.
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &fr,
+        &us,
+        None,
+        "cache_ttl = \"1s\"\ntimeout = \"500ms\"",
+    ))
+    .unwrap();
+    fr.set_down(false);
+    echoed(call(&gh, "tfr", Some("FR")).await).await;
+    fr.set_down(true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(call(&gh, "tfr", Some("FR")).await.status(), 503);
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_stripped() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, "")).unwrap();
+    let r = client()
+        .get(gh.url("/api/x"))
+        .bearer_auth("tus")
+        .header("x-region", "US")
+        .header("x-unit-id", "spoofed")
+        .header("x-user-email", "ceo@example.com")
+        .send()
+        .await
+        .unwrap();
+    let e = echoed(r).await;
+    assert!(
+        header_values(&e, "x-unit-id").is_empty(),
+        "FR-only header stripped on a US request too"
+    );
+    assert_eq!(header_values(&e, "x-user-email"), ["tus@example.com"]);
+}
+
+fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        text.replace("${LISTEN}", "127.0.0.1:1")
+            .replace("${ADMIN}", "127.0.0.1:2"),
+    )
+    .unwrap();
+    let out = Command::new(gatehouse_testkit::gatehouse_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn lowercase_method_and_eleven_endpoints_are_refused_by_check() {
+    let (echo, fr, us) = (EchoUpstream::start(), idp("fr", &[]), idp("us", &[]));
+    let good = config(&echo, &fr, &us, Some(&fr), "");
+    assert!(check_config(&good).0);
+    let (ok, err) = check_config(&good.replace("method = \"GET\"", "method = \"get\""));
+    assert!(!ok);
+    assert!(
+        err.contains("connectors.geo.method: must be exactly \"GET\" or \"POST\""),
+        "{err}"
+    );
+    let many: String = (0..9)
+        .map(|i| format!("R{i} = \"{}\"\n", fr.url(UI)))
+        .collect();
+    let (ok, err) = check_config(&good.replace(
+        "[connectors.geo.endpoints]\n",
+        &format!("[connectors.geo.endpoints]\n{many}"),
+    ));
+    assert!(!ok);
+    assert!(
+        err.contains("connectors.geo.endpoints: 12 userinfo endpoints"),
+        "{err}"
+    );
+    let ten: String = (0..7)
+        .map(|i| format!("R{i} = \"{}\"\n", fr.url(UI)))
+        .collect();
+    assert!(
+        check_config(&good.replace(
+            "[connectors.geo.endpoints]\n",
+            &format!("[connectors.geo.endpoints]\n{ten}")
+        ))
+        .0,
+        "10 in all is fine"
+    );
+}
+
+#[tokio::test]
+async fn reload_changing_one_region_keeps_other_connectors_warm() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let fr2 = idp("fr", &["tfr"]);
+    let other = idp("other", &["tother"]);
+    let second = |fr_url: &str| {
+        config(&echo, &fr, &us, None, "").replace(&fr.url(UI), fr_url)
+            + &format!(
+                "\n[connectors.side]\nkind = \"oidc_userinfo\"\ndefault_endpoint = \"{}\"\n\n[[routes]]\nname = \"side\"\npath_prefix = \"/side\"\nupstream = \"echo\"\nconnectors = [\"side\"]\n",
+                other.url(UI)
+            )
+    };
+    let gh = Gatehouse::start(&second(&fr.url(UI))).unwrap();
+    let side = || client().get(gh.url("/side")).bearer_auth("tother").send();
+    assert_eq!(side().await.unwrap().status(), 200);
+    assert_eq!(other.calls(UI), 1);
+    gh.write_config(&second(&fr2.url(UI))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), async || gh
+            .metric("gatehouse_config_generation", &[])
+            == Some(2.0))
+        .await
+    );
+    assert_eq!(side().await.unwrap().status(), 200);
+    assert_eq!(other.calls(UI), 1, "the unchanged connector kept its cache");
+    echoed(call(&gh, "tfr", Some("FR")).await).await;
+    assert_eq!(
+        (fr.calls(UI), fr2.calls(UI)),
+        (0, 1),
+        "the changed region uses its new URL"
+    );
+}
