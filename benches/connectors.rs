@@ -117,5 +117,42 @@ fn policy_and_injection(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, jwt, policy_and_injection);
+fn userinfo_warm(c: &mut Criterion) {
+    use gatehouse_connectors::userinfo::UserinfoFactory;
+    use gatehouse_testkit::{MockIdp, MockResponse};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let idp = MockIdp::start();
+    idp.route(
+        "GET",
+        "/userinfo",
+        MockResponse::json(200, json!({"sub": "u1", "email": "u1@example.com"})),
+    );
+    let body = format!(
+        "region_header = \"X-Region\"\ndefault_endpoint = \"{}\"\n[endpoints]\nFR = \"{}\"\n[inject_headers]\n\"X-User-Email\" = \"$.email\"",
+        idp.url("/userinfo"),
+        idp.url("/userinfo")
+    );
+    let settings: toml::Table = toml::from_str(&body).unwrap();
+    let conn = rt
+        .block_on(UserinfoFactory::default().build(BuildContext {
+            name: "bench".into(),
+            path: "connectors.bench".into(),
+            settings,
+            metrics: prometheus::Registry::new(),
+        }))
+        .unwrap();
+    let mut h = headers("opaque-token-123");
+    h.insert("x-region", HeaderValue::from_static("FR"));
+    rt.block_on(check(&*conn, &h));
+    c.bench_function("userinfo/warm_cache_hit", |b| {
+        b.to_async(&rt).iter(|| check(&*conn, &h))
+    });
+    assert_eq!(idp.calls("/userinfo"), 1, "the loop ran on the cache");
+}
+
+criterion_group!(benches, jwt, policy_and_injection, userinfo_warm);
 criterion_main!(benches);

@@ -49,6 +49,11 @@ Gatehouse is running (config: $CONFIG). Try:
   curl -i -H "Authorization: Bearer \$(cat $T/reader.jwt)" http://127.0.0.1:8080/admin/panel
   curl -i -H "Authorization: Bearer \$(cat $T/admin.jwt)" http://127.0.0.1:8080/admin/panel
 
+  # OIDC userinfo, endpoint chosen by X-Region: 200 with X-User-Email / X-User-Region; 401 from the IdP
+  curl -i -H "Authorization: Bearer demo-opaque-token" -H "X-Region: EU" http://127.0.0.1:8080/profile
+  curl -i -H "Authorization: Bearer demo-opaque-token" http://127.0.0.1:8080/profile
+  curl -i -H "Authorization: Bearer wrong-token" -H "X-Region: EU" http://127.0.0.1:8080/profile
+
   # no route: 404; metrics
   curl -i http://127.0.0.1:8080/nowhere
   curl -s http://127.0.0.1:9091/metrics | grep -E 'gatehouse_(requests|rejections)_total'
