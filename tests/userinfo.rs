@@ -242,6 +242,39 @@ async fn cache_hits_make_no_idp_call_and_rejections_are_negatively_cached() {
     // The same token is a different cache key at another endpoint.
     assert_eq!(call(&gh, "tfr", Some("US")).await.status(), 401);
     assert_eq!(us.calls(UI), 1);
+
+    // Load: 1000 requests over 10 distinct valid tokens cost exactly 10 IdP calls.
+    let known: Vec<String> = (0..10).map(|i| format!("load{i}")).collect();
+    let load_idp = MockIdp::start();
+    let k2 = known.clone();
+    load_idp.route_fn("GET", UI, move |req| {
+        let t = req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if k2.iter().any(|k| k == t) {
+            MockResponse::json(200, json!({"sub": t}))
+        } else {
+            MockResponse::status(401)
+        }
+    });
+    drop(gh);
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, Some(&load_idp), "")).unwrap();
+    let cl = client();
+    for i in 0..1000 {
+        let r = cl
+            .get(gh.url("/api/load"))
+            .bearer_auth(&known[i % 10])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        load_idp.calls(UI),
+        10,
+        "IdP calls per 1000 requests with 10 distinct tokens"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +473,8 @@ fn lowercase_method_and_eleven_endpoints_are_refused_by_check() {
         err.contains("connectors.geo.method: must be exactly \"GET\" or \"POST\""),
         "{err}"
     );
-    let many: String = (0..9)
+    // FR + US + default + 8 = 11.
+    let many: String = (0..8)
         .map(|i| format!("R{i} = \"{}\"\n", fr.url(UI)))
         .collect();
     let (ok, err) = check_config(&good.replace(
@@ -449,7 +483,9 @@ fn lowercase_method_and_eleven_endpoints_are_refused_by_check() {
     ));
     assert!(!ok);
     assert!(
-        err.contains("connectors.geo.endpoints: 12 userinfo endpoints"),
+        err.contains(
+            "connectors.geo.endpoints: 11 userinfo endpoints (default included); at most 10"
+        ),
         "{err}"
     );
     let ten: String = (0..7)

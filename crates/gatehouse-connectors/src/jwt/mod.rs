@@ -20,6 +20,7 @@ pub use store::{KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
 
 use crate::errors::{ErrorResponder, Failure, FailureClass};
 use crate::inject::{InjectError, Injector};
+use crate::outbound::{client, parse_url, LazyFamilies};
 use crate::policy::Policy;
 use crate::token::{carrier_edits, find_token, Intake, TokenSource};
 use crate::{BuildContext, Connector, ConnectorFactory, Reason, RequestView, Verdict};
@@ -33,7 +34,7 @@ use moka::sync::Cache;
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Algorithms a connector may allow.
@@ -50,7 +51,7 @@ const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// Builds `jwt` connectors; owns the JWT metric families.
 #[derive(Default)]
 pub struct JwtFactory {
-    families: Mutex<Option<Families>>,
+    families: LazyFamilies<Families>,
 }
 
 #[derive(Clone)]
@@ -734,22 +735,8 @@ impl ConnectorFactory for JwtFactory {
             }
         }
 
-        let (_, validations_f, handles_f) = {
-            let mut guard = self
-                .families
-                .lock()
-                .map_err(|_| ConfigError::new(path, "metrics lock poisoned"))?;
-            if guard.is_none() {
-                *guard = Some(
-                    Families::new(&ctx.metrics)
-                        .map_err(|e| ConfigError::new(path, format!("metrics: {e}")))?,
-                );
-            }
-            let f = guard
-                .clone()
-                .ok_or_else(|| ConfigError::new(path, "metrics unavailable"))?;
-            ((), f.validations.clone(), f)
-        };
+        let handles_f = self.families.get(path, || Families::new(&ctx.metrics))?;
+        let validations_f = handles_f.validations.clone();
         let name = ctx.name.clone();
         let fetches_ok = handles_f.fetches.with_label_values(&[&name, "success"]);
         let fetches_err = handles_f.fetches.with_label_values(&[&name, "failure"]);
@@ -772,41 +759,8 @@ impl ConnectorFactory for JwtFactory {
         };
         let source = match (&s.jwks_url, &s.jwks_file) {
             (Some(u), _) => {
-                let url = reqwest::Url::parse(u)
-                    .map_err(|e| config_err(path, "jwks_url", format!("invalid URL: {e}")))?;
-                match url.scheme() {
-                    "https" => {}
-                    "http" => {
-                        let loopback = url.host_str().is_some_and(|h| {
-                            h == "localhost"
-                                || h.parse::<std::net::IpAddr>()
-                                    .is_ok_and(|ip| ip.is_loopback())
-                        });
-                        if !loopback {
-                            tracing::warn!("{path}.jwks_url uses plain http to a non-loopback host; keys can be tampered with in transit");
-                        }
-                    }
-                    other => {
-                        return Err(config_err(
-                            path,
-                            "jwks_url",
-                            format!("scheme \"{other}\" is not http or https"),
-                        ))
-                    }
-                }
-                let mut b = reqwest::Client::builder()
-                    .timeout(s.jwks_timeout.get())
-                    .connect_timeout(s.jwks_timeout.get())
-                    .redirect(reqwest::redirect::Policy::limited(3))
-                    .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
-                if let Some(p) = &s.http_proxy {
-                    b = b.proxy(reqwest::Proxy::all(p).map_err(|e| {
-                        config_err(path, "http_proxy", format!("invalid proxy: {e}"))
-                    })?);
-                }
-                let client = b
-                    .build()
-                    .map_err(|e| config_err(path, "jwks_url", format!("HTTP client: {e}")))?;
+                let url = parse_url(path, "jwks_url", u)?;
+                let client = client(path, s.jwks_timeout.get(), s.http_proxy.as_deref(), 3)?;
                 KeySource::Url { url, client }
             }
             (None, Some(f)) => KeySource::File(f.clone()),

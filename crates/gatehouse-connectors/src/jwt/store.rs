@@ -97,28 +97,12 @@ pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<L
     if !resp.status().is_success() {
         return Err(format!("answered {}", resp.status()));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-    {
-        return Err(format!("document larger than {MAX_JWKS_BYTES} bytes"));
-    }
     let max_age = resp
         .headers()
         .get("cache-control")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading failed: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(format!("document larger than {MAX_JWKS_BYTES} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = crate::outbound::read_limited(&mut resp, MAX_JWKS_BYTES).await?;
     let (keys, skipped) = parse_jwks(&body)?;
     Ok(Loaded {
         keys,

@@ -15,6 +15,7 @@ pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
 use crate::claims::{render, ClaimPath};
 use crate::errors::{ErrorResponder, ErrorStyle, Failure, FailureClass};
 use crate::inject::{InjectError, Injector};
+use crate::outbound::{client, parse_url, read_limited, LazyFamilies};
 use crate::policy::Policy;
 use crate::token::{find_token, Intake, TokenSource};
 use crate::{
@@ -47,7 +48,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Builds `oidc_userinfo` connectors; owns their metric families.
 #[derive(Default)]
 pub struct UserinfoFactory {
-    families: Mutex<Option<Families>>,
+    families: LazyFamilies<Families>,
 }
 
 #[derive(Clone)]
@@ -199,24 +200,6 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(format!("answer larger than {max} bytes"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading failed: {e}"))?
-    {
-        if body.len() + chunk.len() > max {
-            return Err(format!("answer larger than {max} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 impl UserinfoConnector {
@@ -609,32 +592,6 @@ fn config_err(path: &str, key: &str, msg: impl Into<String>) -> ConfigError {
     ConfigError::new(format!("{path}.{key}"), msg)
 }
 
-fn parse_url(path: &str, key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(text)
-        .map_err(|e| config_err(path, key, format!("invalid URL \"{text}\": {e}")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            let loopback = url.host_str().is_some_and(|h| {
-                h == "localhost"
-                    || h.parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
-            if !loopback {
-                tracing::warn!("{path}.{key} uses plain http to a non-loopback host; tokens travel in clear text");
-            }
-        }
-        other => {
-            return Err(config_err(
-                path,
-                key,
-                format!("scheme \"{other}\" is not http or https"),
-            ))
-        }
-    }
-    Ok(url)
-}
-
 #[async_trait]
 impl ConnectorFactory for UserinfoFactory {
     fn kind(&self) -> &'static str {
@@ -698,20 +655,7 @@ impl ConnectorFactory for UserinfoFactory {
         }
         let flat = Injector::compile(&format!("{path}.inject_headers"), &s.inject_headers)?;
 
-        let mut guard = self
-            .families
-            .lock()
-            .map_err(|_| ConfigError::new(path, "metrics lock poisoned"))?;
-        if guard.is_none() {
-            *guard = Some(
-                Families::new(&ctx.metrics)
-                    .map_err(|e| ConfigError::new(path, format!("metrics: {e}")))?,
-            );
-        }
-        let f = guard
-            .clone()
-            .ok_or_else(|| ConfigError::new(path, "metrics unavailable"))?;
-        drop(guard);
+        let f = self.families.get(path, || Families::new(&ctx.metrics))?;
         let name = ctx.name.clone();
         let endpoint = |label: &str, url: reqwest::Url, injector: Injector| Endpoint {
             ok: f.requests.with_label_values(&[&name, label, "ok"]),
@@ -770,21 +714,7 @@ impl ConnectorFactory for UserinfoFactory {
             None => None,
         };
 
-        let mut b = reqwest::Client::builder()
-            .timeout(s.timeout.get())
-            .connect_timeout(s.timeout.get())
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
-        if let Some(p) = &s.http_proxy {
-            b = b.proxy(
-                reqwest::Proxy::all(p)
-                    .map_err(|e| config_err(path, "http_proxy", format!("invalid proxy: {e}")))?,
-            );
-        }
-        let client = b
-            .build()
-            .map_err(|e| ConfigError::new(path, format!("HTTP client: {e}")))?;
+        let client = client(path, s.timeout.get(), s.http_proxy.as_deref(), 0)?;
 
         let meta_header = match &s.error_header_name {
             Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {

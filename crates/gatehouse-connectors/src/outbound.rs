@@ -1,0 +1,107 @@
+//! What connectors share for talking to identity providers: URL checks,
+//! pooled HTTP clients, size-limited bodies, and metric families created once
+//! per process.
+
+use gatehouse_config::ConfigError;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Parses an IdP URL found at `path.key`: `https`, or `http` (with a warning
+/// unless the host is loopback).
+pub fn parse_url(path: &str, key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let err = |m: String| ConfigError::new(format!("{path}.{key}"), m);
+    let url = reqwest::Url::parse(text).map_err(|e| err(format!("invalid URL \"{text}\": {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = url.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if !loopback {
+                tracing::warn!("{path}.{key} uses plain http to a non-loopback host; traffic can be read and changed in transit");
+            }
+        }
+        other => return Err(err(format!("scheme \"{other}\" is not http or https"))),
+    }
+    Ok(url)
+}
+
+/// A pooled HTTP client (rustls) with one timeout for connect and the whole
+/// exchange, an optional outbound proxy (found at `path.http_proxy`) and at
+/// most `redirects` redirects.
+pub fn client(
+    path: &str,
+    timeout: Duration,
+    proxy: Option<&str>,
+    redirects: usize,
+) -> Result<reqwest::Client, ConfigError> {
+    let policy = if redirects == 0 {
+        reqwest::redirect::Policy::none()
+    } else {
+        reqwest::redirect::Policy::limited(redirects)
+    };
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(policy)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
+    if let Some(p) = proxy {
+        let proxy = reqwest::Proxy::all(p).map_err(|e| {
+            ConfigError::new(format!("{path}.http_proxy"), format!("invalid proxy: {e}"))
+        })?;
+        b = b.proxy(proxy);
+    }
+    b.build()
+        .map_err(|e| ConfigError::new(path, format!("HTTP client: {e}")))
+}
+
+/// Reads a response body, refusing more than `max` bytes (whatever
+/// `Content-Length` claims).
+pub async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("answer larger than {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading failed: {e}"))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("answer larger than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Metric families a factory registers once, on its first build, in the
+/// registry that build is given.
+pub struct LazyFamilies<F>(Mutex<Option<F>>);
+
+impl<F> Default for LazyFamilies<F> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<F: Clone> LazyFamilies<F> {
+    /// The families, created with `make` the first time.
+    pub fn get(
+        &self,
+        path: &str,
+        make: impl FnOnce() -> prometheus::Result<F>,
+    ) -> Result<F, ConfigError> {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = guard.as_ref() {
+            return Ok(f.clone());
+        }
+        let f = make().map_err(|e| ConfigError::new(path, format!("metrics: {e}")))?;
+        *guard = Some(f.clone());
+        Ok(f)
+    }
+}
