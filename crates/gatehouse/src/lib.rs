@@ -14,6 +14,7 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod tools;
 
 /// Checks a configuration file: parse, validate and compile (resolving
 /// upstreams and building connectors), without serving. Returns the summary.

@@ -9,6 +9,9 @@ Examples:
   gatehouse --config /etc/gatehouse/gatehouse.toml          run the proxy
   gatehouse run --config configs/demo.toml --log-format json
   gatehouse check --config configs/demo.toml                validate, print a summary
+  gatehouse token mint --alg RS256 --key key.pem --sub alice --aud api --exp 15m
+  gatehouse token inspect $TOKEN --config gatehouse.toml --route orders
+  gatehouse jwks from-pem key1.pub.pem key2.pub.pem --kid k1 --kid k2
 
 Signals: SIGHUP reloads the configuration (so does any change of the file),
 SIGTERM drains and exits, SIGINT exits at once.";
@@ -45,6 +48,132 @@ enum Command {
     Run,
     /// Validate a configuration and print a summary; exit 1 on any error.
     Check,
+    /// Mint and inspect tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// JWKS helpers.
+    #[command(subcommand)]
+    Jwks(JwksCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Sign a test token.
+    Mint {
+        /// Algorithm (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512).
+        #[arg(long, default_value = "RS256")]
+        alg: String,
+        /// Private key PEM (for RS*, PS*, ES*, EdDSA).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// HMAC secret (for HS*).
+        #[arg(long, env = "GATEHOUSE_MINT_SECRET")]
+        secret: Option<String>,
+        /// `kid` header.
+        #[arg(long)]
+        kid: Option<String>,
+        /// `iss` claim.
+        #[arg(long)]
+        iss: Option<String>,
+        /// `aud` claim (repeat for several).
+        #[arg(long)]
+        aud: Vec<String>,
+        /// `sub` claim.
+        #[arg(long)]
+        sub: Option<String>,
+        /// Lifetime: `exp` = now + this.
+        #[arg(long, default_value = "15m")]
+        exp: String,
+        /// Extra claim `name=value` (JSON values such as `["a","b"]` or `true` are parsed).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+    },
+    /// Decode a token without trusting it; with --route, explain what that route of --config does with it.
+    Inspect {
+        /// The token (`-` reads it from standard input).
+        token: String,
+        /// Route of the --config file to evaluate the token against.
+        #[arg(long)]
+        route: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JwksCommand {
+    /// Print a JWKS for PEM keys (public or private; only public members are printed).
+    FromPem {
+        /// PEM files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// `kid` for each file, in order (default: the RFC 7638 thumbprint).
+        #[arg(long)]
+        kid: Vec<String>,
+        /// Algorithm for RSA keys.
+        #[arg(long, default_value = "RS256")]
+        rsa_alg: String,
+    },
+}
+
+fn parse_alg(a: &str) -> Result<jsonwebtoken::Algorithm, String> {
+    a.parse()
+        .map_err(|_| format!("unsupported algorithm \"{a}\""))
+}
+
+fn token_command(
+    cmd: TokenCommand,
+    config: &std::path::Path,
+    registry: &gatehouse_connectors::Registry,
+) -> anyhow::Result<bool> {
+    match cmd {
+        TokenCommand::Mint {
+            alg,
+            key,
+            secret,
+            kid,
+            iss,
+            aud,
+            sub,
+            exp,
+            claims,
+        } => {
+            let exp =
+                humantime::parse_duration(&exp).map_err(|e| anyhow::anyhow!("--exp {exp}: {e}"))?;
+            let opts = gatehouse::tools::MintOptions {
+                alg: parse_alg(&alg).map_err(anyhow::Error::msg)?,
+                key,
+                secret,
+                kid,
+                iss,
+                aud,
+                sub,
+                exp,
+                claims,
+            };
+            println!("{}", gatehouse::tools::mint(&opts)?);
+            Ok(true)
+        }
+        TokenCommand::Inspect { token, route } => {
+            let token = if token == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                t.trim().to_string()
+            } else {
+                token
+            };
+            print!("{}", gatehouse::tools::describe(&token)?);
+            let Some(route) = route else {
+                println!("signature: not verified (add --config FILE --route NAME to check the token against a route)");
+                return Ok(true);
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (report, ok) =
+                rt.block_on(gatehouse::tools::explain(&token, config, &route, registry))?;
+            print!("{report}");
+            Ok(ok)
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -99,6 +228,33 @@ fn main() -> ExitCode {
                     for e in errs.iter() {
                         eprintln!("  {e}");
                     }
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token(cmd) => match token_command(cmd, &cli.common.config, &registry) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Jwks(JwksCommand::FromPem {
+            files,
+            kid,
+            rsa_alg,
+        }) => {
+            let out = parse_alg(&rsa_alg)
+                .map_err(anyhow::Error::msg)
+                .and_then(|a| gatehouse::tools::jwks_from_pem(&files, &kid, a));
+            match out {
+                Ok(j) => {
+                    println!("{j}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
