@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps check build release fmt clippy nextest bench clean
+.PHONY: run test deps check deploy-check build release fmt clippy nextest bench clean
 
 ## run: build, then start Gatehouse on configs/demo.toml with the demo upstream; prints curl lines
 run: deps build
@@ -14,12 +14,17 @@ test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) build --workspace --bins --locked
+	scripts/validate-deploy.sh
 	$(CARGO) nextest run --workspace --locked --profile ci
 	$(CARGO) test --workspace --doc --locked
 
 ## deps: system packages the build needs (cmake for zlib-ng), and cargo-nextest
 deps:
 	@scripts/install-deps.sh
+
+## deploy-check: validate deploy/ (promtool, yamllint, kubernetes-validate, dashboard JSON, systemd unit)
+deploy-check: build
+	scripts/validate-deploy.sh
 
 ## check: validate every example config with the real binary
 check: build

@@ -250,3 +250,49 @@ fn inspect_explains_why_a_route_accepts_or_rejects() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no route named \"nope\" (known: orders)"));
 }
+
+fn schema() -> serde_json::Value {
+    let o = run(&["schema"]);
+    assert!(o.status.success());
+    serde_json::from_slice(&o.stdout).expect("schema is JSON")
+}
+
+#[test]
+fn every_shipped_config_validates_against_the_schema_and_typos_do_not() {
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        n += 1;
+        let doc: serde_json::Value =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    }
+    assert!(n >= 4);
+    let bad: serde_json::Value = toml::from_str(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n[connectors.c]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\njwks_url = \"https://x/\"\nleewy = \"1s\"\n",
+    )
+    .unwrap();
+    assert!(
+        !validator.is_valid(&bad),
+        "a typo in a connector key is caught by the schema"
+    );
+    let bad: serde_json::Value =
+        toml::from_str("[server]\nlisten = [\"127.0.0.1:1\"]\ngrace_period = \"10\"\n").unwrap();
+    assert!(
+        !validator.is_valid(&bad),
+        "a duration without unit is caught"
+    );
+    let bad: serde_json::Value =
+        toml::from_str("[server]\nlisten = [\"127.0.0.1:1\"]\n[connectors.c]\nkind = \"jtw\"\n")
+            .unwrap();
+    assert!(!validator.is_valid(&bad), "an unknown kind is caught");
+}

@@ -39,7 +39,7 @@ pub const KNOWN_METHODS: &[&str] = &[
 ];
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listeners, threads, shutdown and logging.
@@ -56,7 +56,7 @@ pub struct Config {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Proxy listeners (`host:port`), at least one.
@@ -85,7 +85,7 @@ pub struct ServerConfig {
 }
 
 /// `[upstreams.NAME]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// `host:port` addresses, resolved when the config loads; requests are
@@ -124,6 +124,21 @@ pub struct ConnectorConfig {
     pub settings: toml::Table,
 }
 
+impl schemars::JsonSchema for ConnectorConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConnectorConfig".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A connector: `kind` plus the kind's settings.",
+            "required": ["kind"],
+            "properties": { "kind": { "type": "string" } }
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for ConnectorConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -142,7 +157,7 @@ impl<'de> Deserialize<'de> for ConnectorConfig {
 }
 
 /// One `[[routes]]` entry.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name, used in logs and metric labels.

@@ -53,7 +53,7 @@ impl Failure {
 }
 
 /// `error_style`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorStyle {
     /// RFC 6750 statuses, challenges and a JSON body.
@@ -64,7 +64,7 @@ pub enum ErrorStyle {
 }
 
 /// `custom_error` as written in the config (the original's `customizeErrorEnable`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomErrorConfig {
     /// Status for every refusal of this connector.

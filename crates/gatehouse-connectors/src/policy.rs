@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// A rule operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
     /// The value (or, for arrays, one element) equals one of `values`.
@@ -39,7 +39,7 @@ pub enum Op {
 }
 
 /// A rule's effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effect {
     /// Matching satisfies the group.
@@ -50,7 +50,7 @@ pub enum Effect {
 }
 
 /// One rule as written in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Claim name or JSONPath.
@@ -59,6 +59,7 @@ pub struct RuleConfig {
     pub op: Op,
     /// Values to compare with (strings, numbers or booleans).
     #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub values: Vec<toml::Value>,
     /// Compare strings case-sensitively (default true).
     #[serde(default = "yes")]
@@ -73,7 +74,7 @@ fn yes() -> bool {
 }
 
 /// One OR-group as written in the config.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     /// Rules, any of which may satisfy the group.

@@ -7,7 +7,7 @@ use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 /// One source as written in the config: exactly one of `header`, `cookie`, `query`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSourceConfig {
     /// Header name.

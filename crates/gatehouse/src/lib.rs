@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod router;
+pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod state;

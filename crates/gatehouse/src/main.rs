@@ -48,6 +48,8 @@ enum Command {
     Run,
     /// Validate a configuration and print a summary; exit 1 on any error.
     Check,
+    /// Print the JSON Schema of the configuration (for editors and linters).
+    Schema,
     /// Mint and inspect tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -259,6 +261,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Schema => match serde_json::to_string_pretty(&gatehouse::schema::schema()) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run => {
             init_logging(cli.common.log_format);
             match gatehouse::server::run(cli.common.config, registry) {

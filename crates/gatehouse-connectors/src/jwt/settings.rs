@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 /// A PEM public key with an optional `kid`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PemKeyConfig {
     /// Key id matched against the token's `kid`.
@@ -24,7 +24,7 @@ pub struct PemKeyConfig {
 }
 
 /// How `secret` / `secret_file` is encoded.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretEncoding {
     /// The bytes of the text.
@@ -35,7 +35,7 @@ pub enum SecretEncoding {
 }
 
 /// `[connectors.NAME]` with `kind = "jwt"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSettings {
     /// JWKS URL (http or https).

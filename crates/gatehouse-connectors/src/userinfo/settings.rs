@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Region matching.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionMatch {
     /// Exact, case-sensitive (default).
@@ -19,7 +19,7 @@ pub enum RegionMatch {
 }
 
 /// Where the IdP's error text is read (the original's `error_metadata_location`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorMetadataLocation {
     /// A response header (`error_header_name`).
@@ -29,7 +29,7 @@ pub enum ErrorMetadataLocation {
 }
 
 /// `[connectors.NAME]` with `kind = "oidc_userinfo"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserinfoSettings {
     /// `GET` or `POST`, exactly.
