@@ -29,7 +29,7 @@ fn toml_blocks(text: &str) -> Vec<String> {
     let mut cur: Option<String> = None;
     for line in text.lines() {
         match (&mut cur, line.trim_start()) {
-            (None, l) if l == "```toml" => cur = Some(String::new()),
+            (None, "```toml") => cur = Some(String::new()),
             (Some(b), l) if l.starts_with("```") => {
                 blocks.push(std::mem::take(b));
                 cur = None;
