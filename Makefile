@@ -42,9 +42,10 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: criterion micro-benchmarks (when present)
-bench: deps
-	$(CARGO) bench --workspace
+## bench: criterion micro-benchmarks, then the loopback load benchmark against HAProxy and NGINX
+bench: deps release
+	$(CARGO) bench --bench connectors
+	benches/load.sh $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -89,6 +89,9 @@ enum TokenCommand {
         /// Extra claim `name=value` (JSON values such as `["a","b"]` or `true` are parsed).
         #[arg(long = "claim")]
         claims: Vec<String>,
+        /// Print this many tokens, one per line, each with a distinct `jti` (for load tests).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
     },
     /// Decode a token without trusting it; with --route, explain what that route of --config does with it.
     Inspect {
@@ -137,6 +140,7 @@ fn token_command(
             sub,
             exp,
             claims,
+            count,
         } => {
             let exp =
                 humantime::parse_duration(&exp).map_err(|e| anyhow::anyhow!("--exp {exp}: {e}"))?;
@@ -151,7 +155,14 @@ fn token_command(
                 exp,
                 claims,
             };
-            println!("{}", gatehouse::tools::mint(&opts)?);
+            {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                for t in gatehouse::tools::mint_many(&opts, count)? {
+                    writeln!(out, "{t}")?;
+                }
+                out.flush()?;
+            }
             Ok(true)
         }
         TokenCommand::Inspect { token, route } => {

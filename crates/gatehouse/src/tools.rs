@@ -40,9 +40,8 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Signs a token.
-pub fn mint(o: &MintOptions) -> anyhow::Result<String> {
-    let key = match (&o.key, &o.secret) {
+fn encoding_key(o: &MintOptions) -> anyhow::Result<EncodingKey> {
+    Ok(match (&o.key, &o.secret) {
         (Some(path), None) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             match o.alg {
@@ -65,7 +64,18 @@ pub fn mint(o: &MintOptions) -> anyhow::Result<String> {
             EncodingKey::from_secret(secret.as_bytes())
         }
         _ => bail!("give exactly one of --key (PEM private key) or --secret"),
-    };
+    })
+}
+
+/// Signs a token.
+pub fn mint(o: &MintOptions) -> anyhow::Result<String> {
+    Ok(mint_many(o, 1)?.remove(0))
+}
+
+/// Signs `count` tokens (the key parsed once); with `count > 1` each gets a
+/// distinct `jti`.
+pub fn mint_many(o: &MintOptions, count: usize) -> anyhow::Result<Vec<String>> {
+    let key = encoding_key(o)?;
     let n = now();
     let mut claims = serde_json::Map::new();
     claims.insert("iat".into(), json!(n));
@@ -96,7 +106,17 @@ pub fn mint(o: &MintOptions) -> anyhow::Result<String> {
     let mut header = Header::new(o.alg);
     header.typ = Some("JWT".into());
     header.kid = o.kid.clone();
-    jsonwebtoken::encode(&header, &Value::Object(claims), &key).context("signing")
+    let mut out = Vec::with_capacity(count.max(1));
+    for i in 0..count.max(1) {
+        if count > 1 {
+            claims.insert("jti".into(), json!(format!("t{i}")));
+        }
+        out.push(
+            jsonwebtoken::encode(&header, &Value::Object(claims.clone()), &key)
+                .context("signing")?,
+        );
+    }
+    Ok(out)
 }
 
 fn decode_part(part: &str, what: &str) -> anyhow::Result<Value> {

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Load benchmark on loopback: Gatehouse (public, JWT and warm-userinfo routes) against HAProxy (plain and
+# jwt_verify) and NGINX (plain), with the same worker count, wrk from the same machine, interleaved rounds.
+# Prints a table (median req/s, p50/p99 latency per target) and the ratios the performance issue tracks.
+#
+#   benches/load.sh [--threads N] [--duration SECONDS] [--rounds R] [--connections C] [--distinct N]
+#
+# Only 127.0.0.1 is ever targeted; every process started is stopped by PID on exit. Pingap (a
+# Pingora-based proxy) is measured too when a `pingap` binary is on PATH or in $PINGAP_BIN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) THREADS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --connections) CONNS=$2; shift 2 ;;
+    --distinct) DISTINCT=$2; shift 2 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+for t in wrk nginx haproxy curl; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=(); for t in "${need[@]}"; do case $t in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac; done
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+[ -x target/release/gatehouse ] && [ -x target/release/gatehouse-devkit ] || cargo build --release -p gatehouse -p gatehouse-testkit --bins
+
+W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT INT TERM
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+UP=$(port) IDP=$(port) GH=$(port) GHA=$(port) HP=$(port) HJ=$(port) NG=$(port) PG=$(port)
+KEY=crates/gatehouse-testkit/keys/rsa-1.pem PUB=crates/gatehouse-testkit/keys/rsa-1.pub.pem
+ISS=https://idp.bench AUD=bench-api
+
+# Upstream: NGINX answering 200 with a small body.
+mkdir -p "$W/up" "$W/px"
+cat > "$W/up/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $W/up/nginx.pid; error_log $W/up/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
+CONF
+nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
+
+# Identity provider for the userinfo route (warm cache: it is called once).
+target/release/gatehouse-devkit --idp 127.0.0.1:$IDP >/dev/null & pids+=($!)
+
+cat > "$W/gatehouse.toml" <<CONF
+[server]
+listen = ["127.0.0.1:$GH"]
+admin_listen = "127.0.0.1:$GHA"
+threads = $THREADS
+[upstreams.up]
+peers = ["127.0.0.1:$UP"]
+[connectors.jwt]
+kind = "jwt"
+public_keys = [{ kid = "k1", pem_file = "$PWD/$PUB" }]
+algorithms = ["RS256"]
+issuers = ["$ISS"]
+audiences = ["$AUD"]
+[connectors.jwt.inject_headers]
+"X-User-Id" = "sub"
+"X-Tenant" = "tenant"
+[connectors.ui]
+kind = "oidc_userinfo"
+default_endpoint = "http://127.0.0.1:$IDP/userinfo"
+[connectors.ui.inject_headers]
+"X-User-Email" = "\$.email"
+[[routes]]
+name = "public"
+path_prefix = "/public"
+upstream = "up"
+[[routes]]
+name = "jwt"
+path_prefix = "/jwt"
+upstream = "up"
+connectors = ["jwt"]
+[[routes]]
+name = "ui"
+path_prefix = "/ui"
+upstream = "up"
+connectors = ["ui"]
+CONF
+RUST_LOG=warn target/release/gatehouse run --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" & GH_PID=$!; pids+=($GH_PID)
+
+cat > "$W/haproxy.cfg" <<CONF
+global
+  nbthread $THREADS
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+backend up
+  server s1 127.0.0.1:$UP
+frontend plain
+  bind 127.0.0.1:$HP
+  default_backend up
+frontend jwt
+  bind 127.0.0.1:$HJ
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request deny unless { var(txn.bearer),jwt_header_query('\$.alg') -m str RS256 }
+  http-request deny unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $ISS }
+  http-request deny unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $AUD }
+  http-request deny unless { var(txn.bearer),jwt_verify("RS256","$PWD/$PUB") -m int 1 }
+  http-request set-header X-User-Id %[var(txn.bearer),jwt_payload_query('\$.sub')]
+  default_backend up
+CONF
+haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & pids+=($!)
+
+cat > "$W/px/nginx.conf" <<CONF
+worker_processes $THREADS; daemon off; pid $W/px/nginx.pid; error_log $W/px/error.log;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server { listen 127.0.0.1:$NG; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+nginx -c "$W/px/nginx.conf" -p "$W/px" & pids+=($!)
+
+PINGAP=${PINGAP_BIN:-$(command -v pingap || true)}
+if [ -n "$PINGAP" ]; then
+  cat > "$W/pingap.toml" <<CONF
+[basic]
+threads = $THREADS
+[upstreams.up]
+addrs = ["127.0.0.1:$UP"]
+[locations.all]
+upstream = "up"
+[servers.s]
+addr = "127.0.0.1:$PG"
+locations = ["all"]
+CONF
+  "$PINGAP" -c "$W/pingap.toml" >"$W/pingap.log" 2>&1 & pids+=($!)
+fi
+
+wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; exit 1; }
+wait_http "http://127.0.0.1:$UP/"; wait_http "http://127.0.0.1:$GHA/readyz"; wait_http "http://127.0.0.1:$HP/"; wait_http "http://127.0.0.1:$NG/"
+[ -n "$PINGAP" ] && wait_http "http://127.0.0.1:$PG/"
+
+TOKEN=$(target/release/gatehouse token mint --key "$KEY" --kid k1 --iss "$ISS" --aud "$AUD" --sub bench --claim tenant=t1 --exp 2h)
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse-bench; mkdir -p "$CACHE"
+TOKENS="$CACHE/tokens-$DISTINCT-$(date +%Y%m%d).txt"
+if [ ! -s "$TOKENS" ]; then
+  echo "minting $DISTINCT distinct tokens (cached in $TOKENS)…" >&2
+  target/release/gatehouse token mint --key "$KEY" --kid k1 --iss "$ISS" --aud "$AUD" --sub bench --claim tenant=t1 --exp 20h --count "$DISTINCT" > "$TOKENS.tmp"
+  mv "$TOKENS.tmp" "$TOKENS"
+fi
+cat > "$W/bearer.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$W/opaque.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer demo-opaque-token"
+LUA
+cat > "$W/distinct.lua" <<LUA
+local tokens = {}
+for line in io.lines("$TOKENS") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
+for u in "http://127.0.0.1:$GH/jwt" "http://127.0.0.1:$HJ/"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$u"); [ "$code" = 200 ] || { echo "sanity: $u answered $code" >&2; exit 1; }
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${TOKEN}x" "$u"); [ "$code" != 200 ] || { echo "sanity: $u accepted a forged token" >&2; exit 1; }
+done
+
+# name|url|lua
+targets=(
+  "gatehouse-public|http://127.0.0.1:$GH/public|"
+  "gatehouse-jwt|http://127.0.0.1:$GH/jwt|$W/bearer.lua"
+  "gatehouse-userinfo|http://127.0.0.1:$GH/ui|$W/opaque.lua"
+  "gatehouse-jwt-distinct|http://127.0.0.1:$GH/jwt|$W/distinct.lua"
+  "haproxy-plain|http://127.0.0.1:$HP/|"
+  "haproxy-jwt|http://127.0.0.1:$HJ/|$W/bearer.lua"
+  "haproxy-jwt-distinct|http://127.0.0.1:$HJ/|$W/distinct.lua"
+  "nginx-plain|http://127.0.0.1:$NG/|"
+)
+[ -n "$PINGAP" ] && targets+=("pingap-plain|http://127.0.0.1:$PG/|")
+
+to_us() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } else print v }'; }
+: > "$W/results"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    IFS='|' read -r name url lua <<< "$t"
+    args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
+    [ -n "$lua" ] && args+=(-s "$lua")
+    out=$(wrk "${args[@]}" "$url")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+    p50=$(to_us "$(awk '$1=="50%" {print $2}' <<< "$out")")
+    p99=$(to_us "$(awk '$1=="99%" {print $2}' <<< "$out")")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
+    [ -z "$non2xx" ] || echo "warning: $name had $non2xx non-2xx answers in round $r" >&2
+    echo "$name $rps $p50 $p99" >> "$W/results"
+    echo "round $r/$ROUNDS  $name  ${rps} req/s" >&2
+  done
+done
+RSS_KB=$(awk '/VmRSS/ {print $2}' /proc/$GH_PID/status)
+
+python3 - "$W/results" "$RSS_KB" "$THREADS" "$DISTINCT" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    n, rps, p50, p99 = line.split()
+    rows[n].append((float(rps), float(p50), float(p99)))
+med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v), statistics.median(r[2] for r in v)) for n, v in rows.items()}
+print(f"\nthreads={sys.argv[3]}  (median of rounds; latency in microseconds)")
+print(f"{'target':<26}{'req/s':>12}{'p50 us':>10}{'p99 us':>10}")
+for n, (rps, p50, p99) in med.items():
+    print(f"{n:<26}{rps:>12.0f}{p50:>10.0f}{p99:>10.0f}")
+def ratio(a, b, target):
+    if a in med and b in med:
+        v = med[a][0] / med[b][0]
+        print(f"{a + ' / ' + b:<52}{v:>7.2f}   target {target}")
+print("\nratios")
+ratio("gatehouse-jwt", "haproxy-jwt", ">= 1.5")
+ratio("gatehouse-jwt-distinct", "haproxy-jwt-distinct", ">= 1.0")
+ratio("gatehouse-jwt", "gatehouse-public", ">= 0.90")
+ratio("gatehouse-userinfo", "gatehouse-public", ">= 0.90")
+ratio("gatehouse-public", "pingap-plain", ">= 1.0")
+ratio("gatehouse-public", "nginx-plain", ">= 0.80")
+if "gatehouse-jwt" in med and "gatehouse-public" in med:
+    print(f"{'p99 added by a cached JWT check (us)':<52}{med['gatehouse-jwt'][2] - med['gatehouse-public'][2]:>7.0f}   target < 100")
+print(f"{'gatehouse RSS after the run (MiB, ' + sys.argv[4] + ' distinct tokens seen)':<52}{int(sys.argv[2]) / 1024:>7.1f}   target < 150")
+PY
