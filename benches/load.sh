@@ -33,7 +33,7 @@ fi
 
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
@@ -95,7 +95,7 @@ RUST_LOG=warn target/release/gatehouse run --config "$W/gatehouse.toml" 2>"$W/ga
 cat > "$W/haproxy.cfg" <<CONF
 global
   nbthread $THREADS
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   timeout connect 2s

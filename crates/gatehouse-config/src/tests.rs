@@ -47,7 +47,7 @@ fn parses_a_full_config_with_defaults() {
         c.server.grace_period.get(),
         std::time::Duration::from_secs(10)
     );
-    assert!(c.server.work_stealing);
+    assert!(!c.server.work_stealing);
     assert_eq!(
         c.upstreams["users"].connect_timeout.get(),
         std::time::Duration::from_millis(250)
