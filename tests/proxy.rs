@@ -98,13 +98,15 @@ async fn dead_upstream_gives_502_json() {
     assert!(resp.headers().contains_key("x-request-id"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "bad_gateway");
-    assert_eq!(
+    // Request metrics are recorded after the response is sent: wait for them.
+    let counted = eventually(std::time::Duration::from_secs(5), async || {
         gh.metric(
             "gatehouse_requests_total",
-            &[("route", "dead"), ("status_class", "5xx")]
-        ),
-        Some(1.0)
-    );
+            &[("route", "dead"), ("status_class", "5xx")],
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(counted, "the 502 is counted under route=dead, 5xx");
 }
 
 #[tokio::test]
@@ -239,6 +241,19 @@ async fn metrics_move_with_traffic() {
     }
     cl.get(gh.url("/none")).send().await.unwrap();
     let m = |name: &str, labels: &[(&str, &str)]| gh.metric(name, labels);
+    // Request metrics are recorded after the response is sent: wait for the last one.
+    let recorded = eventually(std::time::Duration::from_secs(5), async || {
+        m(
+            "gatehouse_requests_total",
+            &[("route", "_none"), ("status_class", "4xx")],
+        ) == Some(1.0)
+            && m(
+                "gatehouse_request_duration_seconds_count",
+                &[("route", "public")],
+            ) == Some(7.0)
+    })
+    .await;
+    assert!(recorded, "the 8 requests are recorded");
     assert_eq!(
         m(
             "gatehouse_requests_total",

@@ -100,12 +100,12 @@ impl Reloader {
             Ok(None) => Ok(None),
             Ok(Some(next)) => {
                 let generation = next.generation;
+                let previous = self.state.current();
                 let reused = next
                     .connectors
                     .iter()
                     .filter(|(name, b)| {
-                        self.state
-                            .current()
+                        previous
                             .connectors
                             .get(*name)
                             .is_some_and(|p| Arc::ptr_eq(&p.connector, &b.connector))

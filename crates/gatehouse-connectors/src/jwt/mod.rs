@@ -837,7 +837,12 @@ impl ConnectorFactory for JwtFactory {
                     })?,
                     "secret_file",
                 ),
-                _ => unreachable_secret()?,
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        path,
+                        "give exactly one of `secret` or `secret_file` for HS* algorithms",
+                    ))
+                }
             };
             let secret = match s.secret_encoding {
                 SecretEncoding::Utf8 => {
@@ -992,10 +997,6 @@ impl ConnectorFactory for JwtFactory {
             _tasks: tasks,
         }))
     }
-}
-
-fn unreachable_secret() -> Result<(Vec<u8>, &'static str), ConfigError> {
-    Err(ConfigError::new("", "no secret"))
 }
 
 #[cfg(test)]
