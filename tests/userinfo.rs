@@ -537,3 +537,31 @@ async fn reload_changing_one_region_keeps_other_connectors_warm() {
         "the changed region uses its new URL"
     );
 }
+
+#[tokio::test]
+async fn own_answers_to_idp_rejections_carry_each_request_id_on_negative_hits() {
+    let (echo, fr, us) = (
+        EchoUpstream::start(),
+        idp("fr", &["tfr"]),
+        idp("us", &["tus"]),
+    );
+    let extra = "idp_error_passthrough = false\n[connectors.geo.custom_error]\nstatus = 401\nbody = \"{reason}:{request_id}\"";
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, extra)).unwrap();
+    for id in ["first-id", "second-id"] {
+        let r = client()
+            .get(gh.url("/api/x"))
+            .bearer_auth("unknown")
+            .header("x-region", "FR")
+            .header("x-request-id", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.text().await.unwrap(), format!("idp_rejected:{id}"));
+    }
+    assert_eq!(
+        fr.calls(UI),
+        1,
+        "the second answer came from the negative cache"
+    );
+}

@@ -101,10 +101,19 @@ enum Outcome {
     Valid(Vec<(HeaderName, HeaderValue)>),
     /// Valid token, refused by required claims, policy or injection.
     Denied(Failure),
-    /// The IdP rejected the token: the response to relay.
-    Rejected(Rejection),
+    /// The IdP rejected the token (negatively cached).
+    Rejected(IdpRejection),
     /// The IdP could not answer (not cached).
     Unavailable(String),
+}
+
+/// How an IdP rejection is answered.
+#[derive(Debug, Clone)]
+enum IdpRejection {
+    /// The IdP's status and challenge, relayed as they are.
+    Relay(Rejection),
+    /// Gatehouse's own answer, rendered per request (it may carry the request id).
+    Own(Failure),
 }
 
 struct Entry {
@@ -236,8 +245,7 @@ impl UserinfoConnector {
         status: StatusCode,
         headers: &reqwest::header::HeaderMap,
         body: &[u8],
-        request_id: &str,
-    ) -> Rejection {
+    ) -> IdpRejection {
         let default = format!(
             "Error Response retrieved from UserInfo endpoint. Response Code - {}",
             status.as_u16()
@@ -261,15 +269,12 @@ impl UserinfoConnector {
             None => default,
         };
         if !self.passthrough {
-            return self.errors.reject(
-                &Failure::new(
-                    Reason::IdpRejected,
-                    FailureClass::InvalidToken,
-                    "TargetEndpointError",
-                    "the identity provider rejected the token",
-                ),
-                request_id,
-            );
+            return IdpRejection::Own(Failure::new(
+                Reason::IdpRejected,
+                FailureClass::InvalidToken,
+                "TargetEndpointError",
+                "the identity provider rejected the token",
+            ));
         }
         let challenge = headers
             .get("www-authenticate")
@@ -278,7 +283,7 @@ impl UserinfoConnector {
         if let Some(c) = challenge {
             out_headers.push((http::header::WWW_AUTHENTICATE, c));
         }
-        match self.style {
+        IdpRejection::Relay(match self.style {
             ErrorStyle::Mashery => Rejection {
                 status,
                 reason: Reason::IdpRejected,
@@ -311,7 +316,7 @@ impl UserinfoConnector {
                     ),
                 }
             }
-        }
+        })
     }
 
     /// Judges a valid userinfo document.
@@ -352,7 +357,7 @@ impl UserinfoConnector {
     }
 
     /// One call to the IdP.
-    async fn call(&self, idx: usize, token: &str, request_id: &str) -> Outcome {
+    async fn call(&self, idx: usize, token: &str) -> Outcome {
         let ep = &self.endpoints[idx];
         self.inflight.inc();
         let start = Instant::now();
@@ -408,7 +413,6 @@ impl UserinfoConnector {
                         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::UNAUTHORIZED),
                         &headers,
                         &body,
-                        request_id,
                     )),
                     (s, Ok(_)) => Outcome::Unavailable(format!("answered {s}")),
                 }
@@ -429,7 +433,7 @@ impl UserinfoConnector {
 
     /// Calls the IdP once for all concurrent requests with the same key, and
     /// caches what can be cached.
-    async fn fetch(&self, key: Key, idx: usize, token: &str, request_id: &str) -> Outcome {
+    async fn fetch(&self, key: Key, idx: usize, token: &str) -> Outcome {
         let cell = {
             let mut m = self
                 .inflight_calls
@@ -441,7 +445,7 @@ impl UserinfoConnector {
         };
         let outcome = cell
             .get_or_init(|| async {
-                let o = self.call(idx, token, request_id).await;
+                let o = self.call(idx, token).await;
                 self.store(key, token, &o);
                 o
             })
@@ -497,7 +501,10 @@ impl UserinfoConnector {
                 Verdict::Allow(e)
             }
             Outcome::Denied(f) => Verdict::Deny(self.errors.reject(f, req.request_id)),
-            Outcome::Rejected(r) => Verdict::Deny(r.clone()),
+            Outcome::Rejected(IdpRejection::Relay(r)) => Verdict::Deny(r.clone()),
+            Outcome::Rejected(IdpRejection::Own(f)) => {
+                Verdict::Deny(self.errors.reject(f, req.request_id))
+            }
             Outcome::Unavailable(why) => {
                 let mut r = self.errors.reject(&self.unavailable(why), req.request_id);
                 if self.style == ErrorStyle::Rfc6750 && r.status == StatusCode::SERVICE_UNAVAILABLE
@@ -577,7 +584,7 @@ impl Connector for UserinfoConnector {
             stale = Some(e);
         }
         self.miss.inc();
-        let outcome = self.fetch(key, idx, token, req.request_id).await;
+        let outcome = self.fetch(key, idx, token).await;
         if let (Outcome::Unavailable(_), Some(e)) = (&outcome, stale) {
             if matches!(e.outcome, Outcome::Valid(_)) {
                 self.stale_hit.inc();
