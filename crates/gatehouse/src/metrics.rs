@@ -1,12 +1,12 @@
 //! Prometheus metric families (created once, at start-up) and the
 //! pre-resolved per-route / per-connector handles the hot path uses.
 
+use gatehouse_connectors::metrics::ReasonCounters;
 use gatehouse_connectors::Reason;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Latency buckets from 10 µs to 10 s (1-2.5-5 per decade).
@@ -147,12 +147,7 @@ impl Metrics {
             upstream: self.upstream_duration.with_label_values(&[route]),
             rejections: connectors
                 .iter()
-                .map(|c| RejectionHandles {
-                    family: self.rejections.clone(),
-                    route: route.to_string(),
-                    connector: c.to_string(),
-                    by_reason: std::array::from_fn(|_| OnceLock::new()),
-                })
+                .map(|c| ReasonCounters::new(self.rejections.clone(), &[route, c]))
                 .collect(),
         }
     }
@@ -195,14 +190,7 @@ pub struct RouteMetrics {
     by_class: [IntCounter; 6],
     duration: Histogram,
     upstream: Histogram,
-    rejections: Vec<RejectionHandles>,
-}
-
-struct RejectionHandles {
-    family: IntCounterVec,
-    route: String,
-    connector: String,
-    by_reason: [OnceLock<IntCounter>; Reason::ALL.len()],
+    rejections: Vec<ReasonCounters>,
 }
 
 impl RouteMetrics {
@@ -220,12 +208,7 @@ impl RouteMetrics {
     /// Counts a rejection by the chain's connector `index`.
     pub fn reject(&self, index: usize, reason: Reason) {
         if let Some(h) = self.rejections.get(index) {
-            h.by_reason[reason.index()]
-                .get_or_init(|| {
-                    h.family
-                        .with_label_values(&[&h.route, &h.connector, reason.as_str()])
-                })
-                .inc();
+            h.inc(reason);
         }
     }
 }

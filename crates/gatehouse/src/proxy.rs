@@ -106,6 +106,19 @@ async fn respond(
     Ok(())
 }
 
+/// Answers with one of Gatehouse's own JSON errors.
+async fn respond_json_error(
+    session: &mut Session,
+    status: StatusCode,
+    error: &str,
+    description: &str,
+    request_id: &HeaderValue,
+) -> Result<()> {
+    let body = json_error(status, error, description, Some(request_id));
+    let json = HeaderValue::from_static("application/json");
+    respond(session, status, &[], &json, body, Some(request_id)).await
+}
+
 fn json_error(
     status: StatusCode,
     error: &str,
@@ -176,19 +189,12 @@ impl ProxyHttp for GatehouseProxy {
         ctx.request_id = Some(rid.clone());
 
         if has_dot_segments(req.uri.path()) {
-            let body = json_error(
+            respond_json_error(
+                session,
                 StatusCode::BAD_REQUEST,
                 "invalid_path",
                 "the path contains dot-segments",
-                Some(&rid),
-            );
-            respond(
-                session,
-                StatusCode::BAD_REQUEST,
-                &[],
-                &HeaderValue::from_static("application/json"),
-                body,
-                Some(&rid),
+                &rid,
             )
             .await?;
             return Ok(true);
@@ -199,19 +205,12 @@ impl ProxyHttp for GatehouseProxy {
             .host()
             .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
         let Some(idx) = snapshot.router.find(host, req.uri.path(), &req.method) else {
-            let body = json_error(
+            respond_json_error(
+                session,
                 StatusCode::NOT_FOUND,
                 "no_route",
                 "no route matches this request",
-                Some(&rid),
-            );
-            respond(
-                session,
-                StatusCode::NOT_FOUND,
-                &[],
-                &HeaderValue::from_static("application/json"),
-                body,
-                Some(&rid),
+                &rid,
             )
             .await?;
             return Ok(true);

@@ -20,6 +20,7 @@ pub use store::{KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
 
 use crate::errors::{ErrorResponder, Failure, FailureClass};
 use crate::inject::{InjectError, Injector};
+use crate::metrics::ReasonCounters;
 use crate::outbound::{client, parse_url, LazyFamilies};
 use crate::policy::Policy;
 use crate::token::{carrier_edits, find_token, Intake, TokenSource};
@@ -34,7 +35,7 @@ use moka::sync::Cache;
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Algorithms a connector may allow.
@@ -122,22 +123,9 @@ impl Families {
 
 struct Handles {
     valid: IntCounter,
-    invalid_family: IntCounterVec,
-    invalid: [OnceLock<IntCounter>; Reason::ALL.len()],
-    name: String,
+    invalid: ReasonCounters,
     hit: IntCounter,
     miss: IntCounter,
-}
-
-impl Handles {
-    fn invalid(&self, r: Reason) {
-        self.invalid[r.index()]
-            .get_or_init(|| {
-                self.invalid_family
-                    .with_label_values(&[&self.name, "invalid", r.as_str()])
-            })
-            .inc();
-    }
 }
 
 /// Aborts a background task when dropped (a replaced connector stops its refresher).
@@ -541,7 +529,7 @@ impl JwtConnector {
     }
 
     fn deny(&self, f: Failure, req: &RequestView<'_>) -> Verdict {
-        self.m.invalid(f.reason);
+        self.m.invalid.inc(f.reason);
         tracing::debug!(connector = %self.name, reason = %f.reason, "{}", f.description);
         Verdict::Deny(self.errors.reject(&f, req.request_id))
     }
@@ -968,11 +956,9 @@ impl ConnectorFactory for JwtFactory {
 
         let m = Handles {
             valid: validations_f.with_label_values(&[&name, "valid", "none"]),
-            invalid_family: validations_f,
-            invalid: std::array::from_fn(|_| OnceLock::new()),
+            invalid: ReasonCounters::new(validations_f, &[&name, "invalid"]),
             hit: handles_f.cache_requests.with_label_values(&[&name, "hit"]),
             miss: handles_f.cache_requests.with_label_values(&[&name, "miss"]),
-            name: name.clone(),
         };
         Ok(Arc::new(JwtConnector {
             name,
