@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use gatehouse_testkit::tokens::{claims, now, TestKey};
+use gatehouse_testkit::tokens::{claims, exp_in, now, time_until_past, TestKey};
 use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use serde_json::json;
 use std::time::Duration;
@@ -321,7 +321,8 @@ async fn cache_hits_show_in_metrics_and_expired_tokens_fail_on_a_hit() {
     serve_keys(&idp, &[(&key, "k1")]);
     let gh = Gatehouse::start(&config(&echo, &idp, "leeway = \"0s\"")).unwrap();
     let mut c = claims("frank", ISS, AUD, 0);
-    c["exp"] = json!(now() + 2);
+    let exp = exp_in(3);
+    c["exp"] = json!(exp);
     let t = key.mint(&c, Some("k1"));
     for _ in 0..5 {
         assert_eq!(get(&gh, "/orders", Some(&t)).await.status(), 200);
@@ -345,7 +346,7 @@ async fn cache_hits_show_in_metrics_and_expired_tokens_fail_on_a_hit() {
     })
     .await;
     assert!(gauge, "cache size gauge follows the cache");
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(time_until_past(exp)).await;
     let r = get(&gh, "/orders", Some(&t)).await;
     assert_eq!(r.status(), 401);
     assert!(r.headers()["www-authenticate"]

@@ -209,6 +209,26 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+fn now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// An `exp` (whole Unix seconds) at least `secs` seconds from now.
+///
+/// `now() + n` can be only a few milliseconds more than `n - 1` seconds away
+/// when it runs just before a second boundary; tests that need a token to
+/// stay valid for a while use this instead.
+pub fn exp_in(secs: u64) -> i64 {
+    (now_f64() + secs as f64).ceil() as i64
+}
+
+/// How long until the Unix time `t` is at least 100 ms in the past.
+pub fn time_until_past(t: i64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64((t as f64 + 0.1 - now_f64()).max(0.0))
+}
+
 /// Typical claims valid for `ttl_secs` from now.
 pub fn claims(sub: &str, iss: &str, aud: &str, ttl_secs: i64) -> Value {
     let n = now();

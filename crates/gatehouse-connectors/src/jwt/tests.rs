@@ -1,7 +1,9 @@
 use super::*;
 use crate::{HeaderEdits, Rejection};
 use gatehouse_testkit::jwks;
-use gatehouse_testkit::tokens::{claims, now, unsigned_none_token, TestKey};
+use gatehouse_testkit::tokens::{
+    claims, exp_in, now, time_until_past, unsigned_none_token, TestKey,
+};
 use http::{HeaderMap, Method, Uri};
 use serde_json::json;
 
@@ -565,7 +567,8 @@ async fn cache_hits_rechecks_time_and_counts() {
         .await
         .unwrap();
     let mut c = good();
-    c["exp"] = json!(now() + 1);
+    let exp = exp_in(2);
+    c["exp"] = json!(exp);
     let t = k.mint(&c, Some("k1"));
     assert_allowed(&check(&*b.c, &t).await);
     assert_allowed(&check(&*b.c, &t).await);
@@ -593,7 +596,7 @@ async fn cache_hits_rechecks_time_and_counts() {
         ),
         2.0
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(time_until_past(exp)).await;
     assert_reason(&check(&*b.c, &t).await, Reason::Expired, 401);
     assert_eq!(
         metric(
