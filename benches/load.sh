@@ -4,13 +4,16 @@
 # Prints a table (median req/s, p50/p99 latency per target) and the ratios the performance issue tracks.
 #
 #   benches/load.sh [--threads N] [--duration SECONDS] [--rounds R] [--connections C] [--distinct N]
+#                   [--no-pingap]
 #
-# Only 127.0.0.1 is ever targeted; every process started is stopped by PID on exit. Pingap (a
-# Pingora-based proxy) is measured too when a `pingap` binary is on PATH or in $PINGAP_BIN.
+# Only 127.0.0.1 is ever targeted; every process started is stopped by PID on exit. Pingap 0.13.1 (a
+# Pingora-based proxy) is measured as well: $PINGAP_BIN if set, else a copy installed once with
+# `cargo install pingap@0.13.1 --locked` into ~/.cache/gatehouse-bench/pingap (about 25 minutes on
+# 2 cores, bounded to one hour); --no-pingap skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000
+THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000 WITH_PINGAP=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
@@ -18,6 +21,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
     --distinct) DISTINCT=$2; shift 2 ;;
+    --no-pingap) WITH_PINGAP=0; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -30,6 +34,21 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 [ -x target/release/gatehouse ] && [ -x target/release/gatehouse-devkit ] || cargo build --release -p gatehouse -p gatehouse-testkit --bins
+
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse-bench; mkdir -p "$CACHE"
+PINGAP=${PINGAP_BIN:-}
+if [ -z "$PINGAP" ] && [ "$WITH_PINGAP" = 1 ]; then
+  PINGAP=$CACHE/pingap/bin/pingap
+  if [ ! -x "$PINGAP" ]; then
+    if ! command -v protoc >/dev/null 2>&1; then
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+      $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
+    fi
+    echo "installing Pingap 0.13.1 into $CACHE/pingap (once; about 25 minutes on 2 cores)…" >&2
+    (unset CARGO_TARGET_DIR; timeout 3600 cargo install pingap@0.13.1 --locked --quiet --root "$CACHE/pingap") ||
+      { echo "Pingap could not be installed; measuring without it" >&2; PINGAP=""; }
+  fi
+fi
 
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 pids=()
@@ -128,11 +147,20 @@ http { access_log off;
 CONF
 nginx -c "$W/px/nginx.conf" -p "$W/px" & pids+=($!)
 
-PINGAP=${PINGAP_BIN:-$(command -v pingap || true)}
+wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; exit 1; }
+wait_http "http://127.0.0.1:$UP/"; wait_http "http://127.0.0.1:$GHA/readyz"; wait_http "http://127.0.0.1:$HP/"; wait_http "http://127.0.0.1:$NG/"
+
+# Pingap: started once the upstream answers (its health check would mark a down upstream unhealthy).
+# Same worker count and, like Gatehouse's default, one runtime per worker (work stealing off).
 if [ -n "$PINGAP" ]; then
-  cat > "$W/pingap.toml" <<CONF
+  mkdir -p "$W/pingap"
+  cat > "$W/pingap/pingap.toml" <<CONF
 [basic]
 threads = $THREADS
+work_stealing = false
+pid_file = "$W/pingap/pingap.pid"
+upgrade_sock = "$W/pingap/upgrade.sock"
+log_level = "warn"
 [upstreams.up]
 addrs = ["127.0.0.1:$UP"]
 [locations.all]
@@ -140,16 +168,14 @@ upstream = "up"
 [servers.s]
 addr = "127.0.0.1:$PG"
 locations = ["all"]
+threads = $THREADS
 CONF
-  "$PINGAP" -c "$W/pingap.toml" >"$W/pingap.log" 2>&1 & pids+=($!)
+  "$PINGAP" -c "$W/pingap/pingap.toml" >"$W/pingap.log" 2>&1 & pids+=($!)
+  wait_http "http://127.0.0.1:$PG/"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PG/"); [ "$code" = 200 ] || { echo "sanity: pingap answered $code (see $W/pingap.log)" >&2; exit 1; }
 fi
 
-wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; exit 1; }
-wait_http "http://127.0.0.1:$UP/"; wait_http "http://127.0.0.1:$GHA/readyz"; wait_http "http://127.0.0.1:$HP/"; wait_http "http://127.0.0.1:$NG/"
-[ -n "$PINGAP" ] && wait_http "http://127.0.0.1:$PG/"
-
 TOKEN=$(target/release/gatehouse token mint --key "$KEY" --kid k1 --iss "$ISS" --aud "$AUD" --sub bench --claim tenant=t1 --exp 2h)
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse-bench; mkdir -p "$CACHE"
 TOKENS="$CACHE/tokens-$DISTINCT-$(date +%Y%m%d).txt"
 if [ ! -s "$TOKENS" ]; then
   echo "minting $DISTINCT distinct tokens (cached in $TOKENS)…" >&2

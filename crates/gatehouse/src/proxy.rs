@@ -308,7 +308,7 @@ impl ProxyHttp for GatehouseProxy {
             };
             up.insert_header(X_FORWARDED_FOR, xff)?;
         }
-        up.insert_header(X_FORWARDED_PROTO, "http")?;
+        up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
         if let Some(id) = &ctx.request_id {
             up.insert_header(X_REQUEST_ID, id.clone())?;
         }
