@@ -122,7 +122,8 @@ measure() {
   echo "$n $(awk '/^(summary|totals):/ {print $2; exit}' "$W/$name.out")"
 }
 
-GH_CMD=(env RUST_LOG=warn "$BIN" run --config "$W/gatehouse.toml")
+export RUST_LOG=warn
+GH_CMD=("$BIN" run --config "$W/gatehouse.toml")
 GH_READY="http://127.0.0.1:$GHA/readyz"
 echo "callgrind: Gatehouse idle run…" >&2
 read -r _ gh_idle < <(measure gh-idle "$GH_READY" "" 0 "" -- "${GH_CMD[@]}")
@@ -142,16 +143,17 @@ else
   echo "Pingap not installed ($PINGAP): run benches/load.sh once to install it" >&2
 fi
 
-printf '%s\n' "${rows[@]}" | python3 -c '
+printf '%s\n' "${rows[@]}" > "$W/rows"
+python3 - "$W/rows" <<'PY'
 import sys
-print(f"\n{\"target\":<20}{\"requests\":>10}{\"instructions/request\":>24}")
+print(f"\n{'target':<20}{'requests':>10}{'instructions/request':>24}")
 res = {}
-for line in sys.stdin:
+for line in open(sys.argv[1]):
     name, n, ir, idle = line.split()
-    per = (int(ir) - int(idle)) / int(n)
-    res[name] = per
-    print(f"{name:<20}{int(n):>10}{per:>24,.0f}")
+    res[name] = (int(ir) - int(idle)) / int(n)
+    print(f"{name:<20}{int(n):>10}{res[name]:>24,.0f}")
 if "pingap-plain" in res:
-    print(f"\npingap-plain / gatehouse-public instructions: {res[\"pingap-plain\"] / res[\"gatehouse-public\"]:.2f}  (above 1.0: Gatehouse does less work per request)")
-print(f"JWT route extra instructions per request (cached token): {res[\"gatehouse-jwt\"] - res[\"gatehouse-public\"]:,.0f}")
-'
+    r = res["pingap-plain"] / res["gatehouse-public"]
+    print(f"\npingap-plain / gatehouse-public instructions: {r:.2f} (above 1.0: Gatehouse does less work per request)")
+print(f"JWT route, extra instructions per request (cached token): {res['gatehouse-jwt'] - res['gatehouse-public']:,.0f}")
+PY

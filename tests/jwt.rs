@@ -188,7 +188,7 @@ async fn jwks_server_down_stale_keys_keep_working() {
     let gh = Gatehouse::start(&config(
         &echo,
         &idp,
-        "jwks_refresh = \"1s\"\njwks_timeout = \"300ms\"",
+        "jwks_refresh = \"1s\"\njwks_timeout = \"3s\"",
     ))
     .unwrap();
     idp.set_down(true);
@@ -321,7 +321,7 @@ async fn cache_hits_show_in_metrics_and_expired_tokens_fail_on_a_hit() {
     serve_keys(&idp, &[(&key, "k1")]);
     let gh = Gatehouse::start(&config(&echo, &idp, "leeway = \"0s\"")).unwrap();
     let mut c = claims("frank", ISS, AUD, 0);
-    let exp = exp_in(3);
+    let exp = exp_in(6);
     c["exp"] = json!(exp);
     let t = key.mint(&c, Some("k1"));
     for _ in 0..5 {

@@ -10,6 +10,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The shared test config with a grace period far above the time bounds
+/// asserted below, so "exits early" cannot be confused with "grace ran out".
+fn long_grace(echo: std::net::SocketAddr) -> String {
+    public_config(echo, "").replace("grace_period = \"3s\"", "grace_period = \"30s\"")
+}
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -17,7 +23,7 @@ fn repo_root() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let echo = EchoUpstream::start();
-    let mut gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let mut gh = Gatehouse::start(&long_grace(echo.addr())).unwrap();
     let url = gh.url("/public/slow");
     let inflight = tokio::spawn(async move {
         client()
@@ -51,9 +57,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!(resp.status(), 200);
     let status = gh.wait_exit(Duration::from_secs(10)).expect("exited");
     assert!(status.success(), "exit code 0, got {status:?}");
-    // Exits once drained, well before the 3s grace period.
+    // Exits once drained, well before the grace period.
     assert!(
-        t0.elapsed() < Duration::from_millis(2900),
+        t0.elapsed() < Duration::from_secs(8),
         "took {:?}",
         t0.elapsed()
     );
@@ -62,13 +68,13 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 #[tokio::test]
 async fn sigterm_when_idle_exits_promptly() {
     let echo = EchoUpstream::start();
-    let mut gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let mut gh = Gatehouse::start(&long_grace(echo.addr())).unwrap();
     let t0 = Instant::now();
     gh.sigterm();
     let status = gh.wait_exit(Duration::from_secs(10)).expect("exited");
     assert!(status.success());
     assert!(
-        t0.elapsed() < Duration::from_secs(2),
+        t0.elapsed() < Duration::from_secs(8),
         "idle drain took {:?}",
         t0.elapsed()
     );

@@ -371,7 +371,7 @@ async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
         &fr,
         &us,
         None,
-        "cache_ttl = \"1s\"\nstale_if_error = \"5m\"\ntimeout = \"500ms\"",
+        "cache_ttl = \"1s\"\nstale_if_error = \"5m\"\ntimeout = \"3s\"",
     ))
     .unwrap();
     echoed(call(&gh, "tfr", Some("FR")).await).await;
@@ -407,7 +407,7 @@ async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
         &fr,
         &us,
         None,
-        "cache_ttl = \"1s\"\ntimeout = \"500ms\"",
+        "cache_ttl = \"1s\"\ntimeout = \"3s\"",
     ))
     .unwrap();
     fr.set_down(false);

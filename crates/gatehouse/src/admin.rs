@@ -51,7 +51,7 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
             let generation = state.current().generation;
-            if !state.is_listening() {
+            if !state.is_started() {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "application/json",

@@ -387,11 +387,11 @@ impl ProxyHttp for GatehouseProxy {
             }
         }
         match self.route(ctx) {
+            _ if code == 0 => tracing::debug!("client went away: {e}"),
             Some(route) => {
                 tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}")
             }
-            None if code > 0 => tracing::warn!(status = code, "request failed: {e}"),
-            None => tracing::debug!("client went away: {e}"),
+            None => tracing::warn!(status = code, "request failed: {e}"),
         }
         FailToProxy {
             error_code: code,

@@ -112,9 +112,11 @@ impl Reloader {
                     })
                     .count();
                 let total = next.connectors.len();
-                self.state.swap(next);
+                // Counted before the swap publishes the new generation, so whoever
+                // sees the generation also sees the reload counted.
                 metrics.reloads.with_label_values(&["success"]).inc();
                 metrics.last_reload_success.set(unix_now());
+                self.state.swap(next);
                 tracing::info!(
                     trigger,
                     generation,

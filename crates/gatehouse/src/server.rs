@@ -43,6 +43,7 @@ impl ShutdownSignalWatch for Signals {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
+        self.state.set_signals_installed();
         let graceful = tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received: draining"); true }
             _ = quit.recv() => { tracing::info!("SIGQUIT received: draining (binary upgrade is not supported)"); true }

@@ -13,6 +13,7 @@ pub struct State {
     pub metrics: Metrics,
     shutting_down: AtomicBool,
     listening: AtomicBool,
+    signals: AtomicBool,
     inflight: AtomicUsize,
 }
 
@@ -25,6 +26,7 @@ impl State {
             metrics,
             shutting_down: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            signals: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
         }
     }
@@ -36,8 +38,11 @@ impl State {
 
     /// Atomically replaces the serving snapshot; in-flight requests keep theirs.
     pub fn swap(&self, next: Snapshot) {
-        self.metrics.generation.set(next.generation as i64);
+        let generation = next.generation as i64;
         self.current.store(Arc::new(next));
+        // Published only once the new snapshot serves, so a scraper that sees
+        // the new generation can rely on it.
+        self.metrics.generation.set(generation);
     }
 
     /// Marks the process as draining (`/readyz` answers 503).
@@ -50,9 +55,16 @@ impl State {
         self.listening.store(true, Ordering::SeqCst);
     }
 
-    /// True once every proxy listener accepts connections.
-    pub fn is_listening(&self) -> bool {
-        self.listening.load(Ordering::SeqCst)
+    /// Records that the shutdown signal handlers are installed.
+    pub fn set_signals_installed(&self) {
+        self.signals.store(true, Ordering::SeqCst);
+    }
+
+    /// True once every proxy listener accepts connections and `SIGTERM` /
+    /// `SIGINT` are handled (before that, a signal would kill the process
+    /// instead of draining it, so the process does not report ready).
+    pub fn is_started(&self) -> bool {
+        self.listening.load(Ordering::SeqCst) && self.signals.load(Ordering::SeqCst)
     }
 
     /// True once draining started.

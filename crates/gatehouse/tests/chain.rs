@@ -166,6 +166,14 @@ connectors = ["gate", "ro"]
     )
 }
 
+/// Replaces the config the way editors and Kubernetes do (write aside, then
+/// rename), so the watcher never reads a half-written file.
+fn replace_file(path: &std::path::Path, text: String) -> std::io::Result<()> {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 fn start(echo: SocketAddr) -> Running {
     let (listen, admin) = (free_addr(), free_addr());
     let dir = tempfile::tempdir().unwrap();
@@ -309,7 +317,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
     // 6. Reload with an unchanged connector section: the instance is carried over.
     let builds = BUILDS.load(Ordering::SeqCst);
     let extra = "[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"echo\"\n";
-    std::fs::write(
+    replace_file(
         &gh.path,
         config(gh.listen, gh.admin, echo.addr(), "test", extra),
     )
@@ -338,7 +346,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
     );
 
     // 7. A changed section is rebuilt, and its new settings serve.
-    std::fs::write(
+    replace_file(
         &gh.path,
         config(gh.listen, gh.admin, echo.addr(), "changed", extra),
     )
@@ -357,7 +365,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"changed\"");
 
     // 8. A bad setting for the test kind is refused with its path; old config keeps serving.
-    std::fs::write(
+    replace_file(
         &gh.path,
         config(gh.listen, gh.admin, echo.addr(), "x\"\nrealmm = \"y", extra),
     )

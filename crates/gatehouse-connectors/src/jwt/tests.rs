@@ -567,7 +567,7 @@ async fn cache_hits_rechecks_time_and_counts() {
         .await
         .unwrap();
     let mut c = good();
-    let exp = exp_in(2);
+    let exp = exp_in(4);
     c["exp"] = json!(exp);
     let t = k.mint(&c, Some("k1"));
     assert_allowed(&check(&*b.c, &t).await);
