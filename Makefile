@@ -42,10 +42,12 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: criterion micro-benchmarks, then the loopback load benchmark against HAProxy and NGINX
+## bench: criterion micro-benchmarks, the loopback load benchmark against HAProxy, NGINX and
+## Pingap, then instructions per request under callgrind
 bench: deps release
 	$(CARGO) bench --bench connectors
 	benches/load.sh $(BENCH_ARGS)
+	benches/instructions.sh
 
 clean:
 	$(CARGO) clean

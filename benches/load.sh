@@ -4,7 +4,11 @@
 # Prints a table (median req/s, p50/p99 latency per target) and the ratios the performance issue tracks.
 #
 #   benches/load.sh [--threads N] [--duration SECONDS] [--rounds R] [--connections C] [--distinct N]
-#                   [--no-pingap]
+#                   [--no-pingap] [--no-pin]
+#
+# When the machine has more cores than --threads, the proxies are pinned to the first --threads cores
+# and wrk, the upstream and the IdP to the others (taskset), so every proxy gets the same CPU and the
+# load generator never competes with it; --no-pin leaves placement to the scheduler.
 #
 # Only 127.0.0.1 is ever targeted; every process started is stopped by PID on exit. Pingap 0.13.1 (a
 # Pingora-based proxy) is measured as well: $PINGAP_BIN if set, else a copy installed once with
@@ -13,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000 WITH_PINGAP=1
+THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000 WITH_PINGAP=1 PIN=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
@@ -22,6 +26,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2; shift 2 ;;
     --distinct) DISTINCT=$2; shift 2 ;;
     --no-pingap) WITH_PINGAP=0; shift ;;
+    --no-pin) PIN=0; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -50,6 +55,15 @@ if [ -z "$PINGAP" ] && [ "$WITH_PINGAP" = 1 ]; then
   fi
 fi
 
+CPUS=$(nproc)
+PX=() LD=()
+if [ "$PIN" = 1 ] && [ "$CPUS" -gt "$THREADS" ] && command -v taskset >/dev/null 2>&1; then
+  PX=(taskset -c "0-$((THREADS - 1))") LD=(taskset -c "$THREADS-$((CPUS - 1))")
+  PLACEMENT="proxies on CPU 0-$((THREADS - 1)), wrk + upstream + IdP on CPU $THREADS-$((CPUS - 1))"
+else
+  PLACEMENT="not pinned ($CPUS CPUs shared by everything)"
+fi
+
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
@@ -68,10 +82,10 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
 CONF
-nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
+"${LD[@]}" nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
 
 # Identity provider for the userinfo route (warm cache: it is called once).
-target/release/gatehouse-devkit --idp 127.0.0.1:$IDP >/dev/null & pids+=($!)
+"${LD[@]}" target/release/gatehouse-devkit --idp 127.0.0.1:$IDP >/dev/null & pids+=($!)
 
 cat > "$W/gatehouse.toml" <<CONF
 [server]
@@ -109,7 +123,7 @@ path_prefix = "/ui"
 upstream = "up"
 connectors = ["ui"]
 CONF
-RUST_LOG=warn target/release/gatehouse run --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" & GH_PID=$!; pids+=($GH_PID)
+RUST_LOG=warn "${PX[@]}" target/release/gatehouse run --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" & GH_PID=$!; pids+=($GH_PID)
 
 cat > "$W/haproxy.cfg" <<CONF
 global
@@ -136,7 +150,7 @@ frontend jwt
   http-request set-header X-User-Id %[var(txn.bearer),jwt_payload_query('\$.sub')]
   default_backend up
 CONF
-haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & pids+=($!)
+"${PX[@]}" haproxy -f "$W/haproxy.cfg" -db >"$W/haproxy.log" 2>&1 & pids+=($!)
 
 cat > "$W/px/nginx.conf" <<CONF
 worker_processes $THREADS; daemon off; pid $W/px/nginx.pid; error_log $W/px/error.log;
@@ -145,7 +159,7 @@ http { access_log off;
   upstream up { server 127.0.0.1:$UP; keepalive 64; }
   server { listen 127.0.0.1:$NG; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
-nginx -c "$W/px/nginx.conf" -p "$W/px" & pids+=($!)
+"${PX[@]}" nginx -c "$W/px/nginx.conf" -p "$W/px" & pids+=($!)
 
 wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; exit 1; }
 wait_http "http://127.0.0.1:$UP/"; wait_http "http://127.0.0.1:$GHA/readyz"; wait_http "http://127.0.0.1:$HP/"; wait_http "http://127.0.0.1:$NG/"
@@ -170,7 +184,7 @@ addr = "127.0.0.1:$PG"
 locations = ["all"]
 threads = $THREADS
 CONF
-  "$PINGAP" -c "$W/pingap/pingap.toml" >"$W/pingap.log" 2>&1 & pids+=($!)
+  "${PX[@]}" "$PINGAP" -c "$W/pingap/pingap.toml" >"$W/pingap.log" 2>&1 & pids+=($!)
   wait_http "http://127.0.0.1:$PG/"
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PG/"); [ "$code" = 200 ] || { echo "sanity: pingap answered $code (see $W/pingap.log)" >&2; exit 1; }
 fi
@@ -215,33 +229,47 @@ targets=(
 )
 [ -n "$PINGAP" ] && targets+=("pingap-plain|http://127.0.0.1:$PG/|")
 
+# One wrk run: appends "name req/s p50 p99" to the file $1.
+run_wrk() {
+  local file=$1 name=$2 url=$3 lua=$4 conns=$5 r=$6
+  local args=(-t1 -c"$conns" -d"${DURATION}s" --latency)
+  [ -n "$lua" ] && args+=(-s "$lua")
+  local out; out=$("${LD[@]}" wrk "${args[@]}" "$url")
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+  p50=$(to_us "$(awk '$1=="50%" {print $2}' <<< "$out")")
+  p99=$(to_us "$(awk '$1=="99%" {print $2}' <<< "$out")")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
+  [ -z "$non2xx" ] || echo "warning: $name had $non2xx non-2xx answers in round $r" >&2
+  echo "$name $rps $p50 $p99" >> "$file"
+  echo "round $r/$ROUNDS  $name  c=$conns  ${rps} req/s  p99 ${p99} us" >&2
+}
 to_us() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } else print v }'; }
 : > "$W/results"
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${targets[@]}"; do
     IFS='|' read -r name url lua <<< "$t"
-    args=(-t1 -c"$CONNS" -d"${DURATION}s" --latency)
-    [ -n "$lua" ] && args+=(-s "$lua")
-    out=$(wrk "${args[@]}" "$url")
-    rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
-    p50=$(to_us "$(awk '$1=="50%" {print $2}' <<< "$out")")
-    p99=$(to_us "$(awk '$1=="99%" {print $2}' <<< "$out")")
-    non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
-    [ -z "$non2xx" ] || echo "warning: $name had $non2xx non-2xx answers in round $r" >&2
-    echo "$name $rps $p50 $p99" >> "$W/results"
-    echo "round $r/$ROUNDS  $name  ${rps} req/s" >&2
+    run_wrk "$W/results" "$name" "$url" "$lua" "$CONNS" "$r"
   done
 done
+# Latency added by a cached check, measured without queueing: one connection, one request at a time.
+: > "$W/latency"
+for r in $(seq 1 "$ROUNDS"); do
+  run_wrk "$W/latency" gatehouse-public "http://127.0.0.1:$GH/public" "" 1 "$r"
+  run_wrk "$W/latency" gatehouse-jwt "http://127.0.0.1:$GH/jwt" "$W/bearer.lua" 1 "$r"
+  run_wrk "$W/latency" gatehouse-userinfo "http://127.0.0.1:$GH/ui" "$W/opaque.lua" 1 "$r"
+done
 RSS_KB=$(awk '/VmRSS/ {print $2}' /proc/$GH_PID/status)
+CACHED=$(curl -s "http://127.0.0.1:$GHA/metrics" | awk '/^gatehouse_token_cache_entries\{connector="jwt"\}/ {print $2}')
 
-python3 - "$W/results" "$RSS_KB" "$THREADS" "$DISTINCT" <<'PY'
+python3 - "$W/results" "$RSS_KB" "$THREADS" "${CACHED:-?}" "$PLACEMENT" "$W/latency" <<'PY'
 import sys, statistics, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     n, rps, p50, p99 = line.split()
     rows[n].append((float(rps), float(p50), float(p99)))
 med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v), statistics.median(r[2] for r in v)) for n, v in rows.items()}
-print(f"\nthreads={sys.argv[3]}  (median of rounds; latency in microseconds)")
+print(f"\nthreads={sys.argv[3]}, {sys.argv[5]}  (median of rounds; latency in microseconds)")
 print(f"{'target':<26}{'req/s':>12}{'p50 us':>10}{'p99 us':>10}")
 for n, (rps, p50, p99) in med.items():
     print(f"{n:<26}{rps:>12.0f}{p50:>10.0f}{p99:>10.0f}")
@@ -256,7 +284,18 @@ ratio("gatehouse-jwt", "gatehouse-public", ">= 0.90")
 ratio("gatehouse-userinfo", "gatehouse-public", ">= 0.90")
 ratio("gatehouse-public", "pingap-plain", ">= 1.0")
 ratio("gatehouse-public", "nginx-plain", ">= 0.80")
-if "gatehouse-jwt" in med and "gatehouse-public" in med:
-    print(f"{'p99 added by a cached JWT check (us)':<52}{med['gatehouse-jwt'][2] - med['gatehouse-public'][2]:>7.0f}   target < 100")
-print(f"{'gatehouse RSS after the run (MiB, ' + sys.argv[4] + ' distinct tokens seen)':<52}{int(sys.argv[2]) / 1024:>7.1f}   target < 150")
+lat = collections.defaultdict(list)
+for line in open(sys.argv[6]):
+    n, rps, p50, p99 = line.split()
+    lat[n].append((float(p50), float(p99)))
+lmed = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for n, v in lat.items()}
+print("\none connection, one request at a time (median of rounds, microseconds)")
+print(f"{'target':<26}{'p50 us':>10}{'p99 us':>10}")
+for n, (p50, p99) in lmed.items():
+    print(f"{n:<26}{p50:>10.0f}{p99:>10.0f}")
+print()
+for n, what in (("gatehouse-jwt", "JWT"), ("gatehouse-userinfo", "userinfo")):
+    if n in lmed and "gatehouse-public" in lmed:
+        print(f"{'p99 added by a cached ' + what + ' check (us)':<52}{lmed[n][1] - lmed['gatehouse-public'][1]:>7.0f}   target < 100")
+print(f"{'gatehouse RSS after the run (MiB, ' + sys.argv[4] + ' tokens cached)':<52}{int(sys.argv[2]) / 1024:>7.1f}   target < 150")
 PY

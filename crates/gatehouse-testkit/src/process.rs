@@ -336,10 +336,28 @@ impl Gatehouse {
 
     /// Like [`Gatehouse::start`], appending `extra_args` after
     /// `run --config <path>`.
+    ///
+    /// The listener ports are picked free but bound only by the child; when
+    /// another process took one in between, the start is retried on new ports
+    /// (at most three attempts).
     pub fn start_with_args(config: &str, extra_args: &[&str]) -> anyhow::Result<Gatehouse> {
-        let mut gh = Self::spawn_with_args(config, extra_args)?;
-        gh.wait_ready(READY_TIMEOUT)?;
-        Ok(gh)
+        let mut attempt = 1;
+        loop {
+            let mut gh = Self::spawn_with_args(config, extra_args)?;
+            match gh.wait_ready(READY_TIMEOUT) {
+                Ok(()) => return Ok(gh),
+                Err(_) if attempt < 3 && gh.lost_port_race() => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// True when the process exited because a listener address was in use.
+    fn lost_port_race(&mut self) -> bool {
+        let logs = self.logs();
+        matches!(self.child.try_wait(), Ok(Some(_)))
+            && logs.contains("cannot listen on")
+            && logs.contains("in use")
     }
 
     /// Spawns gatehouse without waiting for readiness (for tests expecting a
