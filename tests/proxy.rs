@@ -70,6 +70,20 @@ async fn client_request_id_is_kept_and_returned() {
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(id, "has spaces");
     assert_eq!(id.len(), 36);
+    let e = echoed(resp).await;
+    assert_eq!(header_values(&e, "x-request-id"), [id.as_str()]);
+
+    // Two ids: the first is kept, and the upstream sees only that one.
+    let resp = client()
+        .get(gh.url("/public"))
+        .header("x-request-id", "first-id")
+        .header("x-request-id", "second-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "first-id");
+    let e = echoed(resp).await;
+    assert_eq!(header_values(&e, "x-request-id"), ["first-id"]);
 }
 
 #[tokio::test]

@@ -31,6 +31,9 @@ pub struct Ctx {
     snapshot: Option<Arc<Snapshot>>,
     route: Option<usize>,
     request_id: Option<HeaderValue>,
+    /// The request already carries exactly this id (one valid `X-Request-Id`
+    /// from the client), so the upstream request needs no rewrite.
+    request_id_in_place: bool,
     edits: HeaderEdits,
     upstream_start: Option<Instant>,
     rejected: Option<(usize, Reason)>,
@@ -169,6 +172,7 @@ impl ProxyHttp for GatehouseProxy {
             snapshot: None,
             route: None,
             request_id: None,
+            request_id_in_place: false,
             edits: HeaderEdits::none(),
             upstream_start: None,
             rejected: None,
@@ -180,12 +184,15 @@ impl ProxyHttp for GatehouseProxy {
         let snapshot = self.state.current();
         ctx.snapshot = Some(snapshot.clone());
         let req = session.req_header();
-        let rid = req
-            .headers
-            .get(X_REQUEST_ID)
-            .filter(|v| valid_request_id(v))
-            .cloned()
-            .unwrap_or_else(new_request_id);
+        let mut sent = req.headers.get_all(X_REQUEST_ID).iter();
+        let rid = match (sent.next(), sent.next()) {
+            (Some(v), None) if valid_request_id(v) => {
+                ctx.request_id_in_place = true;
+                v.clone()
+            }
+            (Some(v), Some(_)) if valid_request_id(v) => v.clone(),
+            _ => new_request_id(),
+        };
         ctx.request_id = Some(rid.clone());
 
         if has_dot_segments(req.uri.path()) {
@@ -309,7 +316,7 @@ impl ProxyHttp for GatehouseProxy {
             up.insert_header(X_FORWARDED_FOR, xff)?;
         }
         up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
-        if let Some(id) = &ctx.request_id {
+        if let Some(id) = ctx.request_id.as_ref().filter(|_| !ctx.request_id_in_place) {
             up.insert_header(X_REQUEST_ID, id.clone())?;
         }
         Ok(())
