@@ -24,15 +24,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-need=()
-for t in wrk nginx valgrind curl; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
-if [ ${#need[@]} -gt 0 ]; then
-  pkgs=(); for t in "${need[@]}"; do case $t in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac; done
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+. benches/common.sh
+need_tools wrk nginx valgrind curl
 [ -x "$BIN" ] || cargo build --release -p gatehouse --bin gatehouse
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse-bench
 PINGAP=${PINGAP_BIN:-$CACHE/pingap/bin/pingap}
 
 W=$(mktemp -d /tmp/gatehouse-instr.XXXXXX)
@@ -40,63 +34,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UP=$(port) GH=$(port) GHA=$(port) PG=$(port)
-KEY=crates/gatehouse-testkit/keys/rsa-1.pem PUB=crates/gatehouse-testkit/keys/rsa-1.pub.pem
-ISS=https://idp.bench AUD=bench-api
 
 mkdir -p "$W/up" "$W/pingap"
-cat > "$W/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $W/up/nginx.pid; error_log $W/up/error.log;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
-CONF
+upstream_conf "$W/up" "$UP"
 nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
 
-cat > "$W/gatehouse.toml" <<CONF
-[server]
-listen = ["127.0.0.1:$GH"]
-admin_listen = "127.0.0.1:$GHA"
-threads = 1
-[upstreams.up]
-peers = ["127.0.0.1:$UP"]
-[connectors.jwt]
-kind = "jwt"
-public_keys = [{ kid = "k1", pem_file = "$PWD/$PUB" }]
-algorithms = ["RS256"]
-issuers = ["$ISS"]
-audiences = ["$AUD"]
-[connectors.jwt.inject_headers]
-"X-User-Id" = "sub"
-"X-Tenant" = "tenant"
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "up"
-[[routes]]
-name = "jwt"
-path_prefix = "/jwt"
-upstream = "up"
-connectors = ["jwt"]
-CONF
-cat > "$W/pingap/pingap.toml" <<CONF
-[basic]
-threads = 1
-work_stealing = false
-pid_file = "$W/pingap/pingap.pid"
-upgrade_sock = "$W/pingap/upgrade.sock"
-log_level = "warn"
-[upstreams.up]
-addrs = ["127.0.0.1:$UP"]
-[locations.all]
-upstream = "up"
-[servers.s]
-addr = "127.0.0.1:$PG"
-locations = ["all"]
-threads = 1
-CONF
-TOKEN=$("$BIN" token mint --key "$KEY" --kid k1 --iss "$ISS" --aud "$AUD" --sub bench --claim tenant=t1 --exp 2h)
+gatehouse_conf "$W/gatehouse.toml" "$GH" "$GHA" "$UP" 1
+pingap_conf "$W/pingap" "$PG" "$UP" 1
+TOKEN=$(GATEHOUSE_BIN=$BIN mint_token)
 printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEN" > "$W/bearer.lua"
 
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/" && break; sleep 0.05; done

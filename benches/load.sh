@@ -31,24 +31,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-need=()
-for t in wrk nginx haproxy curl; do command -v "$t" >/dev/null 2>&1 || need+=("$t"); done
-if [ ${#need[@]} -gt 0 ]; then
-  pkgs=(); for t in "${need[@]}"; do case $t in nginx) pkgs+=(nginx-light) ;; *) pkgs+=("$t") ;; esac; done
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+. benches/common.sh
+need_tools wrk nginx haproxy curl taskset
 [ -x target/release/gatehouse ] && [ -x target/release/gatehouse-devkit ] || cargo build --release -p gatehouse -p gatehouse-testkit --bins
 
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse-bench; mkdir -p "$CACHE"
+mkdir -p "$CACHE"
 PINGAP=${PINGAP_BIN:-}
 if [ -z "$PINGAP" ] && [ "$WITH_PINGAP" = 1 ]; then
   PINGAP=$CACHE/pingap/bin/pingap
   if [ ! -x "$PINGAP" ]; then
-    if ! command -v protoc >/dev/null 2>&1; then
-      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-      $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
-    fi
+    need_tools protoc
     echo "installing Pingap 0.13.1 into $CACHE/pingap (once; about 25 minutes on 2 cores)…" >&2
     (unset CARGO_TARGET_DIR; timeout 3600 cargo install pingap@0.13.1 --locked --quiet --root "$CACHE/pingap") ||
       { echo "Pingap could not be installed; measuring without it" >&2; PINGAP=""; }
@@ -69,60 +61,17 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 UP=$(port) IDP=$(port) GH=$(port) GHA=$(port) HP=$(port) HJ=$(port) NG=$(port) PG=$(port)
-KEY=crates/gatehouse-testkit/keys/rsa-1.pem PUB=crates/gatehouse-testkit/keys/rsa-1.pub.pem
-ISS=https://idp.bench AUD=bench-api
 
 # Upstream: NGINX answering 200 with a small body.
-mkdir -p "$W/up" "$W/px"
-cat > "$W/up/nginx.conf" <<CONF
-worker_processes 1; daemon off; pid $W/up/nginx.pid; error_log $W/up/error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
-CONF
+mkdir -p "$W/up" "$W/px" "$W/pingap"
+upstream_conf "$W/up" "$UP"
 "${LD[@]}" nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
 
 # Identity provider for the userinfo route (warm cache: it is called once).
 "${LD[@]}" target/release/gatehouse-devkit --idp 127.0.0.1:$IDP >/dev/null & pids+=($!)
 
-cat > "$W/gatehouse.toml" <<CONF
-[server]
-listen = ["127.0.0.1:$GH"]
-admin_listen = "127.0.0.1:$GHA"
-threads = $THREADS
-[upstreams.up]
-peers = ["127.0.0.1:$UP"]
-[connectors.jwt]
-kind = "jwt"
-public_keys = [{ kid = "k1", pem_file = "$PWD/$PUB" }]
-algorithms = ["RS256"]
-issuers = ["$ISS"]
-audiences = ["$AUD"]
-[connectors.jwt.inject_headers]
-"X-User-Id" = "sub"
-"X-Tenant" = "tenant"
-[connectors.ui]
-kind = "oidc_userinfo"
-default_endpoint = "http://127.0.0.1:$IDP/userinfo"
-[connectors.ui.inject_headers]
-"X-User-Email" = "\$.email"
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "up"
-[[routes]]
-name = "jwt"
-path_prefix = "/jwt"
-upstream = "up"
-connectors = ["jwt"]
-[[routes]]
-name = "ui"
-path_prefix = "/ui"
-upstream = "up"
-connectors = ["ui"]
-CONF
+gatehouse_conf "$W/gatehouse.toml" "$GH" "$GHA" "$UP" "$THREADS" "$IDP"
 RUST_LOG=warn "${PX[@]}" target/release/gatehouse run --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" & GH_PID=$!; pids+=($GH_PID)
 
 cat > "$W/haproxy.cfg" <<CONF
@@ -161,35 +110,19 @@ http { access_log off;
 CONF
 "${PX[@]}" nginx -c "$W/px/nginx.conf" -p "$W/px" & pids+=($!)
 
-wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; exit 1; }
+wait_http() { for _ in $(seq 1 200); do curl -sf -o /dev/null "$1" && return 0; sleep 0.05; done; echo "not answering: $1" >&2; exit 1; }
 wait_http "http://127.0.0.1:$UP/"; wait_http "http://127.0.0.1:$GHA/readyz"; wait_http "http://127.0.0.1:$HP/"; wait_http "http://127.0.0.1:$NG/"
 
 # Pingap: started once the upstream answers (its health check would mark a down upstream unhealthy).
 # Same worker count and, like Gatehouse's default, one runtime per worker (work stealing off).
 if [ -n "$PINGAP" ]; then
-  mkdir -p "$W/pingap"
-  cat > "$W/pingap/pingap.toml" <<CONF
-[basic]
-threads = $THREADS
-work_stealing = false
-pid_file = "$W/pingap/pingap.pid"
-upgrade_sock = "$W/pingap/upgrade.sock"
-log_level = "warn"
-[upstreams.up]
-addrs = ["127.0.0.1:$UP"]
-[locations.all]
-upstream = "up"
-[servers.s]
-addr = "127.0.0.1:$PG"
-locations = ["all"]
-threads = $THREADS
-CONF
+  pingap_conf "$W/pingap" "$PG" "$UP" "$THREADS"
   "${PX[@]}" "$PINGAP" -c "$W/pingap/pingap.toml" >"$W/pingap.log" 2>&1 & pids+=($!)
   wait_http "http://127.0.0.1:$PG/"
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PG/"); [ "$code" = 200 ] || { echo "sanity: pingap answered $code (see $W/pingap.log)" >&2; exit 1; }
 fi
 
-TOKEN=$(target/release/gatehouse token mint --key "$KEY" --kid k1 --iss "$ISS" --aud "$AUD" --sub bench --claim tenant=t1 --exp 2h)
+TOKEN=$(mint_token)
 TOKENS="$CACHE/tokens-$DISTINCT-$(date +%Y%m%d).txt"
 if [ ! -s "$TOKENS" ]; then
   echo "minting $DISTINCT distinct tokens (cached in $TOKENS)…" >&2
