@@ -47,7 +47,7 @@ printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEN" > "$W/bearer.lua"
 
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$UP/" && break; sleep 0.05; done
 
-# measure NAME READY_URL LOAD_URL SECONDS LUA -- command...   → prints "requests instructions"
+# measure NAME READY_URL LOAD_URL SECONDS LUA -- command...   → sets N (requests) and IR (instructions)
 measure() {
   local name=$1 ready=$2 url=$3 secs=$4 lua=$5; shift 6
   valgrind --tool=callgrind --callgrind-out-file="$W/$name.out" "$@" >"$W/$name.log" 2>&1 &
@@ -65,26 +65,27 @@ measure() {
   # Valgrind serialises threads, so a signal can wait for the next scheduling point: repeat it.
   for _ in $(seq 1 40); do kill -INT "$vp" 2>/dev/null || break; sleep 1.5; done
   wait "$vp" 2>/dev/null || true
-  echo "$n $(awk '/^(summary|totals):/ {print $2; exit}' "$W/$name.out")"
+  N=$n IR=$(awk '/^(summary|totals):/ {print $2; exit}' "$W/$name.out")
 }
 
 export RUST_LOG=warn
 GH_CMD=("$BIN" run --config "$W/gatehouse.toml")
 GH_READY="http://127.0.0.1:$GHA/readyz"
 echo "callgrind: Gatehouse idle run…" >&2
-read -r _ gh_idle < <(measure gh-idle "$GH_READY" "" 0 "" -- "${GH_CMD[@]}")
+measure gh-idle "$GH_READY" "" 0 "" -- "${GH_CMD[@]}"; gh_idle=$IR
 echo "callgrind: Gatehouse public route, ${SECS}s…" >&2
-read -r pub_n pub_ir < <(measure gh-public "$GH_READY" "http://127.0.0.1:$GH/public" "$SECS" "" -- "${GH_CMD[@]}")
+measure gh-public "$GH_READY" "http://127.0.0.1:$GH/public" "$SECS" "" -- "${GH_CMD[@]}"
+rows=("gatehouse-public $N $IR $gh_idle")
 echo "callgrind: Gatehouse JWT route, ${SECS}s…" >&2
-read -r jwt_n jwt_ir < <(measure gh-jwt "$GH_READY" "http://127.0.0.1:$GH/jwt" "$SECS" "$W/bearer.lua" -- "${GH_CMD[@]}")
-rows=("gatehouse-public $pub_n $pub_ir $gh_idle" "gatehouse-jwt $jwt_n $jwt_ir $gh_idle")
+measure gh-jwt "$GH_READY" "http://127.0.0.1:$GH/jwt" "$SECS" "$W/bearer.lua" -- "${GH_CMD[@]}"
+rows+=("gatehouse-jwt $N $IR $gh_idle")
 if [ -x "$PINGAP" ]; then
   PG_CMD=("$PINGAP" -c "$W/pingap/pingap.toml")
   echo "callgrind: Pingap idle run…" >&2
-  read -r _ pg_idle < <(measure pg-idle "http://127.0.0.1:$PG/" "" 0 "" -- "${PG_CMD[@]}")
+  measure pg-idle "http://127.0.0.1:$PG/" "" 0 "" -- "${PG_CMD[@]}"; pg_idle=$IR
   echo "callgrind: Pingap plain proxy, ${SECS}s…" >&2
-  read -r pg_n pg_ir < <(measure pg-plain "http://127.0.0.1:$PG/" "http://127.0.0.1:$PG/public" "$SECS" "" -- "${PG_CMD[@]}")
-  rows+=("pingap-plain $pg_n $pg_ir $pg_idle")
+  measure pg-plain "http://127.0.0.1:$PG/" "http://127.0.0.1:$PG/public" "$SECS" "" -- "${PG_CMD[@]}"
+  rows+=("pingap-plain $N $IR $pg_idle")
 else
   echo "Pingap not installed ($PINGAP): run benches/load.sh once to install it" >&2
 fi

@@ -354,10 +354,11 @@ impl Gatehouse {
 
     /// True when the process exited because a listener address was in use.
     fn lost_port_race(&mut self) -> bool {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
         let logs = self.logs();
-        matches!(self.child.try_wait(), Ok(Some(_)))
-            && logs.contains("cannot listen on")
-            && logs.contains("in use")
+        logs.contains("cannot listen on") && logs.contains("in use")
     }
 
     /// Spawns gatehouse without waiting for readiness (for tests expecting a

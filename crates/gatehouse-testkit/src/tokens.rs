@@ -204,9 +204,7 @@ pub fn jwks(keys: &[(&TestKey, &str)]) -> Value {
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    now_f64() as i64
 }
 
 fn now_f64() -> f64 {
