@@ -7,6 +7,7 @@
 //! and embedders can add their own.
 
 pub mod admin;
+pub mod keyfiles;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
