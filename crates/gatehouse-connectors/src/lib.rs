@@ -15,6 +15,7 @@ pub mod claims;
 pub mod errors;
 pub mod inject;
 pub mod jwt;
+pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod policy;
