@@ -41,7 +41,7 @@ fn show(d: Duration) -> String {
         return humantime::format_duration(d).to_string();
     }
     for (unit, n) in [("d", DAY), ("h", HOUR), ("m", MINUTE)] {
-        if s % n == 0 {
+        if s.is_multiple_of(n) {
             return format!("{}{unit}", s / n);
         }
     }

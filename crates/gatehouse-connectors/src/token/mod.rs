@@ -313,7 +313,7 @@ fn from_cookie<'a>(name: &str, req: &RequestView<'a>) -> One<'a> {
                 let r = range.start + off..range.start + off + inner.len();
                 match &text {
                     Cow::Borrowed(t) => {
-                        let t: &'a str = *t;
+                        let t: &'a str = t;
                         One::Found(Cow::Borrowed(&t[r]))
                     }
                     Cow::Owned(t) => One::Found(Cow::Owned(t[r].to_string())),
