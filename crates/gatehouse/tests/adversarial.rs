@@ -105,25 +105,31 @@ fn exchange(addr: SocketAddr, case: &cases::Case) -> Result<RawOutcome, String> 
     raw_exchange(addr, &case.bytes, &opts).map_err(|e| e.to_string())
 }
 
-fn panics(gh: &Gatehouse) -> Vec<String> {
-    gh.logs()
+/// Panic lines in the log, and an exit (a crash) as one more entry.
+fn panics(gh: &mut Gatehouse) -> Vec<String> {
+    let mut out: Vec<String> = gh
+        .logs()
         .lines()
         .filter(|l| l.contains("panicked"))
         .map(str::to_string)
-        .collect()
+        .collect();
+    if !gh.is_running() {
+        out.push("gatehouse exited during the suite".to_string());
+    }
+    out
 }
 
 #[test]
 fn hostile_requests_never_reach_a_protected_resource_without_a_token() {
     let key = TestKey::rsa(1);
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&config(echo.addr(), &key)).expect("starting gatehouse");
+    let mut gh = Gatehouse::start(&config(echo.addr(), &key)).expect("starting gatehouse");
     let all = cases::all(&tokens(&key));
     assert!(all.len() >= 40, "the suite must send at least 40 requests");
     let outcomes: Vec<_> = all.iter().map(|c| exchange(gh.listen_addr(), c)).collect();
     let rows = check::judge(&all, &outcomes, &echo.recorded());
     let failed = rows.iter().filter(|r| !r.problems.is_empty()).count();
-    let panics = panics(&gh);
+    let panics = panics(&mut gh);
     let table = check::table(&rows);
     println!("{table}");
     assert!(
@@ -154,7 +160,7 @@ const NGINX_SERVER: &str = r#"
 fn nginx_upstream_never_serves_protected_to_a_tokenless_request() {
     let nginx = Nginx::start(NGINX_SERVER).expect("NGINX is part of this suite (CI installs it)");
     let key = TestKey::rsa(1);
-    let gh = Gatehouse::start(&config(nginx.addr(), &key)).expect("starting gatehouse");
+    let mut gh = Gatehouse::start(&config(nginx.addr(), &key)).expect("starting gatehouse");
     let all = cases::all(&tokens(&key));
     let subset: Vec<_> = all.iter().filter(|c| c.nginx || !c.authorized).collect();
     let mut failures = Vec::new();
@@ -198,7 +204,7 @@ fn nginx_upstream_never_serves_protected_to_a_tokenless_request() {
         "no request reached NGINX at all:\n{table}\n{}",
         nginx.error_log()
     );
-    let panics = panics(&gh);
+    let panics = panics(&mut gh);
     assert!(
         failures.is_empty() && panics.is_empty(),
         "{} of {} requests reached NGINX's protected locations without a token (or got a 5xx); panics: {panics:?}\n{table}",
