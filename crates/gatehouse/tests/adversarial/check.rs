@@ -103,6 +103,12 @@ pub fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
     out
 }
 
+/// The `error` of one of Gatehouse's JSON error bodies.
+fn error_code(r: &gatehouse_testkit::raw::RawResponse) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    v.get("error")?.as_str().map(str::to_string)
+}
+
 /// Judges every case; `records` is everything the upstream received.
 pub fn judge(
     cases: &[Case],
@@ -128,7 +134,10 @@ pub fn judge(
                             problems.push(format!("5xx answer {}: {}", r.status, r.body_text()));
                         }
                     }
-                    o.summary()
+                    match o.responses.first().and_then(error_code) {
+                        Some(code) => format!("{} ({code})", o.summary()),
+                        None => o.summary(),
+                    }
                 }
                 Err(e) => {
                     problems.push(format!("exchange failed: {e}"));
@@ -198,7 +207,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<4} {:<4} {:<44} {:<12} upstream saw / problems",
+        "{:<4} {:<4} {:<44} {:<26} upstream saw / problems",
         "", "id", "case", "status"
     );
     for r in rows {
@@ -210,7 +219,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "{mark:<4} {:<4} {:<44} {:<12} {seen}",
+            "{mark:<4} {:<4} {:<44} {:<26} {seen}",
             r.id, r.name, r.status
         );
         let _ = writeln!(s, "          bytes: {}", r.request);
