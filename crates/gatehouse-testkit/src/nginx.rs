@@ -60,6 +60,21 @@ impl Nginx {
                  scripts/install-deps.sh (or `apt-get install nginx-light`)"
             );
         };
+        // The free port is picked before NGINX binds it: if another process
+        // took it in between, try again on another one.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(&bin, server_body) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(bin: &Path, server_body: &str) -> anyhow::Result<Nginx> {
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-nginx-")
             .tempdir()
@@ -69,7 +84,7 @@ impl Nginx {
         let conf_path = dir.path().join("nginx.conf");
         fs::write(&conf_path, conf).context("writing nginx.conf")?;
         let error_log = dir.path().join("error.log");
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .arg("-p")
             .arg(dir.path())
             .arg("-c")
