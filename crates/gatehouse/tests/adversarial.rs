@@ -119,15 +119,16 @@ fn panics(gh: &mut Gatehouse) -> Vec<String> {
     out
 }
 
-#[test]
-fn hostile_requests_never_reach_a_protected_resource_without_a_token() {
-    let key = TestKey::rsa(1);
+/// Sends `cases` to a fresh Gatehouse in front of the recording upstream
+/// and fails with the table if any case fails.
+fn run_against_echo(cases: &[cases::Case], key: &TestKey) {
     let echo = EchoUpstream::start();
-    let mut gh = Gatehouse::start(&config(echo.addr(), &key)).expect("starting gatehouse");
-    let all = cases::all(&tokens(&key));
-    assert!(all.len() >= 40, "the suite must send at least 40 requests");
-    let outcomes: Vec<_> = all.iter().map(|c| exchange(gh.listen_addr(), c)).collect();
-    let rows = check::judge(&all, &outcomes, &echo.recorded());
+    let mut gh = Gatehouse::start(&config(echo.addr(), key)).expect("starting gatehouse");
+    let outcomes: Vec<_> = cases
+        .iter()
+        .map(|c| exchange(gh.listen_addr(), c))
+        .collect();
+    let rows = check::judge(cases, &outcomes, &echo.recorded());
     let failed = rows.iter().filter(|r| !r.problems.is_empty()).count();
     let panics = panics(&mut gh);
     let table = check::table(&rows);
@@ -135,8 +136,28 @@ fn hostile_requests_never_reach_a_protected_resource_without_a_token() {
     assert!(
         failed == 0 && panics.is_empty(),
         "{failed} of {} adversarial cases failed; panics: {panics:?}\n{table}",
-        all.len()
+        cases.len()
     );
+}
+
+#[test]
+fn hostile_requests_never_reach_a_protected_resource_without_a_token() {
+    let key = TestKey::rsa(1);
+    let all = cases::all(&tokens(&key));
+    let main: Vec<_> = all.into_iter().filter(|c| !c.carriers).collect();
+    assert!(main.len() >= 40, "the suite must send at least 40 requests");
+    run_against_echo(&main, &key);
+}
+
+/// Issue item 4: a valid token next to a forged one in a second carrier
+/// (cookie, `Authorization`, query) is a 400, never "first wins".
+#[test]
+fn token_carriers_are_unambiguous() {
+    let key = TestKey::rsa(1);
+    let all = cases::all(&tokens(&key));
+    let carriers: Vec<_> = all.into_iter().filter(|c| c.carriers).collect();
+    assert_eq!(carriers.len(), 4);
+    run_against_echo(&carriers, &key);
 }
 
 /// NGINX as the upstream: `/api/` and host `admin.local` answer

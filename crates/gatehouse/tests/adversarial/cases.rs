@@ -44,6 +44,8 @@ pub struct Case {
     pub follow_up: bool,
     /// Also sent through Gatehouse → NGINX.
     pub nginx: bool,
+    /// Two token carriers (a valid and a forged one): judged by their own test.
+    pub carriers: bool,
 }
 
 /// Tokens the cases use.
@@ -94,6 +96,7 @@ impl Builder {
             authorized: false,
             follow_up: false,
             nginx: false,
+            carriers: false,
         });
         self.cases.last_mut().unwrap_or_else(|| unreachable!())
     }
@@ -104,6 +107,17 @@ impl Builder {
         let name = format!("path {}", target.escape_debug());
         self.push(&name, &line, &["Host: public.test"], "", expect)
             .nginx = true;
+    }
+
+    /// A request with a valid token and a second, forged carrier: 400.
+    fn two_carriers(&mut self, name: &str, line: &str, h1: &str, h2: &str) {
+        let mut headers = vec!["Host: public.test", h1];
+        if !h2.is_empty() {
+            headers.push(h2);
+        }
+        let c = self.push(name, line, &headers, "", BAD);
+        c.authorized = true;
+        c.carriers = true;
     }
 
     /// A request whose bytes `make(id)` gives whole (nothing is added).
@@ -123,6 +137,7 @@ impl Builder {
             authorized: false,
             follow_up,
             nginx: false,
+            carriers: false,
         });
     }
 }
@@ -352,45 +367,23 @@ pub fn all(t: &Tokens) -> Vec<Case> {
     )
     .authorized = true;
 
-    // Duplicate token carriers: never "first wins".
+    // Duplicate token carriers: never "first wins" (issue item 4; their own
+    // test, `token_carriers_are_unambiguous`).
     let dup_cookie = format!("Cookie: at={}; at={}", t.valid, t.forged);
-    b.push(
-        "two token cookies",
-        "GET /api/me HTTP/1.1",
-        &["Host: public.test", &dup_cookie],
-        "",
-        BAD,
-    )
-    .authorized = true;
+    b.two_carriers("two token cookies", "GET /api/me HTTP/1.1", &dup_cookie, "");
     let (c1, c2) = (
         format!("Cookie: at={}", t.valid),
         format!("Cookie: at={}", t.forged),
     );
-    b.push(
-        "two Cookie headers",
-        "GET /api/me HTTP/1.1",
-        &["Host: public.test", &c1, &c2],
-        "",
-        BAD,
-    )
-    .authorized = true;
-    b.push(
+    b.two_carriers("two Cookie headers", "GET /api/me HTTP/1.1", &c1, &c2);
+    b.two_carriers(
         "two Authorization headers",
         "GET /api/me HTTP/1.1",
-        &["Host: public.test", &bearer, &forged_bearer],
-        "",
-        BAD,
-    )
-    .authorized = true;
+        &bearer,
+        &forged_bearer,
+    );
     let q = format!("GET /api/me?access_token={} HTTP/1.1", t.forged);
-    b.push(
-        "header token + query token",
-        &q,
-        &["Host: public.test", &bearer],
-        "",
-        BAD,
-    )
-    .authorized = true;
+    b.two_carriers("header token + query token", &q, &bearer, "");
     let q = format!("GET /api/me?access%5Ftoken={} HTTP/1.1", t.forged);
     b.push(
         "encoded query token name, forged",
