@@ -13,6 +13,7 @@
 mod chain;
 pub mod claims;
 pub mod errors;
+pub mod files;
 pub mod inject;
 pub mod jwt;
 pub mod metrics;

@@ -628,6 +628,12 @@ impl ConnectorFactory for JwtFactory {
         "jwt"
     }
 
+    fn source_files(&self, settings: &toml::Table) -> Vec<std::path::PathBuf> {
+        deserialize_section::<JwtSettings>("", settings.clone())
+            .map(|s| s.source_files())
+            .unwrap_or_default()
+    }
+
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
         let path = ctx.path.as_str();
         let s: JwtSettings = deserialize_section(path, ctx.settings.clone())?;
@@ -794,13 +800,8 @@ impl ConnectorFactory for JwtFactory {
             for (i, pk) in s.public_keys.iter().enumerate() {
                 let p = format!("public_keys[{i}]");
                 let pem = match (&pk.pem_file, &pk.pem) {
-                    (Some(f), None) => std::fs::read(f).map_err(|e| {
-                        config_err(
-                            path,
-                            &format!("{p}.pem_file"),
-                            format!("cannot read {}: {e}", f.display()),
-                        )
-                    })?,
+                    (Some(f), None) => crate::files::read_file(f)
+                        .map_err(|e| config_err(path, &format!("{p}.pem_file"), e))?,
                     (None, Some(t)) => t.clone().into_bytes(),
                     _ => return Err(config_err(path, &p, "give exactly one of pem_file or pem")),
                 };
@@ -816,13 +817,7 @@ impl ConnectorFactory for JwtFactory {
             let (raw, key) = match (&s.secret, &s.secret_file) {
                 (Some(t), _) => (t.clone().into_bytes(), "secret"),
                 (_, Some(f)) => (
-                    std::fs::read(f).map_err(|e| {
-                        config_err(
-                            path,
-                            "secret_file",
-                            format!("cannot read {}: {e}", f.display()),
-                        )
-                    })?,
+                    crate::files::read_file(f).map_err(|e| config_err(path, "secret_file", e))?,
                     "secret_file",
                 ),
                 (None, None) => {
@@ -912,17 +907,32 @@ impl ConnectorFactory for JwtFactory {
         // Initial fetch and background refresh.
         let mut tasks = Vec::new();
         if store.is_dynamic() {
-            if let Err(e) = store.load().await {
+            let loaded = match store.load().await {
+                Ok(_)
+                    if s.jwks_file.is_some() && store.keys().is_none_or(|k| k.keys.is_empty()) =>
+                {
+                    Err("no usable signature key".to_string())
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = loaded {
                 let key = if s.jwks_url.is_some() {
                     "jwks_url"
                 } else {
                     "jwks_file"
                 };
-                if s.jwks_required_at_load {
+                // A local file is configuration, not a network dependency: a
+                // missing or broken one refuses the load (and a reload keeps
+                // the previous keys).
+                if s.jwks_required_at_load || s.jwks_file.is_some() {
                     return Err(config_err(
                         path,
                         key,
-                        format!("cannot load keys: {e} (jwks_required_at_load = true)"),
+                        if s.jwks_file.is_some() {
+                            format!("cannot load keys: {e}")
+                        } else {
+                            format!("cannot load keys: {e} (jwks_required_at_load = true)")
+                        },
                     ));
                 }
                 tracing::warn!("{path}: cannot load keys yet ({e}); requests are refused with keys_unavailable until keys arrive");
