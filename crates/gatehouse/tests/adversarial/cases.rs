@@ -245,6 +245,22 @@ pub fn all(t: &Tokens) -> Vec<Case> {
         UNAUTH,
     );
 
+    // Method-override headers: a framework would serve these as writes.
+    for h in [
+        "X-HTTP-Method-Override: DELETE",
+        "X-HTTP-Method: PUT",
+        "X-Method-Override: delete",
+        "X_HTTP_Method_Override: POST",
+    ] {
+        b.push(
+            &format!("GET /orders/1 + {h}"),
+            "GET /orders/1 HTTP/1.1",
+            &["Host: public.test", h],
+            "",
+            OK,
+        );
+    }
+
     // Absolute-form targets and Host variants.
     let admin = "GET http://admin.local/secret HTTP/1.1";
     // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400 even in

@@ -18,6 +18,13 @@ pub const ADDRESS: [&str; 5] = [
     "x-forwarded-port",
     "x-forwarded-for",
 ];
+/// Headers frameworks read as the real method (Rails, Laravel, Symfony,
+/// Express `method-override`, ASP.NET, Spring's `HiddenHttpMethodFilter`).
+pub const METHOD_OVERRIDE: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 /// Values only a spoofing client sends.
 const SPOOF_MARKERS: [&str; 4] = ["admin", "6.6.6.6", "evil", "6666"];
 /// The genuine subject of the valid token.
@@ -70,6 +77,14 @@ pub fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
         let hosts = r.header_values("host");
         for why in protected_readings(&r.method, &r.target, &hosts) {
             out.push(format!("TOKENLESS REACHED {why}"));
+        }
+        // A method-override header read as the method.
+        for (n, v) in &r.headers {
+            if METHOD_OVERRIDE.contains(&norm(n).as_str()) {
+                for why in protected_readings(v.trim(), &r.target, &hosts) {
+                    out.push(format!("TOKENLESS REACHED {why} (method from {n}: {v:?})"));
+                }
+            }
         }
     }
     for (n, v) in &r.headers {
@@ -228,4 +243,61 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(method: &str, target: &str, headers: &[(&str, &str)]) -> EchoRecord {
+        EchoRecord {
+            method: method.into(),
+            target: target.into(),
+            version: "HTTP/1.1".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_invariant_can_fail() {
+        let xff = ("x-forwarded-for", "127.0.0.1");
+        let host = ("host", "public.test");
+        assert!(record_problems(&rec("GET", "/public", &[host, xff]), false).is_empty());
+        for (r, authorized) in [
+            (rec("GET", "//api/x", &[host, xff]), false),
+            (
+                rec(
+                    "GET",
+                    "/orders/1",
+                    &[host, xff, ("x-http-method-override", "DELETE")],
+                ),
+                false,
+            ),
+            (rec("GET", "/x", &[("host", "Admin.Local."), xff]), false),
+            (rec("GET", "/x", &[host, xff, ("x_user_id", "alice")]), true),
+            (rec("GET", "/x", &[host, xff, ("x-user-id", "admin")]), true),
+            (
+                rec("GET", "/x", &[host, xff, ("x-user-id", "alice")]),
+                false,
+            ),
+            (
+                rec(
+                    "GET",
+                    "/x",
+                    &[host, ("x-forwarded-for", "6.6.6.6, 127.0.0.1")],
+                ),
+                false,
+            ),
+            (
+                rec("GET", "/x", &[host, xff, ("x-real-ip", "6.6.6.6")]),
+                false,
+            ),
+            (rec("GET", "/x", &[host]), false),
+        ] {
+            assert!(!record_problems(&r, authorized).is_empty(), "{r:?}");
+        }
+    }
 }
