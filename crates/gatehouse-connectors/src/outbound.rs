@@ -55,6 +55,25 @@ pub fn client(
         .map_err(|e| ConfigError::new(path, format!("HTTP client: {e}")))
 }
 
+/// The error for a 3xx answer: redirects are never followed (another host,
+/// or https → http, must not be reachable through the configured URL).
+pub fn redirect_refused(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> String {
+    let location: String = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("nowhere")
+        .chars()
+        .take(200)
+        .collect();
+    format!(
+        "answered {} (redirect to {location}); redirects are not followed: configure the final URL",
+        status.as_u16()
+    )
+}
+
 /// Reads a response body, refusing more than `max` bytes (whatever
 /// `Content-Length` claims).
 pub async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {

@@ -100,16 +100,9 @@ pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<L
         .await
         .map_err(|e| format!("request failed: {e}"))?;
     if resp.status().is_redirection() {
-        return Err(format!(
-            "answered {} (redirect to {}); redirects are not followed: set jwks_url to the final URL",
+        return Err(crate::outbound::redirect_refused(
             resp.status(),
-            resp.headers()
-                .get("location")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("nowhere")
-                .chars()
-                .take(200)
-                .collect::<String>()
+            resp.headers(),
         ));
     }
     if !resp.status().is_success() {
@@ -214,18 +207,23 @@ impl KeyStore {
         let result = match &self.source {
             KeySource::Static => return Ok(None),
             KeySource::Url { url, client } => fetch_url(client, url).await,
-            KeySource::File(path) => match tokio::fs::read(path).await {
-                Ok(b) if b.len() > MAX_JWKS_BYTES => Err(format!(
-                    "{} is larger than {MAX_JWKS_BYTES} bytes",
-                    path.display()
-                )),
-                Ok(b) => parse_jwks(&b).map(|(keys, skipped)| Loaded {
-                    keys,
-                    skipped,
-                    max_age: None,
-                }),
-                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-            },
+            KeySource::File(path) => {
+                // Bounded read: the file is never loaded whole when too large.
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::files::read_file_limited(&path, MAX_JWKS_BYTES as u64)
+                })
+                .await
+                .map_err(|e| format!("reading the JWKS file failed: {e}"))
+                .and_then(|r| r)
+                .and_then(|b| {
+                    parse_jwks(&b).map(|(keys, skipped)| Loaded {
+                        keys,
+                        skipped,
+                        max_age: None,
+                    })
+                })
+            }
         };
         self.attempts.fetch_add(1, Ordering::SeqCst);
         match result {

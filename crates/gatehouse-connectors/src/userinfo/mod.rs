@@ -439,17 +439,9 @@ impl UserinfoConnector {
                         &headers,
                         &body,
                     )),
-                    (300..=399, Ok(_)) => Outcome::Unavailable(format!(
-                        "answered {} (redirect to {}); redirects are not followed: configure the final URL",
-                        status.as_u16(),
-                        headers
-                            .get("location")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("nowhere")
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    )),
+                    (300..=399, Ok(_)) => {
+                        Outcome::Unavailable(crate::outbound::redirect_refused(status, &headers))
+                    }
                     (s, Ok(_)) => Outcome::Unavailable(format!("answered {s}")),
                 }
             }
