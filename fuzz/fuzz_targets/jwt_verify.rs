@@ -99,6 +99,16 @@ fn build(rt: &tokio::runtime::Runtime, name: &str, toml_text: &str, jwks: Option
         .unwrap_or_else(|e| panic!("fixture connector {name}: {e}"))
 }
 
+/// `GATEHOUSE_FUZZ_SKIP_KNOWN=1` skips inputs of crashes already known and fixed
+/// elsewhere (fuzz/README.md), to fuzz past them on older code.
+static SKIP_KNOWN: LazyLock<bool> = LazyLock::new(|| std::env::var_os("GATEHOUSE_FUZZ_SKIP_KNOWN").is_some());
+
+/// A time claim large enough to overflow a `Duration` (the known cache-TTL panic).
+fn huge_time_claim(claims: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<Value>(claims) else { return false };
+    ["exp", "nbf", "iat"].iter().any(|k| v.get(k).and_then(Value::as_f64).is_some_and(|x| x.abs() > 1e18))
+}
+
 static FIX: LazyLock<Fixture> = LazyLock::new(|| {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -185,6 +195,9 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 signed(h, c, &fix.ec_signer, Algorithm::ES256)
             };
+            if *SKIP_KNOWN && huge_time_claim(c) {
+                return; // exp 1e20: known, fixed by the conn branch (see fuzz/README.md)
+            }
             match made {
                 Some(t) => t,
                 None => return,

@@ -33,6 +33,10 @@ fn source(header: Option<&str>, scheme: Option<&str>, cookie: Option<&str>, quer
     }
 }
 
+/// `GATEHOUSE_FUZZ_SKIP_KNOWN=1` skips inputs of crashes already known and fixed
+/// elsewhere (fuzz/README.md), to fuzz past them on older code.
+static SKIP_KNOWN: LazyLock<bool> = LazyLock::new(|| std::env::var_os("GATEHOUSE_FUZZ_SKIP_KNOWN").is_some());
+
 static SOURCES: LazyLock<Vec<Vec<TokenSource>>> = LazyLock::new(|| {
     let lists = [
         vec![],
@@ -79,6 +83,9 @@ fuzz_target!(|data: &[u8]| {
             Intake::Found(t, i) => (t, i),
             Intake::Missing | Intake::Malformed(_) => continue,
         };
+        if token.is_empty() && *SKIP_KNOWN && matches!(sources[i], TokenSource::Cookie(_)) {
+            continue; // `at=""`: known, fixed by the conn branch (see fuzz/README.md)
+        }
         assert!(!token.is_empty(), "empty token found");
         let src = &sources[i];
         let carriers: Vec<&[u8]> = match src {
