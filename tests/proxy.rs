@@ -35,7 +35,8 @@ async fn proxies_with_headers_preserved_and_forwarding_headers_added() {
     assert_eq!(header_values(&e, "x-custom"), ["a", "b"]);
     assert_eq!(
         header_values(&e, "x-forwarded-for"),
-        ["203.0.113.9, 127.0.0.1"]
+        ["127.0.0.1"],
+        "a client's X-Forwarded-For is replaced by its address (no trusted proxies)"
     );
     assert_eq!(
         header_values(&e, "x-forwarded-proto"),
@@ -147,22 +148,47 @@ async fn slow_upstream_gives_504_json() {
     assert_eq!(body["error"], "upstream_timeout");
 }
 
+/// Sends one raw HTTP/1.1 request and returns the whole response text.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[tokio::test]
-async fn dot_segments_are_refused() {
+async fn dot_segments_are_removed_and_the_canonical_path_is_forwarded() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
     // reqwest would normalize "..": send the raw request line ourselves.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(gh.listen_addr())
-        .await
-        .unwrap();
-    s.write_all(b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let out = raw(
+        gh.listen_addr(),
+        b"GET /x/%2e%2e//%70ublic/./a%3a%7e?q=%2f HTTP/1.1\r\nHost: X\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let e: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(e["path"], "/public/a%3A~", "routed and forwarded path");
+    assert_eq!(e["query"], "q=%2f", "the query is forwarded as it came");
+    assert_eq!(header_values(&e, "host"), ["x"], "canonical host upstream");
+    // Leaving the prefix with dots lands where the dots lead.
+    let out = raw(
+        gh.listen_addr(),
+        b"GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    let out = raw(
+        gh.listen_addr(),
+        b"GET /public%2fx HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
-    assert_eq!(echo.requests(), 0);
+    assert!(out.contains("invalid_path"), "{out}");
+    assert_eq!(echo.requests(), 1);
 }
 
 #[tokio::test]

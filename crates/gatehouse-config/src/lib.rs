@@ -23,9 +23,13 @@
 
 mod duration;
 mod error;
+mod request;
 
 pub use duration::HumanDuration;
 pub use error::{ConfigError, ConfigErrors};
+pub use request::{
+    is_header_name, parse_trusted_proxy, EncodedSlashes, PathParameters, CLIENT_ADDRESS_HEADERS,
+};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -84,6 +88,26 @@ pub struct ServerConfig {
     /// Idle upstream connections kept for reuse, per worker thread.
     #[serde(default = "default_pool_size")]
     pub upstream_keepalive_pool_size: usize,
+    /// `%2F` / `%5C` in a path: `"reject"` (400, default) or `"keep"` (opaque data).
+    #[serde(default)]
+    pub encoded_slashes: EncodedSlashes,
+    /// Path parameters (`;…`): `"reject"` (400, default) or `"strip"`.
+    #[serde(default)]
+    pub path_parameters: PathParameters,
+    /// Extra client header names removed from every request on every route
+    /// (compared case-insensitively, `_` and `-` as equal), beside every header
+    /// any connector can inject.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Forward client headers whose names contain `_` (default false: they are
+    /// dropped, as NGINX does, since CGI/WSGI/PHP read `X_User` as `X-User`).
+    #[serde(default)]
+    pub underscores_in_headers: bool,
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-For` chain and
+    /// `X-Real-IP`/`Forwarded`/`X-Forwarded-Host`/`-Port`/`-Proto` are kept;
+    /// from any other peer they are replaced or removed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[upstreams.NAME]`.
@@ -180,6 +204,10 @@ pub struct RouteConfig {
     /// Connectors run in order; every one must allow. Empty: a public route.
     #[serde(default)]
     pub connectors: Vec<String>,
+    /// Match `path_prefix` ignoring ASCII case, for upstreams that serve paths
+    /// case-insensitively (IIS and others). The path is forwarded unchanged.
+    #[serde(default)]
+    pub path_case_insensitive: bool,
 }
 
 fn default_true() -> bool {
@@ -305,6 +333,7 @@ impl Config {
                 ));
             }
         }
+        request::validate(&s.strip_headers, &s.trusted_proxies, &mut errs);
         if s.upstream_keepalive_pool_size > 1_000_000 {
             errs.push(ConfigError::new(
                 "server.upstream_keepalive_pool_size",

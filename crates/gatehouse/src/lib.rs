@@ -7,6 +7,8 @@
 //! and embedders can add their own.
 
 pub mod admin;
+pub mod canonical;
+pub mod headers;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -1,6 +1,8 @@
 //! The Pingora `ProxyHttp` implementation: route, run the connector chain,
 //! proxy, record.
 
+use crate::canonical::{canonicalise, RawRequest};
+use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::snapshot::Snapshot;
 use crate::state::State;
 use async_trait::async_trait;
@@ -15,8 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const X_REQUEST_ID: &str = "x-request-id";
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The proxy application.
@@ -35,6 +35,10 @@ pub struct Ctx {
     /// from the client), so the upstream request needs no rewrite.
     request_id_in_place: bool,
     edits: HeaderEdits,
+    /// The canonical target, when the received one differs from it.
+    upstream_target: Option<http::Uri>,
+    /// The canonical `Host`, when the received one differs from it.
+    upstream_host: Option<HeaderValue>,
     upstream_start: Option<Instant>,
     rejected: Option<(usize, Reason)>,
     _inflight: InflightGuard,
@@ -58,22 +62,6 @@ fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
         .unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-/// True when a path has `.` or `..` segments, plain or percent-encoded:
-/// such paths are refused, so a prefix can never be escaped upstream.
-fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        if seg.len() > 6
-            || !seg
-                .bytes()
-                .all(|b| b == b'.' || b == b'%' || b == b'2' || b == b'e' || b == b'E')
-        {
-            return false;
-        }
-        let lower = seg.to_ascii_lowercase().replace("%2e", ".");
-        lower == "." || lower == ".."
-    })
 }
 
 /// Writes a complete response from `request_filter`.
@@ -135,13 +123,42 @@ fn json_error(
     )
 }
 
+/// True when the raw query-parameter name `raw` is `name` once decoded
+/// (`access%5Ftoken` is `access_token`).
+fn query_name_is(raw: &str, name: &str) -> bool {
+    if !raw.contains('%') {
+        return raw == name;
+    }
+    let b = raw.as_bytes();
+    let mut dec = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                dec.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                dec.push(c);
+                i += 1;
+            }
+        }
+    }
+    dec == name.as_bytes()
+}
+
 fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
     let query = uri.query()?;
     let kept: Vec<&str> = query
         .split('&')
         .filter(|kv| {
             let k = kv.split('=').next().unwrap_or("");
-            !names.iter().any(|n| n == k)
+            !names.iter().any(|n| query_name_is(k, n))
         })
         .collect();
     let pq = if kept.is_empty() {
@@ -174,6 +191,8 @@ impl ProxyHttp for GatehouseProxy {
             request_id: None,
             request_id_in_place: false,
             edits: HeaderEdits::none(),
+            upstream_target: None,
+            upstream_host: None,
             upstream_start: None,
             rejected: None,
             _inflight: InflightGuard(self.state.clone()),
@@ -195,23 +214,57 @@ impl ProxyHttp for GatehouseProxy {
         };
         ctx.request_id = Some(rid.clone());
 
-        if has_dot_segments(req.uri.path()) {
-            respond_json_error(
-                session,
-                StatusCode::BAD_REQUEST,
-                "invalid_path",
-                "the path contains dot-segments",
-                &rid,
-            )
-            .await?;
-            return Ok(true);
+        let raw = RawRequest {
+            method: &req.method,
+            target: req.raw_path(),
+            uri_authority: req.uri.authority().map(|a| a.as_str()),
+            needs_host: req.version == http::Version::HTTP_11,
+        };
+        let hosts = req
+            .headers
+            .get_all(header::HOST)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        let canon = match canonicalise(raw, hosts, snapshot.path_rules) {
+            Ok(c) => c,
+            Err(refusal) => {
+                respond_json_error(
+                    session,
+                    StatusCode::BAD_REQUEST,
+                    refusal.error(),
+                    refusal.description(),
+                    &rid,
+                )
+                .await?;
+                return Ok(true);
+            }
+        };
+        let found = snapshot.router.find(
+            canon.host.as_ref().map(|h| h.name.as_ref()),
+            &canon.path,
+            &req.method,
+        );
+        if canon.rewrite_target {
+            ctx.upstream_target = http::Uri::try_from(canon.target()).ok();
+            if ctx.upstream_target.is_none() {
+                respond_json_error(
+                    session,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    "the request target cannot be forwarded",
+                    &rid,
+                )
+                .await?;
+                return Ok(true);
+            }
         }
-
-        let host = req
-            .uri
-            .host()
-            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()));
-        let Some(idx) = snapshot.router.find(host, req.uri.path(), &req.method) else {
+        if canon.rewrite_host {
+            ctx.upstream_host = canon
+                .host
+                .as_ref()
+                .and_then(|h| HeaderValue::from_str(&h.header_value()).ok());
+        }
+        let Some(idx) = found else {
             respond_json_error(
                 session,
                 StatusCode::NOT_FOUND,
@@ -284,10 +337,28 @@ impl ProxyHttp for GatehouseProxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(route) = self.route(ctx) {
-            for h in &route.strip {
-                up.remove_header(h);
-            }
+        let Some(snapshot) = ctx.snapshot.as_ref() else {
+            return Ok(());
+        };
+        let rules = &snapshot.headers;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted = rules.is_trusted(peer);
+        if let Some(uri) = ctx.upstream_target.take() {
+            up.set_uri(uri);
+        }
+        if let Some(host) = ctx.upstream_host.take() {
+            up.insert_header(header::HOST, host)?;
+        }
+        let xff = peer.map(|ip| rules.forwarded_for(&up.headers, ip, trusted));
+        let proto = rules
+            .trusted_proto(&up.headers, trusted)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("http"));
+        for h in rules.to_remove(&up.headers, trusted) {
+            up.remove_header(&h);
         }
         for h in &ctx.edits.remove {
             up.remove_header(h);
@@ -300,22 +371,10 @@ impl ProxyHttp for GatehouseProxy {
                 up.set_uri(uri);
             }
         }
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            let xff = match up
-                .headers
-                .get(X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                _ => ip.to_string(),
-            };
+        if let Some(xff) = xff {
             up.insert_header(X_FORWARDED_FOR, xff)?;
         }
-        up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
+        up.insert_header(X_FORWARDED_PROTO, proto)?;
         if let Some(id) = ctx.request_id.as_ref().filter(|_| !ctx.request_id_in_place) {
             up.insert_header(X_REQUEST_ID, id.clone())?;
         }
@@ -471,20 +530,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dot_segments_are_detected() {
-        for p in [
-            "/a/../b",
-            "/a/./b",
-            "/..",
-            "/a/%2e%2e/b",
-            "/a/.%2E/b",
-            "/a/%2e/b",
-        ] {
-            assert!(has_dot_segments(p), "{p}");
-        }
-        for p in ["/a/b", "/a/.well-known/x", "/a/..b", "/", "/a/...", "/e2e"] {
-            assert!(!has_dot_segments(p), "{p}");
-        }
+    fn query_names_compare_decoded() {
+        assert!(query_name_is("access%5Ftoken", "access_token"));
+        assert!(query_name_is("%61ccess_token", "access_token"));
+        assert!(query_name_is("access_token", "access_token"));
+        assert!(!query_name_is("access_token_b", "access_token"));
+        assert!(!query_name_is("access%5", "access_token"));
+        let u: http::Uri = "/a?access%5Ftoken=x&b=1".parse().unwrap();
+        let out = remove_query_params(&u, &["access_token".to_string()]).unwrap();
+        assert_eq!(out.to_string(), "/a?b=1");
     }
 
     #[test]

@@ -16,6 +16,8 @@ enum HostMatch {
 #[derive(Debug)]
 struct Entry {
     prefix: String,
+    /// Compare the prefix ignoring ASCII case.
+    case_insensitive: bool,
     methods: Option<Vec<Method>>,
     route: usize,
 }
@@ -35,14 +37,21 @@ pub struct Router {
 }
 
 /// True when `prefix` covers `path` on whole segments.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+fn prefix_matches(prefix: &str, path: &str, case_insensitive: bool) -> bool {
     if prefix == "/" {
         return true;
     }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
-        None => false,
+    let (p, b) = (prefix.as_bytes(), path.as_bytes());
+    if b.len() < p.len() {
+        return false;
     }
+    let (head, rest) = b.split_at(p.len());
+    let same = if case_insensitive {
+        head.eq_ignore_ascii_case(p)
+    } else {
+        head == p
+    };
+    same && (rest.is_empty() || p.ends_with(b"/") || rest.starts_with(b"/"))
 }
 
 /// Drops a `:port` suffix (keeps IPv6 literals intact).
@@ -70,6 +79,7 @@ impl Router {
             };
             let entry = Entry {
                 prefix: r.path_prefix.clone(),
+                case_insensitive: r.path_case_insensitive,
                 methods: r.methods.as_ref().map(|ms| {
                     ms.iter()
                         .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
@@ -121,7 +131,7 @@ impl Router {
                 continue;
             }
             let found = g.entries.iter().find(|e| {
-                prefix_matches(&e.prefix, path)
+                prefix_matches(&e.prefix, path, e.case_insensitive)
                     && e.methods.as_ref().is_none_or(|ms| ms.contains(method))
             });
             if let Some(e) = found {
@@ -150,6 +160,7 @@ mod tests {
             methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             upstream: "u".into(),
             connectors: vec![],
+            path_case_insensitive: false,
         }
     }
 
@@ -288,5 +299,149 @@ mod tests {
         assert_eq!(host_without_port("a.test:80"), "a.test");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
         assert_eq!(host_without_port("a.test"), "a.test");
+    }
+
+    #[test]
+    fn case_insensitive_prefix_is_opt_in() {
+        let mut ci = route("api", "/api", None, None);
+        ci.path_case_insensitive = true;
+        let routes = vec![
+            route("root", "/", None, None),
+            ci,
+            route("adm", "/Admin", None, None),
+        ];
+        let r = Router::new(&routes);
+        assert_eq!(
+            name(&routes, &r, None, "/API/secret", Method::GET),
+            Some("api")
+        );
+        assert_eq!(name(&routes, &r, None, "/aPi", Method::GET), Some("api"));
+        assert_eq!(name(&routes, &r, None, "/apix", Method::GET), Some("root"));
+        assert_eq!(
+            name(&routes, &r, None, "/admin/x", Method::GET),
+            Some("root")
+        );
+        assert_eq!(
+            name(&routes, &r, None, "/Admin/x", Method::GET),
+            Some("adm")
+        );
+    }
+
+    mod readings {
+        //! A request never matches a route that its canonical form does not
+        //! match, and the route of the canonical form is the route under the
+        //! readings upstream servers apply (decode once, backslash as slash,
+        //! dot-segment removal, slash merging, `;` stripping).
+        use super::*;
+        use crate::canonical::{canonical_path, PathRules};
+        use gatehouse_config::{EncodedSlashes, PathParameters};
+        use proptest::prelude::*;
+
+        /// Decode every escape once, `\` as `/`, strip `;…` per segment,
+        /// remove dot segments, merge slashes.
+        fn lenient(raw: &[u8]) -> String {
+            let mut dec = Vec::new();
+            let mut i = 0;
+            while i < raw.len() {
+                let hex = |b: u8| (b as char).to_digit(16);
+                if raw[i] == b'%' && i + 2 < raw.len() {
+                    if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                        dec.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                }
+                dec.push(if raw[i] == b'\\' { b'/' } else { raw[i] });
+                i += 1;
+            }
+            for b in &mut dec {
+                if *b == b'\\' {
+                    *b = b'/';
+                }
+            }
+            let text = String::from_utf8_lossy(&dec).into_owned();
+            let mut out: Vec<&str> = Vec::new();
+            let segs: Vec<&str> = text.split('/').collect();
+            let mut trailing = false;
+            for (j, seg) in segs.iter().enumerate().skip(1) {
+                let seg = seg.split(';').next().unwrap_or("");
+                let last = j == segs.len() - 1;
+                match seg {
+                    "" | "." => trailing = last,
+                    ".." => {
+                        out.pop();
+                        trailing = last;
+                    }
+                    s => {
+                        out.push(s);
+                        trailing = false;
+                    }
+                }
+            }
+            let mut p = String::new();
+            for s in &out {
+                p.push('/');
+                p.push_str(s);
+            }
+            if trailing || out.is_empty() {
+                p.push('/');
+            }
+            p
+        }
+
+        fn raw_path() -> impl Strategy<Value = Vec<u8>> {
+            let atom = prop_oneof![
+                Just(&b"/"[..]),
+                Just(&b"//"[..]),
+                Just(&b"."[..]),
+                Just(&b".."[..]),
+                Just(&b"%2e"[..]),
+                Just(&b"%2f"[..]),
+                Just(&b"%5c"[..]),
+                Just(&b"\\"[..]),
+                Just(&b";x=1"[..]),
+                Just(&b"%61"[..]),
+                Just(&b"%25"[..]),
+                Just(&b"%70"[..]),
+                Just(&b"api"[..]),
+                Just(&b"orders"[..]),
+                Just(&b"a"[..]),
+                Just(&b"pi"[..]),
+                Just(&b"secret"[..]),
+                Just(&b"%20"[..]),
+            ];
+            prop::collection::vec(atom, 0..10).prop_map(|v| {
+                let mut p = b"/".to_vec();
+                for a in v {
+                    p.extend_from_slice(a);
+                }
+                p
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+            #[test]
+            fn canonical_route_is_the_route_of_every_reading(raw in raw_path(), strip in any::<bool>()) {
+                let routes = vec![
+                    route("public", "/", None, None),
+                    route("api", "/api", None, None),
+                    route("orders", "/orders", None, None),
+                    route("a-api", "/a/api", None, None),
+                ];
+                let r = Router::new(&routes);
+                let rules = PathRules {
+                    encoded_slashes: EncodedSlashes::Reject,
+                    path_parameters: if strip { PathParameters::Strip } else { PathParameters::Reject },
+                };
+                if let Ok(c) = canonical_path(&raw, rules) {
+                    let routed = r.find(None, &c, &Method::GET);
+                    prop_assert_eq!(routed, r.find(None, &lenient(c.as_bytes()), &Method::GET), "canonical {} read leniently", c);
+                    prop_assert_eq!(routed, r.find(None, &lenient(&raw), &Method::GET), "raw {} read leniently", String::from_utf8_lossy(&raw));
+                    let twice = canonical_path(c.as_bytes(), rules).unwrap();
+                    prop_assert_eq!(routed, r.find(None, &twice, &Method::GET));
+                }
+            }
+        }
     }
 }

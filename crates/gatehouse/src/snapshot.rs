@@ -1,12 +1,13 @@
 //! A compiled configuration: everything the hot path needs, decided at load.
 
+use crate::canonical::{canonical_path, PathRules};
+use crate::headers::HeaderRules;
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
 use gatehouse_config::{
     split_host_port, Config, ConfigError, ConfigErrors, ConnectorConfig, UpstreamConfig,
 };
 use gatehouse_connectors::{Connector, Registry};
-use http::HeaderName;
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,6 +30,10 @@ pub struct Snapshot {
     pub connectors: BTreeMap<String, BuiltConnector>,
     /// Resolved upstreams by name.
     pub upstreams: BTreeMap<String, Arc<CompiledUpstream>>,
+    /// How paths are put in canonical form.
+    pub path_rules: PathRules,
+    /// Which client headers reach the upstream.
+    pub headers: HeaderRules,
 }
 
 /// A connector instance and the section it came from (for carry-over).
@@ -51,8 +56,6 @@ pub struct CompiledRoute {
     pub chain: Vec<Arc<dyn Connector>>,
     /// Metric handles of each chain member.
     pub chain_metrics: Vec<ConnectorMetrics>,
-    /// Client headers removed before proxying (every header a chain member may inject).
-    pub strip: Vec<HeaderName>,
     /// Metric handles.
     pub metrics: RouteMetrics,
 }
@@ -182,6 +185,31 @@ pub async fn compile(
         return Err(ConfigErrors(errs));
     }
 
+    let path_rules = PathRules {
+        encoded_slashes: config.server.encoded_slashes,
+        path_parameters: config.server.path_parameters,
+    };
+    for (i, r) in config.routes.iter().enumerate() {
+        let rules = path_rules;
+        match canonical_path(r.path_prefix.as_bytes(), rules) {
+            Ok(c) if c == r.path_prefix.as_str() => {}
+            Ok(c) => errs.push(ConfigError::new(
+                format!("routes[{i}].path_prefix"),
+                format!(
+                    "\"{}\" is not in canonical form, so no request could match it; write \"{c}\"",
+                    r.path_prefix
+                ),
+            )),
+            Err(e) => errs.push(ConfigError::new(
+                format!("routes[{i}].path_prefix"),
+                format!("\"{}\" can never match: {}", r.path_prefix, e.description()),
+            )),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
+    }
+
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
         // validate() guarantees the references exist.
@@ -196,21 +224,12 @@ pub async fn compile(
                 ConfigError::new(format!("routes.{}", r.name), "dangling reference").into(),
             );
         };
-        let mut strip: Vec<HeaderName> = Vec::new();
-        for b in &chain {
-            for h in b.connector.injected_headers() {
-                if !strip.contains(h) {
-                    strip.push(h.clone());
-                }
-            }
-        }
         let names: Vec<&str> = r.connectors.iter().map(String::as_str).collect();
         routes.push(CompiledRoute {
             name: r.name.clone(),
             upstream,
             chain_metrics: chain.iter().map(|b| b.metrics.clone()).collect(),
             chain: chain.iter().map(|b| b.connector.clone()).collect(),
-            strip,
             metrics: metrics.route(&r.name, &names),
         });
     }
@@ -228,8 +247,16 @@ pub async fn compile(
         }
     }
 
+    let headers = HeaderRules::new(
+        &config.server,
+        connectors
+            .values()
+            .flat_map(|b| b.connector.injected_headers()),
+    );
     Ok(Snapshot {
         generation,
+        path_rules,
+        headers,
         router: Router::new(&config.routes),
         routes,
         unmatched: metrics.route("_none", &[]),
