@@ -19,11 +19,18 @@ use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
 static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 });
 
 fn check_error(e: &ConfigError) {
-    assert!(!e.message.is_empty(), "error without a message at {:?}", e.path);
+    assert!(
+        !e.message.is_empty(),
+        "error without a message at {:?}",
+        e.path
+    );
 }
 
 /// True when building this section could read a file or the network.
@@ -31,7 +38,10 @@ fn touches_outside(settings: &toml::Table) -> bool {
     fn walk(v: &toml::Value) -> bool {
         match v {
             toml::Value::Table(t) => t.iter().any(|(k, v)| {
-                matches!(k.as_str(), "jwks_url" | "jwks_file" | "secret_file" | "pem_file") || walk(v)
+                matches!(
+                    k.as_str(),
+                    "jwks_url" | "jwks_file" | "secret_file" | "pem_file"
+                ) || walk(v)
             }),
             toml::Value::Array(items) => items.iter().any(walk),
             _ => false,
@@ -41,7 +51,9 @@ fn touches_outside(settings: &toml::Table) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let cfg = match Config::from_toml_str(text) {
         Ok(cfg) => cfg,
         Err(errs) => {
@@ -64,7 +76,11 @@ fuzz_target!(|data: &[u8]| {
         // Built and dropped at once (a jwt connector's tasks stop on drop).
         if let Err(e) = RT.block_on(registry.build(name, section, &metrics)) {
             check_error(&e);
-            assert!(e.path.starts_with(&format!("connectors.{name}")), "error {:?} outside its section", e.path);
+            assert!(
+                e.path.starts_with(&format!("connectors.{name}")),
+                "error {:?} outside its section",
+                e.path
+            );
         }
     }
 });

@@ -70,7 +70,9 @@ fn clean(text: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(doc) = serde_json::from_slice::<Value>(data) else { return };
+    let Ok(doc) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
     let (injector, policy) = &*FIX;
     let _ = policy.evaluate(&doc);
     let _ = render(&doc);
@@ -78,10 +80,21 @@ fuzz_target!(|data: &[u8]| {
         Ok(values) => {
             for (name, value) in &values {
                 let bytes = value.as_bytes();
-                assert!(!bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)), "{name}: CR/LF/NUL in {bytes:?}");
-                let rule = injector.rules().iter().find(|r| &r.header == name).expect("a rule per header");
+                assert!(
+                    !bytes.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
+                    "{name}: CR/LF/NUL in {bytes:?}"
+                );
+                let rule = injector
+                    .rules()
+                    .iter()
+                    .find(|r| &r.header == name)
+                    .expect("a rule per header");
                 let expected = rule.source.first(&doc).and_then(render);
-                assert_eq!(expected.as_deref().map(str::as_bytes), Some(bytes), "{name}: not the rendering of the first value");
+                assert_eq!(
+                    expected.as_deref().map(str::as_bytes),
+                    Some(bytes),
+                    "{name}: not the rendering of the first value"
+                );
             }
             for rule in injector.rules() {
                 let rendered = rule.source.first(&doc).and_then(render);
@@ -94,14 +107,32 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(InjectError::InvalidValue(header)) => {
-            let rule = injector.rules().iter().find(|r| r.header.as_str() == header).expect("named rule");
-            let rendered = rule.source.first(&doc).and_then(render).expect("refused value was rendered");
-            assert!(!clean(&rendered), "{header}: clean value {rendered:?} refused");
+            let rule = injector
+                .rules()
+                .iter()
+                .find(|r| r.header.as_str() == header)
+                .expect("named rule");
+            let rendered = rule
+                .source
+                .first(&doc)
+                .and_then(render)
+                .expect("refused value was rendered");
+            assert!(
+                !clean(&rendered),
+                "{header}: clean value {rendered:?} refused"
+            );
         }
         Err(InjectError::Missing(path)) => {
-            let rule = injector.rules().iter().find(|r| r.source.as_str() == path).expect("named rule");
+            let rule = injector
+                .rules()
+                .iter()
+                .find(|r| r.source.as_str() == path)
+                .expect("named rule");
             assert!(rule.required);
-            assert!(rule.source.first(&doc).and_then(render).is_none(), "{path}: present but reported missing");
+            assert!(
+                rule.source.first(&doc).and_then(render).is_none(),
+                "{path}: present but reported missing"
+            );
         }
     }
 });

@@ -52,12 +52,20 @@ fn exercise(set: &KeySet) {
     for alg in ALGS {
         for k in set.candidates(alg, None) {
             assert!(k.fits(alg), "candidate that does not fit {alg:?}");
-            assert_eq!(k.family, family(alg), "key of family {:?} offered for {alg:?}", k.family);
+            assert_eq!(
+                k.family,
+                family(alg),
+                "key of family {:?} offered for {alg:?}",
+                k.family
+            );
             if let Some(pinned) = k.alg {
                 assert_eq!(pinned, alg, "key pinned to {pinned:?} offered for {alg:?}");
             }
             let ok = jsonwebtoken::crypto::verify(SIGNATURE, MESSAGE, &k.key, alg);
-            assert!(!matches!(ok, Ok(true)), "a fixed random signature verified under {alg:?}");
+            assert!(
+                !matches!(ok, Ok(true)),
+                "a fixed random signature verified under {alg:?}"
+            );
         }
     }
     for k in &set.keys {
@@ -66,7 +74,8 @@ fn exercise(set: &KeySet) {
             for alg in ALGS {
                 if k.fits(alg) {
                     assert!(
-                        set.candidates(alg, Some(kid)).any(|c| c.kid.as_deref() == Some(kid)),
+                        set.candidates(alg, Some(kid))
+                            .any(|c| c.kid.as_deref() == Some(kid)),
                         "key {kid:?} fits {alg:?} but is not a candidate for its own kid"
                     );
                 }
@@ -96,7 +105,10 @@ fuzz_target!(|data: &[u8]| {
             exercise(&set);
             // Messages describe skipped keys; they must stay bounded by the input.
             for s in &skipped {
-                assert!(s.len() < 4096 + data.len() * 2, "skip message grows beyond the input");
+                assert!(
+                    s.len() < 4096 + data.len() * 2,
+                    "skip message grows beyond the input"
+                );
             }
         }
         Err(e) => assert!(!e.is_empty()),

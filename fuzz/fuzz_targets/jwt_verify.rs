@@ -88,10 +88,16 @@ struct Fixture {
     hs_signer: EncodingKey,
 }
 
-fn build(rt: &tokio::runtime::Runtime, name: &str, toml_text: &str, jwks: Option<&str>) -> Arc<dyn Connector> {
+fn build(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    toml_text: &str,
+    jwks: Option<&str>,
+) -> Arc<dyn Connector> {
     let mut cfg: ConnectorConfig = toml::from_str(toml_text).expect("fixture connector TOML");
     if let Some(j) = jwks {
-        cfg.settings.insert("jwks".into(), toml::Value::String(j.into()));
+        cfg.settings
+            .insert("jwks".into(), toml::Value::String(j.into()));
     }
     let registry = Registry::builtin();
     let metrics = prometheus::Registry::new();
@@ -101,12 +107,19 @@ fn build(rt: &tokio::runtime::Runtime, name: &str, toml_text: &str, jwks: Option
 
 /// `GATEHOUSE_FUZZ_SKIP_KNOWN=1` skips inputs of crashes already known and fixed
 /// elsewhere (fuzz/README.md), to fuzz past them on older code.
-static SKIP_KNOWN: LazyLock<bool> = LazyLock::new(|| std::env::var_os("GATEHOUSE_FUZZ_SKIP_KNOWN").is_some());
+static SKIP_KNOWN: LazyLock<bool> =
+    LazyLock::new(|| std::env::var_os("GATEHOUSE_FUZZ_SKIP_KNOWN").is_some());
 
 /// A time claim large enough to overflow a `Duration` (the known cache-TTL panic).
 fn huge_time_claim(claims: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<Value>(claims) else { return false };
-    ["exp", "nbf", "iat"].iter().any(|k| v.get(k).and_then(Value::as_f64).is_some_and(|x| x.abs() > 1e18))
+    let Ok(v) = serde_json::from_slice::<Value>(claims) else {
+        return false;
+    };
+    ["exp", "nbf", "iat"].iter().any(|k| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .is_some_and(|x| x.abs() > 1e18)
+    })
 }
 
 static FIX: LazyLock<Fixture> = LazyLock::new(|| {
@@ -118,7 +131,13 @@ static FIX: LazyLock<Fixture> = LazyLock::new(|| {
     let pk = build(&rt, "pk", PK, Some(JWKS));
     let (set, _) = parse_jwks(JWKS.as_bytes()).expect("fixture JWKS");
     let mut pk_keys = Vec::new();
-    for alg in [Algorithm::RS256, Algorithm::PS256, Algorithm::ES256, Algorithm::ES384, Algorithm::EdDSA] {
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ] {
         for k in set.candidates(alg, None) {
             pk_keys.push((alg, k.key.clone()));
         }
@@ -127,7 +146,10 @@ static FIX: LazyLock<Fixture> = LazyLock::new(|| {
         rt,
         hs,
         pk,
-        hs_keys: vec![(Algorithm::HS256, DecodingKey::from_secret(SECRET.as_bytes()))],
+        hs_keys: vec![(
+            Algorithm::HS256,
+            DecodingKey::from_secret(SECRET.as_bytes()),
+        )],
         pk_keys,
         ec_signer: EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("fixture EC key"),
         hs_signer: EncodingKey::from_secret(SECRET.as_bytes()),
@@ -135,7 +157,9 @@ static FIX: LazyLock<Fixture> = LazyLock::new(|| {
 });
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn b64_json(part: &str) -> Option<Value> {
@@ -146,7 +170,11 @@ fn b64_json(part: &str) -> Option<Value> {
 /// An independent check of what an `Allow` implies.
 fn assert_allow_is_sound(token: &str, keys: &[(Algorithm, DecodingKey)], before: f64) {
     let parts: Vec<&str> = token.split('.').collect();
-    assert_eq!(parts.len(), 3, "allowed a token without three parts: {token:?}");
+    assert_eq!(
+        parts.len(),
+        3,
+        "allowed a token without three parts: {token:?}"
+    );
     let header = b64_json(parts[0]).expect("allowed a token whose header is not base64url JSON");
     let alg: Algorithm = header
         .get("alg")
@@ -154,16 +182,28 @@ fn assert_allow_is_sound(token: &str, keys: &[(Algorithm, DecodingKey)], before:
         .and_then(|a| a.parse().ok())
         .expect("allowed a token without a known alg");
     let message = &token.as_bytes()[..parts[0].len() + 1 + parts[1].len()];
-    let verified = keys
-        .iter()
-        .filter(|(a, _)| *a == alg)
-        .any(|(_, k)| matches!(jsonwebtoken::crypto::verify(parts[2], message, k, alg), Ok(true)));
-    assert!(verified, "allowed a token no configured key verifies (alg {alg:?})");
+    let verified = keys.iter().filter(|(a, _)| *a == alg).any(|(_, k)| {
+        matches!(
+            jsonwebtoken::crypto::verify(parts[2], message, k, alg),
+            Ok(true)
+        )
+    });
+    assert!(
+        verified,
+        "allowed a token no configured key verifies (alg {alg:?})"
+    );
     let claims = b64_json(parts[1]).expect("allowed a token whose claims are not base64url JSON");
     if let Some(exp) = claims.get("exp").and_then(Value::as_f64) {
-        assert!(exp + LEEWAY > before, "allowed an expired token (exp {exp}, now {before})");
+        assert!(
+            exp + LEEWAY > before,
+            "allowed an expired token (exp {exp}, now {before})"
+        );
     }
-    assert_eq!(claims.get("iss").and_then(Value::as_str), Some("https://idp.fuzz"), "issuer");
+    assert_eq!(
+        claims.get("iss").and_then(Value::as_str),
+        Some("https://idp.fuzz"),
+        "issuer"
+    );
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => a == "api",
         Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some("api")),
@@ -173,13 +213,19 @@ fn assert_allow_is_sound(token: &str, keys: &[(Algorithm, DecodingKey)], before:
 }
 
 fn signed(header: &[u8], claims: &[u8], key: &EncodingKey, alg: Algorithm) -> Option<String> {
-    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
     let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).ok()?;
     Some(format!("{message}.{sig}"))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let fix = &*FIX;
     let mode = mode % 4;
     let token = match mode {
@@ -204,13 +250,25 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     };
-    let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) else { return };
+    let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) else {
+        return;
+    };
     let mut headers = HeaderMap::new();
     headers.insert(http::header::AUTHORIZATION, value);
     let method = Method::GET;
     let uri = Uri::from_static("/orders/1");
-    let req = RequestView { method: &method, uri: &uri, headers: &headers, client: None, request_id: "fuzz" };
-    let (connector, keys) = if mode % 2 == 0 { (&fix.hs, &fix.hs_keys) } else { (&fix.pk, &fix.pk_keys) };
+    let req = RequestView {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        client: None,
+        request_id: "fuzz",
+    };
+    let (connector, keys) = if mode % 2 == 0 {
+        (&fix.hs, &fix.hs_keys)
+    } else {
+        (&fix.pk, &fix.pk_keys)
+    };
     let before = now();
     match fix.rt.block_on(connector.check(&req)) {
         Verdict::Allow(edits) => {
@@ -223,7 +281,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Verdict::Deny(r) => {
-            assert!(r.status.is_client_error() || r.status.is_server_error(), "deny with status {}", r.status);
+            assert!(
+                r.status.is_client_error() || r.status.is_server_error(),
+                "deny with status {}",
+                r.status
+            );
         }
     }
 });

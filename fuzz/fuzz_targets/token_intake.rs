@@ -18,13 +18,20 @@
 
 #![no_main]
 
-use gatehouse_connectors::token::{carrier_edits, find_token, Intake, TokenSource, TokenSourceConfig};
+use gatehouse_connectors::token::{
+    carrier_edits, find_token, Intake, TokenSource, TokenSourceConfig,
+};
 use gatehouse_connectors::RequestView;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
-fn source(header: Option<&str>, scheme: Option<&str>, cookie: Option<&str>, query: Option<&str>) -> TokenSourceConfig {
+fn source(
+    header: Option<&str>,
+    scheme: Option<&str>,
+    cookie: Option<&str>,
+    query: Option<&str>,
+) -> TokenSourceConfig {
     TokenSourceConfig {
         header: header.map(Into::into),
         scheme: scheme.map(Into::into),
@@ -35,7 +42,8 @@ fn source(header: Option<&str>, scheme: Option<&str>, cookie: Option<&str>, quer
 
 /// `GATEHOUSE_FUZZ_SKIP_KNOWN=1` skips inputs of crashes already known and fixed
 /// elsewhere (fuzz/README.md), to fuzz past them on older code.
-static SKIP_KNOWN: LazyLock<bool> = LazyLock::new(|| std::env::var_os("GATEHOUSE_FUZZ_SKIP_KNOWN").is_some());
+static SKIP_KNOWN: LazyLock<bool> =
+    LazyLock::new(|| std::env::var_os("GATEHOUSE_FUZZ_SKIP_KNOWN").is_some());
 
 static SOURCES: LazyLock<Vec<Vec<TokenSource>>> = LazyLock::new(|| {
     let lists = [
@@ -66,17 +74,28 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|q| format!("/p?{q}").parse::<Uri>().ok())
         .unwrap_or_else(|| Uri::from_static("/p"));
     let mut headers = HeaderMap::new();
-    let names = [http::header::AUTHORIZATION, HeaderName::from_static("x-token")];
+    let names = [
+        http::header::AUTHORIZATION,
+        HeaderName::from_static("x-token"),
+    ];
     for (i, line) in lines.enumerate() {
         if line.is_empty() {
             continue;
         }
-        let Ok(v) = HeaderValue::from_bytes(line) else { continue };
+        let Ok(v) = HeaderValue::from_bytes(line) else {
+            continue;
+        };
         let name = names.get(i).cloned().unwrap_or(http::header::COOKIE);
         headers.append(name, v);
     }
     let method = Method::GET;
-    let req = RequestView { method: &method, uri: &uri, headers: &headers, client: None, request_id: "" };
+    let req = RequestView {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        client: None,
+        request_id: "",
+    };
 
     for sources in SOURCES.iter() {
         let (token, i) = match find_token(sources, &req) {
@@ -89,24 +108,40 @@ fuzz_target!(|data: &[u8]| {
         assert!(!token.is_empty(), "empty token found");
         let src = &sources[i];
         let carriers: Vec<&[u8]> = match src {
-            TokenSource::Header { name, .. } => headers.get_all(name).iter().map(HeaderValue::as_bytes).collect(),
-            TokenSource::Cookie(_) => headers.get_all(http::header::COOKIE).iter().map(HeaderValue::as_bytes).collect(),
+            TokenSource::Header { name, .. } => headers
+                .get_all(name)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect(),
+            TokenSource::Cookie(_) => headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect(),
             TokenSource::Query(_) => uri.query().map(str::as_bytes).into_iter().collect(),
         };
         assert!(
-            carriers.iter().any(|c| c.windows(token.len()).any(|w| w == token.as_bytes())),
+            carriers
+                .iter()
+                .any(|c| c.windows(token.len()).any(|w| w == token.as_bytes())),
             "token {token:?} is not part of its carrier {src:?}"
         );
         for forward in [false, true] {
             let edits = carrier_edits(src, &req, forward);
             match src {
                 TokenSource::Query(name) => {
-                    assert!(edits.remove_query_params.contains(name), "query carrier {name} kept");
+                    assert!(
+                        edits.remove_query_params.contains(name),
+                        "query carrier {name} kept"
+                    );
                 }
                 _ if forward => assert!(edits.is_empty(), "forwarded carrier edited: {edits:?}"),
-                TokenSource::Header { name, .. } => assert!(edits.remove.contains(name), "header {name} kept"),
+                TokenSource::Header { name, .. } => {
+                    assert!(edits.remove.contains(name), "header {name} kept")
+                }
                 TokenSource::Cookie(name) => {
-                    if let Some((_, v)) = edits.set.iter().find(|(n, _)| n == http::header::COOKIE) {
+                    if let Some((_, v)) = edits.set.iter().find(|(n, _)| n == http::header::COOKIE)
+                    {
                         let text = v.to_str().expect("rebuilt Cookie is text");
                         let prefix = format!("{name}=");
                         assert!(
@@ -114,7 +149,10 @@ fuzz_target!(|data: &[u8]| {
                             "cookie {name} still in rebuilt Cookie {text:?}"
                         );
                     } else {
-                        assert!(edits.remove.contains(&http::header::COOKIE), "Cookie neither rebuilt nor removed");
+                        assert!(
+                            edits.remove.contains(&http::header::COOKIE),
+                            "Cookie neither rebuilt nor removed"
+                        );
                     }
                 }
             }
