@@ -70,7 +70,7 @@ issuers = ["https://idp.fuzz"]
 audiences = ["api"]
 leeway = "30s"
 require_exp = false
-max_token_age = "30d"
+max_token_age = "7d"
 token_cache_size = 0
 error_style = "mashery"
 [inject_headers]
