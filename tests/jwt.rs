@@ -361,3 +361,199 @@ async fn cache_hits_show_in_metrics_and_expired_tokens_fail_on_a_hit() {
         Some(1.0)
     );
 }
+
+/// Config for the intake tests: header, cookie and query sources.
+fn three_sources(echo: &EchoUpstream, idp: &MockIdp) -> String {
+    config(
+        echo,
+        idp,
+        "token_sources = [{ header = \"Authorization\" }, { cookie = \"at\" }, { query = \"access_token\" }]",
+    )
+}
+
+#[tokio::test]
+async fn two_token_carriers_are_400_and_nothing_reaches_the_upstream() {
+    let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
+    serve_keys(&idp, &[(&key, "k1")]);
+    let gh = Gatehouse::start(&three_sources(&echo, &idp)).unwrap();
+    let t = token(&key, "k1", "alice");
+    let mut c = claims("admin", ISS, AUD, 600);
+    c["org"] = json!({"region": "eu"});
+    let forged = gatehouse_testkit::tokens::unsigned_none_token(&c);
+    let before = echo.requests();
+    let requests = [
+        // Two cookies with the token's name, in one header and in two.
+        client()
+            .get(gh.url("/orders/1"))
+            .header("cookie", format!("at={t}; at={forged}")),
+        client()
+            .get(gh.url("/orders/1"))
+            .header("cookie", format!("at={t}"))
+            .header("cookie", format!("at={forged}")),
+        // Two Authorization headers.
+        client()
+            .get(gh.url("/orders/1"))
+            .header("authorization", format!("Bearer {t}"))
+            .header("authorization", format!("Bearer {forged}")),
+        // A header and a query token; a cookie and a query token.
+        client()
+            .get(gh.url(&format!("/orders/1?access_token={forged}")))
+            .bearer_auth(&t),
+        client()
+            .get(gh.url(&format!("/orders/1?access%5Ftoken={forged}")))
+            .header("cookie", format!("at={t}")),
+    ];
+    let n = requests.len();
+    for rb in requests {
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request");
+    }
+    assert_eq!(echo.requests(), before, "the upstream got a request");
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "corp"), ("reason", "ambiguous_token")]
+        ),
+        Some(n as f64)
+    );
+    // One carrier, percent-encoded name: it is the access_token carrier.
+    let r = client()
+        .get(gh.url(&format!("/orders/1?access%5Ftoken={t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header_values(&e, "x-user-id"), ["alice"]);
+    assert!(
+        e["query"].is_null() || e["query"] == "",
+        "the encoded carrier is stripped too: {e}"
+    );
+    // One cookie: fine.
+    let r = client()
+        .get(gh.url("/orders/1"))
+        .header("cookie", format!("x=1; at={t}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn time_claims_of_any_size_never_panic_and_far_future_exp_is_cached() {
+    let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
+    serve_keys(&idp, &[(&key, "k1")]);
+    let gh = Gatehouse::start(&config(&echo, &idp, "")).unwrap();
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = claims("alice", ISS, AUD, 600);
+        f(&mut c);
+        key.mint(&c, Some("k1"))
+    };
+    let far = with(&|c| c["exp"] = json!(1e20));
+    for _ in 0..2 {
+        assert_eq!(get(&gh, "/orders/1", Some(&far)).await.status(), 200);
+    }
+    assert_eq!(
+        gh.metric(
+            "gatehouse_token_cache_requests_total",
+            &[("connector", "corp"), ("result", "hit")]
+        ),
+        Some(1.0),
+        "the far-future token is cached"
+    );
+    let max = with(&|c| c["exp"] = json!(u64::MAX));
+    assert_eq!(get(&gh, "/orders/1", Some(&max)).await.status(), 200);
+    let max_f = with(&|c| c["exp"] = json!(f64::MAX));
+    assert_eq!(get(&gh, "/orders/1", Some(&max_f)).await.status(), 200);
+    for (t, reason) in [
+        (with(&|c| c["nbf"] = json!(1e20)), "not_yet_valid"),
+        (
+            with(&|c| {
+                c["exp"] = json!(-1e300);
+                c["iat"] = json!(-1e301);
+            }),
+            "expired",
+        ),
+        (
+            with(&|c| {
+                c["exp"] = json!(i64::MIN);
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+            "expired",
+        ),
+        // iat after a hugely negative exp.
+        (with(&|c| c["exp"] = json!(-1e300)), "malformed"),
+        (
+            with(&|c| {
+                c["iat"] = json!(1e20);
+                c["exp"] = json!(1e21);
+            }),
+            "issued_in_future",
+        ),
+    ] {
+        let r = get(&gh, "/orders/1", Some(&t)).await;
+        assert_eq!(r.status(), 401, "{reason}");
+        let n = gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "corp"), ("reason", reason)],
+        );
+        assert!(n.unwrap_or(0.0) >= 1.0, "{reason}: {n:?}");
+    }
+    // Still serving, and no panic was logged.
+    assert_eq!(get(&gh, "/orders/1", Some(&far)).await.status(), 200);
+    let logs = gh.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        text.replace("${LISTEN}", "127.0.0.1:1")
+            .replace("${ADMIN}", "127.0.0.1:2"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(gatehouse_testkit::gatehouse_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unbounded_leeway_and_token_age_are_refused_by_check() {
+    let (echo, idp) = (EchoUpstream::start(), MockIdp::start());
+    let good = config(&echo, &idp, "leeway = \"5m\"\nmax_token_age = \"30d\"");
+    let (ok, err) = check_config(&good);
+    assert!(ok, "{err}");
+    for (extra, want) in [
+        (
+            "leeway = \"6m\"",
+            "connectors.corp.leeway: 6m is more than the allowed 5m",
+        ),
+        (
+            "max_token_age = \"31days\"",
+            "connectors.corp.max_token_age: 31d is more than the allowed 30d",
+        ),
+        ("jwks_max_stale = \"1y\"", "connectors.corp.jwks_max_stale:"),
+    ] {
+        let (ok, err) = check_config(&config(&echo, &idp, extra));
+        assert!(!ok, "{extra} accepted");
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+}

@@ -565,3 +565,83 @@ async fn own_answers_to_idp_rejections_carry_each_request_id_on_negative_hits() 
         "the second answer came from the negative cache"
     );
 }
+
+#[tokio::test]
+async fn two_authorization_headers_are_400_and_reach_neither_idp_nor_upstream() {
+    let (echo, fr, us) = (EchoUpstream::start(), idp("fr", &["tfr"]), idp("us", &[]));
+    let gh = Gatehouse::start(&config(&echo, &fr, &us, Some(&fr), "")).unwrap();
+    let r = client()
+        .get(gh.url("/api/x"))
+        .header("authorization", "Bearer tfr")
+        .header("authorization", "Bearer other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains("error=\"invalid_request\""),
+        "{challenge}"
+    );
+    assert_eq!((fr.total_calls(), echo.requests()), (0, 0));
+    assert_eq!(
+        gh.metric(
+            "gatehouse_rejections_total",
+            &[("connector", "geo"), ("reason", "ambiguous_token")]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_never_serves_past_the_token_exp() {
+    use base64::Engine;
+    let (echo, fr, us) = (EchoUpstream::start(), MockIdp::start(), idp("us", &[]));
+    fr.route(
+        "GET",
+        UI,
+        MockResponse::json(200, json!({"sub": "jwt-user"})),
+    );
+    let gh = Gatehouse::start(&config(
+        &echo,
+        &fr,
+        &us,
+        None,
+        "cache_ttl = \"1h\"\nstale_if_error = \"1h\"\ntimeout = \"3s\"",
+    ))
+    .unwrap();
+    // A JWT-shaped access token that expires in 2 s (the IdP vouches for it).
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let exp = gatehouse_testkit::tokens::now() + 2;
+    let t = format!(
+        "{}.{}.sig",
+        b64(json!({"alg": "RS256"})),
+        b64(json!({"sub": "jwt-user", "exp": exp}))
+    );
+    echoed(call(&gh, &t, Some("FR")).await).await;
+    fr.set_down(true);
+    // Served from the cache until exp; after it, the IdP's outage shows
+    // (503), the cached answer is not served stale.
+    let mut last = 200;
+    let turned = eventually(Duration::from_secs(20), async || {
+        last = call(&gh, &t, Some("FR")).await.status().as_u16();
+        last != 200
+    })
+    .await;
+    assert!(turned, "still served after exp");
+    assert_eq!(last, 503);
+    assert!(gatehouse_testkit::tokens::now() >= exp);
+    assert_eq!(
+        gh.metric(
+            "gatehouse_userinfo_cache_requests_total",
+            &[("result", "stale")]
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+}

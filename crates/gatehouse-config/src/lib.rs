@@ -29,6 +29,7 @@ pub use duration::HumanDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use request::{
     is_header_name, parse_trusted_proxy, EncodedSlashes, PathParameters, CLIENT_ADDRESS_HEADERS,
+    METHOD_OVERRIDE_HEADERS,
 };
 
 use serde::de::DeserializeOwned;
@@ -103,6 +104,10 @@ pub struct ServerConfig {
     /// dropped, as NGINX does, since CGI/WSGI/PHP read `X_User` as `X-User`).
     #[serde(default)]
     pub underscores_in_headers: bool,
+    /// Forward `X-HTTP-Method-Override` and its variants (default false: they
+    /// are removed, so the method that was routed is the method served).
+    #[serde(default)]
+    pub method_override_headers: bool,
     /// Peers (CIDRs or addresses) whose `X-Forwarded-For` chain and
     /// `X-Real-IP`/`Forwarded`/`X-Forwarded-Host`/`-Port`/`-Proto` are kept;
     /// from any other peer they are replaced or removed.

@@ -41,6 +41,16 @@ pub const CLIENT_ADDRESS_HEADERS: &[&str] = &[
     "x-forwarded-port",
 ];
 
+/// Method-override headers (read by Rails, Express, Symfony, ASP.NET and
+/// others to turn a `POST` into another method), removed unless
+/// `server.method_override_headers` is on: a route that limits methods
+/// would otherwise be matched with one method and served with another.
+pub const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Parses one `server.trusted_proxies` entry: a CIDR (`10.0.0.0/8`) or a
 /// single address (`192.0.2.7`, taken as `/32` or `/128`).
 pub fn parse_trusted_proxy(s: &str) -> Result<ipnet::IpNet, String> {

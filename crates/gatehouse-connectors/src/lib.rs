@@ -13,8 +13,10 @@
 mod chain;
 pub mod claims;
 pub mod errors;
+pub mod files;
 pub mod inject;
 pub mod jwt;
+pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod policy;

@@ -30,19 +30,15 @@ pub fn parse_url(path: &str, key: &str, text: &str) -> Result<reqwest::Url, Conf
 }
 
 /// A pooled HTTP client (rustls) with one timeout for connect and the whole
-/// exchange, an optional outbound proxy (found at `path.http_proxy`) and at
-/// most `redirects` redirects.
+/// exchange and an optional outbound proxy (found at `path.http_proxy`).
+/// It never follows a redirect: a 3xx is the answer, which callers treat as
+/// a failure (a redirect could lead to another host or from https to http).
 pub fn client(
     path: &str,
     timeout: Duration,
     proxy: Option<&str>,
-    redirects: usize,
 ) -> Result<reqwest::Client, ConfigError> {
-    let policy = if redirects == 0 {
-        reqwest::redirect::Policy::none()
-    } else {
-        reqwest::redirect::Policy::limited(redirects)
-    };
+    let policy = reqwest::redirect::Policy::none();
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

@@ -61,7 +61,8 @@ pub struct RuleConfig {
     #[serde(default)]
     #[schemars(with = "Vec<serde_json::Value>")]
     pub values: Vec<toml::Value>,
-    /// Compare strings case-sensitively (default true).
+    /// Compare strings case-sensitively (default true). `false` folds ASCII
+    /// letters only (`A`–`Z` = `a`–`z`); other characters must be equal.
     #[serde(default = "yes")]
     pub case_sensitive: bool,
     /// Allow (default) or deny.
@@ -232,7 +233,7 @@ fn items(v: &Value) -> Vec<Value> {
     match v {
         Value::Array(a) => a.clone(),
         Value::String(s) => s
-            .split(|c: char| c.is_whitespace() || c == ',')
+            .split(|c: char| c.is_ascii_whitespace() || c == ',')
             .filter(|w| !w.is_empty())
             .map(|w| Value::String(w.to_string()))
             .collect(),
@@ -242,9 +243,9 @@ fn items(v: &Value) -> Vec<Value> {
 
 fn same(a: &Value, b: &Value, case_sensitive: bool) -> bool {
     match (a, b) {
-        (Value::String(x), Value::String(y)) if !case_sensitive => {
-            x.eq_ignore_ascii_case(y) || x.to_lowercase() == y.to_lowercase()
-        }
+        // ASCII case folding only: Unicode lowercasing would let the Kelvin
+        // sign (U+212A) match `k` and the long s (U+017F) match `s`.
+        (Value::String(x), Value::String(y)) if !case_sensitive => x.eq_ignore_ascii_case(y),
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         // A numeric or boolean claim compared with a string value: compare as that type.
         (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n)) => {

@@ -4,6 +4,7 @@ use crate::Connector;
 use async_trait::async_trait;
 use gatehouse_config::{ConfigError, ConnectorConfig};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Everything a factory gets to build one connector instance.
@@ -28,6 +29,16 @@ pub trait ConnectorFactory: Send + Sync {
 
     /// Builds an instance, or explains with a path-qualified error why not.
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError>;
+
+    /// The files a section makes the connector read when it is built (key
+    /// material such as `secret_file`), as written in the section (relative
+    /// paths are relative to the working directory, like the reads). They are
+    /// part of the connector's identity: a reload rebuilds the connector when
+    /// one of them changed, and Gatehouse watches them. A section that does
+    /// not deserialize names no files (its build reports the error).
+    fn source_files(&self, _settings: &toml::Table) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// The connector kinds a Gatehouse binary knows.
@@ -65,6 +76,15 @@ impl Registry {
     /// The known kinds, sorted.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.kinds.keys().copied().collect()
+    }
+
+    /// The files the section `cfg` makes its connector read (see
+    /// [`ConnectorFactory::source_files`]); none for an unknown kind.
+    pub fn source_files(&self, cfg: &ConnectorConfig) -> Vec<PathBuf> {
+        self.kinds
+            .get(cfg.kind.as_str())
+            .map(|f| f.source_files(&cfg.settings))
+            .unwrap_or_default()
     }
 
     /// Builds the connector `name` from its section.

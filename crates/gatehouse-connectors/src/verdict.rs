@@ -71,6 +71,9 @@ pub enum Reason {
     MissingToken,
     /// The credential could not be parsed.
     Malformed,
+    /// The credential has more than one carrier (two `Authorization`
+    /// headers, two token cookies, a header and a query token, …).
+    AmbiguousToken,
     /// The credential exceeds the size limit.
     TokenTooLarge,
     /// The token's algorithm is not allowed.
@@ -113,9 +116,10 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a fixed order (see [`Reason::index`]).
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::MissingToken,
         Reason::Malformed,
+        Reason::AmbiguousToken,
         Reason::TokenTooLarge,
         Reason::AlgorithmNotAllowed,
         Reason::UnknownKey,
@@ -150,6 +154,7 @@ impl Reason {
         match self {
             Reason::MissingToken => "missing_token",
             Reason::Malformed => "malformed",
+            Reason::AmbiguousToken => "ambiguous_token",
             Reason::TokenTooLarge => "token_too_large",
             Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
             Reason::UnknownKey => "unknown_key",

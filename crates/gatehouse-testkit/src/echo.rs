@@ -12,10 +12,15 @@
 //! - `x-echo-delay-ms: N` header or `echo_delay_ms=N` query parameter: sleep
 //!   `N` ms before answering.
 //! - `x-echo-status: NNN` header: answer with that status (same JSON body).
+//!
+//! Every request is also recorded as an [`EchoRecord`] (method, request
+//! target exactly as received, version, every header in order), readable
+//! with [`EchoUpstream::recorded`]: tests that must know what reached the
+//! upstream (the adversarial suite) inspect these records.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -36,6 +41,33 @@ pub struct EchoUpstream {
 #[derive(Default)]
 struct EchoState {
     requests: AtomicUsize,
+    recorded: Mutex<Vec<EchoRecord>>,
+}
+
+/// What the echo upstream received, recorded before the body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoRecord {
+    /// The method exactly as sent (case preserved).
+    pub method: String,
+    /// The request target as received: the origin-form path and query
+    /// verbatim (no decoding or normalisation), or the absolute-form URI.
+    pub target: String,
+    /// `HTTP/1.1`, `HTTP/1.0`, ...
+    pub version: String,
+    /// Every header in the order received; names lower-cased (as the HTTP
+    /// parser delivers them), values lossily decoded as UTF-8.
+    pub headers: Vec<(String, String)>,
+}
+
+impl EchoRecord {
+    /// Values of every header named `name` (ASCII case-insensitive).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 impl EchoUpstream {
@@ -68,6 +100,14 @@ impl EchoUpstream {
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
     }
+
+    /// Every request received so far, in arrival order.
+    pub fn recorded(&self) -> Vec<EchoRecord> {
+        match self.state.recorded.lock() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for EchoUpstream {
@@ -85,6 +125,25 @@ impl Handler for EchoState {
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let query = parts.uri.query().map(str::to_owned);
+            let record = EchoRecord {
+                method: parts.method.as_str().to_owned(),
+                target: parts.uri.to_string(),
+                version: format!("{:?}", parts.version),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            match self.recorded.lock() {
+                Ok(mut r) => r.push(record),
+                Err(poisoned) => poisoned.into_inner().push(record),
+            }
 
             let mut headers = Map::new();
             for (name, value) in &parts.headers {

@@ -14,6 +14,9 @@
 //!   with a generated config in a temporary directory, waits for readiness,
 //!   and offers helpers for signals, logs and Prometheus metrics.
 //! - [`free_addr`]: picks a free loopback address.
+//! - [`raw::raw_exchange`]: writes hostile bytes verbatim on a raw socket and
+//!   reads the responses back.
+//! - [`Nginx`]: a real NGINX (Debian `nginx-light`) as an upstream.
 //!
 //! All servers listen on `127.0.0.1` only. Each one runs on its own
 //! dedicated tokio runtime in a background thread, so it can be used from
@@ -23,12 +26,15 @@
 pub mod echo;
 pub mod idp;
 pub mod net;
+pub mod nginx;
 pub mod process;
+pub mod raw;
 mod server;
 pub mod tokens;
 
-pub use echo::EchoUpstream;
+pub use echo::{EchoRecord, EchoUpstream};
 pub use idp::{MockIdp, MockResponse, RecordedRequest};
 pub use net::free_addr;
+pub use nginx::Nginx;
 pub use process::{gatehouse_bin, Gatehouse};
 pub use tokens::{jwks, TestKey};

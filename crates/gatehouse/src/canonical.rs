@@ -504,7 +504,7 @@ pub fn canonicalise<'a>(
     }
     let header_host = match host_header {
         Some(h) if h.is_empty() && raw.needs_host => return Err(Refusal::MissingHost),
-        Some(h) if h.is_empty() => None,
+        Some([]) => None,
         Some(h) => Some(canonical_host(h)?),
         None => None,
     };

@@ -7,11 +7,15 @@
 //!   `_` and `-` as equal.
 //! - Names containing `_` are dropped unless `server.underscores_in_headers`
 //!   (CGI, WSGI and PHP read `X_User_Id` as `X-User-Id`).
+//! - `X-HTTP-Method-Override` and its variants are removed unless
+//!   `server.method_override_headers`.
 //! - `X-Forwarded-For` is the client address; `X-Real-IP`, `Forwarded`,
 //!   `X-Forwarded-Host` and `X-Forwarded-Port` are removed; unless the peer is
 //!   in `server.trusted_proxies`, whose chain is kept and appended to.
 
-use gatehouse_config::{parse_trusted_proxy, ServerConfig, CLIENT_ADDRESS_HEADERS};
+use gatehouse_config::{
+    parse_trusted_proxy, ServerConfig, CLIENT_ADDRESS_HEADERS, METHOD_OVERRIDE_HEADERS,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
@@ -54,7 +58,13 @@ impl HeaderRules {
         let names = injected
             .into_iter()
             .map(|h| normalise(h.as_str()))
-            .chain(server.strip_headers.iter().map(|h| normalise(h)));
+            .chain(server.strip_headers.iter().map(|h| normalise(h)))
+            .chain(
+                METHOD_OVERRIDE_HEADERS
+                    .iter()
+                    .filter(|_| !server.method_override_headers)
+                    .map(|h| normalise(h)),
+            );
         for n in names {
             if !strip.contains(&n) {
                 strip.push(n);
@@ -160,6 +170,15 @@ mod tests {
         for n in ["x-user-ids", "x-user", "accept", "x-userid"] {
             assert!(!r.strips(n, false), "{n}");
         }
+    }
+
+    #[test]
+    fn method_overrides_removed_unless_allowed() {
+        let r = HeaderRules::new(&server(""), []);
+        assert!(r.strips("x-http-method-override", false));
+        assert!(r.strips("x-method-override", true));
+        let r = HeaderRules::new(&server("method_override_headers = true"), []);
+        assert!(!r.strips("x-http-method-override", false));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod canonical;
 pub mod headers;
+pub mod keyfiles;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

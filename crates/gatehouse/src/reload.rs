@@ -1,15 +1,18 @@
 //! Loading and hot-reloading the configuration: `SIGHUP` or a change of the
-//! file (directory watch, so editor renames and Kubernetes ConfigMap symlink
-//! swaps are seen). Read → parse → validate → compile → one atomic swap; any
-//! failure leaves the serving snapshot untouched.
+//! file or of a file a connector reads (key material; directory watches, so
+//! editor renames and Kubernetes ConfigMap/Secret symlink swaps are seen).
+//! Read → parse → validate → compile → one atomic swap; any failure leaves
+//! the serving snapshot untouched.
 
+use crate::keyfiles::{self, FileStates};
 use crate::snapshot::{compile, Snapshot};
 use crate::state::State;
 use gatehouse_config::{Config, ConfigError, ConfigErrors};
 use gatehouse_connectors::Registry;
 use notify::{RecursiveMode, Watcher};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Mutex};
 
@@ -39,11 +42,47 @@ fn concerns(ev: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> bool {
     ev.paths.is_empty()
         || ev.paths.iter().any(|p| {
             let name = p.file_name();
-            name == file_name
-                || name
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(".."))
+            name == file_name || is_dotdot(p)
         })
+}
+
+/// A Kubernetes ConfigMap/Secret volume entry (`..data`, `..2024_…`).
+fn is_dotdot(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".."))
+}
+
+/// True when a directory event may concern one of the key files `files`
+/// (absolute paths, with symlink targets): the file itself, or a `..` entry
+/// in its directory (a Secret volume swapping its `..data` symlink).
+fn concerns_key_file(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
+    ev.paths.iter().any(|p| {
+        files.contains(p) || (is_dotdot(p) && files.iter().any(|f| f.parent() == p.parent()))
+    })
+}
+
+/// The directory holding `path`, absolute.
+fn dir_of(path: &Path) -> PathBuf {
+    let abs = keyfiles::absolute(path);
+    match abs.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => abs,
+    }
+}
+
+/// What the last reload attempt read: the config bytes and the files its
+/// connectors name, so unchanged content is not reloaded again on unrelated
+/// events (and a refused version is not retried until something changes).
+struct Tried {
+    bytes: Vec<u8>,
+    files: FileStates,
+}
+
+/// The file watcher and the directories it watches.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    dirs: BTreeSet<PathBuf>,
 }
 
 /// Owns reloading; one reload runs at a time.
@@ -51,19 +90,70 @@ pub struct Reloader {
     path: PathBuf,
     registry: Registry,
     state: Arc<State>,
-    /// Content of the last file version tried (applied or refused), so an
-    /// unchanged file is not reloaded again on unrelated events.
-    last_bytes: Mutex<Vec<u8>>,
+    last: Mutex<Tried>,
+    /// Key files to react to (read by the watcher's event callback).
+    key_files: Arc<RwLock<BTreeSet<PathBuf>>>,
+    /// Present once [`Reloader::watch_file`] succeeded.
+    watch: std::sync::Mutex<Option<Watch>>,
 }
 
 impl Reloader {
-    /// A reloader for the file at `path` whose current content is `bytes`.
+    /// A reloader for the file at `path` whose current content is `bytes`
+    /// (the content the serving snapshot was compiled from).
     pub fn new(path: PathBuf, registry: Registry, state: Arc<State>, bytes: Vec<u8>) -> Self {
+        // The fingerprints the serving connectors were built with.
+        let files: FileStates = state
+            .current()
+            .connectors
+            .values()
+            .flat_map(|b| b.files.clone())
+            .collect();
+        let watched = keyfiles::watch_targets(&files.keys().cloned().collect());
         Self {
             path,
             registry,
             state,
-            last_bytes: Mutex::new(bytes),
+            last: Mutex::new(Tried { bytes, files }),
+            key_files: Arc::new(RwLock::new(watched)),
+            watch: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The key files now reacted to (absolute, with symlink targets).
+    pub fn watched_key_files(&self) -> BTreeSet<PathBuf> {
+        self.key_files.read().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Points the watch at `files` (the key files of the last config tried):
+    /// watches their directories, drops directories no longer needed.
+    fn rearm(&self, files: &FileStates) {
+        let targets = keyfiles::watch_targets(&files.keys().cloned().collect());
+        let mut dirs: BTreeSet<PathBuf> = targets.iter().map(|f| dir_of(f)).collect();
+        dirs.insert(dir_of(&self.path));
+        if let Ok(mut k) = self.key_files.write() {
+            *k = targets;
+        }
+        let Ok(mut guard) = self.watch.lock() else {
+            return;
+        };
+        let Some(w) = guard.as_mut() else {
+            return;
+        };
+        for gone in w.dirs.difference(&dirs).cloned().collect::<Vec<_>>() {
+            let _ = w.watcher.unwatch(&gone);
+            w.dirs.remove(&gone);
+        }
+        for new in dirs.difference(&w.dirs).cloned().collect::<Vec<_>>() {
+            match w.watcher.watch(&new, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    w.dirs.insert(new);
+                }
+                // Not recorded, so the next reload tries again.
+                Err(e) => tracing::warn!(
+                    "cannot watch {} for key file changes ({e}); reload with SIGHUP",
+                    new.display()
+                ),
+            }
         }
     }
 
@@ -73,15 +163,20 @@ impl Reloader {
         trigger: &str,
         only_if_changed: bool,
     ) -> Result<Option<u64>, ConfigErrors> {
-        let mut last = self.last_bytes.lock().await;
+        let mut last = self.last.lock().await;
         let metrics = &self.state.metrics;
         let result = async {
             let bytes = read_bytes(&self.path)?;
-            if only_if_changed && bytes == *last {
+            if only_if_changed && bytes == last.bytes && keyfiles::unchanged(&last.files) {
                 return Ok(None);
             }
-            *last = bytes.clone();
+            last.bytes = bytes.clone();
             let config = parse_config(&self.path, &bytes)?;
+            // Fingerprinted before compiling: a file changing during the
+            // compile is seen as changed by the next event.
+            let files = keyfiles::fingerprint_all(&keyfiles::config_files(&self.registry, &config));
+            self.rearm(&files);
+            last.files = files;
             let previous = self.state.current();
             if previous.config.server.listen != config.server.listen
                 || previous.config.server.admin_listen != config.server.admin_listen
@@ -152,28 +247,48 @@ impl Reloader {
         }
     }
 
-    /// Watches the config file's directory and reloads when the file's
-    /// content changes (debounced). Returns the watcher, which must be kept.
-    pub fn watch_file(self: Arc<Self>) -> notify::Result<notify::RecommendedWatcher> {
+    /// Watches the config file's directory and the directories of the key
+    /// files its connectors read, and reloads when the config's or a key
+    /// file's content changes (debounced). The set of watched directories
+    /// follows the key files of the last configuration tried.
+    pub fn watch_file(self: Arc<Self>) -> notify::Result<()> {
         let (tx, mut rx) = mpsc::channel::<()>(1);
         let file_name = self.path.file_name().map(|f| f.to_os_string());
+        let config_dir = dir_of(&self.path);
+        let key_files = self.key_files.clone();
+        let dir = config_dir.clone();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev {
-                if ev.kind.is_access() || !concerns(&ev, file_name.as_deref()) {
+                if ev.kind.is_access() {
                     return;
                 }
-                // Any change in the directory may be our file (ConfigMaps swap a
-                // `..data` symlink); the content comparison filters the rest.
+                let config = ev.paths.is_empty()
+                    || (ev.paths.iter().any(|p| p.parent() == Some(dir.as_path()))
+                        && concerns(&ev, file_name.as_deref()));
+                let key = key_files
+                    .read()
+                    .is_ok_and(|files| concerns_key_file(&ev, &files));
+                if !config && !key {
+                    return;
+                }
+                // Any change may be ours (ConfigMaps swap a `..data`
+                // symlink); the content comparison filters the rest.
                 let _ = tx.try_send(());
             }
         })?;
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
+        if let Ok(mut w) = self.watch.lock() {
+            *w = Some(Watch {
+                watcher,
+                dirs: BTreeSet::from([config_dir]),
+            });
+        }
         let me = self.clone();
         tokio::spawn(async move {
+            let files = me.last.lock().await.files.clone();
+            me.rearm(&files);
+            // A change between the initial load and the watch start.
+            let _ = me.reload("file_change", true).await;
             while rx.recv().await.is_some() {
                 // Debounce: wait until events stop for DEBOUNCE.
                 loop {
@@ -186,7 +301,7 @@ impl Reloader {
                 let _ = me.reload("file_change", true).await;
             }
         });
-        Ok(watcher)
+        Ok(())
     }
 }
 

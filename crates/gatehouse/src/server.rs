@@ -146,19 +146,17 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
 
     let reloader = Arc::new(Reloader::new(path.clone(), registry, state.clone(), bytes));
     bg.spawn(reloader.clone().watch_sighup());
-    let _watcher = {
+    {
+        // The watcher lives in the reloader, which re-arms it when the set of
+        // key files changes.
         let _guard = bg.enter();
-        match reloader.clone().watch_file() {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot watch {} for changes ({e}); reload with SIGHUP",
-                    path.display()
-                );
-                None
-            }
+        if let Err(e) = reloader.clone().watch_file() {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); reload with SIGHUP",
+                path.display()
+            );
         }
-    };
+    }
 
     let grace = server_cfg.grace_period.get();
     let conf = ServerConf {

@@ -2,6 +2,7 @@
 
 use crate::canonical::{canonical_path, PathRules};
 use crate::headers::HeaderRules;
+use crate::keyfiles::{self, FileStates};
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
 use gatehouse_config::{
@@ -40,6 +41,9 @@ pub struct Snapshot {
 pub struct BuiltConnector {
     /// The section.
     pub config: ConnectorConfig,
+    /// The files the section makes the connector read, fingerprinted just
+    /// before it was built (part of its identity on reload).
+    pub files: FileStates,
     /// The instance.
     pub connector: Arc<dyn Connector>,
     /// Its metric handles.
@@ -136,8 +140,8 @@ async fn resolve_upstream(
 
 /// Compiles `config`: resolves upstreams, builds (or carries over) connectors,
 /// builds the router and resolves metric handles. `previous` is the snapshot
-/// now serving; connectors whose section is unchanged are reused with their
-/// warm caches.
+/// now serving; connectors whose section and files (see [`keyfiles`]) are
+/// unchanged are reused with their warm caches.
 pub async fn compile(
     config: Config,
     registry: &Registry,
@@ -159,9 +163,12 @@ pub async fn compile(
 
     let mut connectors = BTreeMap::new();
     for (name, cfg) in &config.connectors {
+        // Carried over only when the section and the content of every file
+        // it names (keys) are unchanged; fingerprinted before any build.
+        let files = keyfiles::fingerprint_all(&keyfiles::connector_files(registry, cfg));
         let reused = previous
             .and_then(|p| p.connectors.get(name))
-            .filter(|b| b.config == *cfg)
+            .filter(|b| b.config == *cfg && b.files == files && keyfiles::all_readable(&files))
             .map(|b| b.connector.clone());
         let built = match reused {
             Some(c) => Ok(c),
@@ -173,6 +180,7 @@ pub async fn compile(
                     name.clone(),
                     BuiltConnector {
                         config: cfg.clone(),
+                        files,
                         connector,
                         metrics: metrics.connector(name),
                     },

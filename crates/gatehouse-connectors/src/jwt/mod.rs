@@ -20,6 +20,7 @@ pub use store::{KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
 
 use crate::errors::{ErrorResponder, Failure, FailureClass};
 use crate::inject::{InjectError, Injector};
+use crate::limits::{self, at_most};
 use crate::metrics::ReasonCounters;
 use crate::outbound::{client, parse_url, LazyFamilies};
 use crate::policy::Policy;
@@ -195,6 +196,25 @@ fn invalid(reason: Reason, code: &'static str, d: impl Into<String>) -> Failure 
     Failure::new(reason, FailureClass::InvalidToken, code, d)
 }
 
+/// Two carriers of a token: 400 `invalid_request`.
+pub(crate) fn ambiguous(why: &'static str) -> Failure {
+    Failure::new(
+        Reason::AmbiguousToken,
+        FailureClass::InvalidRequest,
+        "InvalidJWTToken",
+        format!("{why}; send the token once"),
+    )
+}
+
+/// Seconds (from claims, possibly huge, negative or fractional) as a
+/// duration no longer than `cap`: never panics.
+fn bounded_secs(secs: f64, cap: Duration) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap))
+}
+
 fn b64_json(part: &str, what: &str) -> Result<Value, Failure> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
@@ -238,8 +258,13 @@ fn numeric(claims: &Value, name: &str, code: &'static str) -> Result<Option<f64>
 }
 
 fn ago(secs: f64) -> String {
-    humantime::format_duration(Duration::from_secs(secs.max(0.0) as u64)).to_string()
+    // `as` saturates (NaN → 0); the text is capped at a readable length.
+    let secs = if secs.is_finite() { secs.max(0.0) } else { 0.0 };
+    humantime::format_duration(Duration::from_secs((secs as u64).min(MAX_AGO_SECS))).to_string()
 }
+
+/// Longest span `ago` spells out (about 1000 years).
+const MAX_AGO_SECS: u64 = 1000 * 365 * 24 * 3600;
 
 impl JwtConnector {
     /// Time checks (also re-run on every cache hit).
@@ -510,13 +535,12 @@ impl JwtConnector {
             }
         }
 
+        // Claims can hold any JSON number (1e20, -1e300): saturate, never panic.
         let mut ttl = exp.map_or(NO_EXP_CACHE_TTL, |e| {
-            Duration::from_secs_f64((e + self.leeway - now).max(0.0))
+            bounded_secs(e + self.leeway - now, MAX_CACHE_TTL)
         });
         if let (Some(max), Some(i)) = (self.max_age, iat) {
-            ttl = ttl.min(Duration::from_secs_f64(
-                (i + max + self.leeway - now).max(0.0),
-            ));
+            ttl = ttl.min(bounded_secs(i + max + self.leeway - now, MAX_CACHE_TTL));
         }
         Ok(Verified {
             exp,
@@ -526,6 +550,17 @@ impl JwtConnector {
             key,
             ttl: ttl.min(MAX_CACHE_TTL),
         })
+    }
+
+    /// Caches a verified token, unless its key was removed from the key set
+    /// since it was verified (the purge of that key must not be undone).
+    fn cache_verified(&self, key: [u8; 32], v: Verified) -> Arc<Verified> {
+        let v = Arc::new(v);
+        if let Some(c) = &self.cache {
+            self.store
+                .insert_if_current(v.key, || c.insert(key, v.clone()));
+        }
+        v
     }
 
     fn deny(&self, f: Failure, req: &RequestView<'_>) -> Verdict {
@@ -571,7 +606,9 @@ impl Connector for JwtConnector {
             Intake::Malformed(why) => {
                 return self.deny(invalid(Reason::Malformed, "InvalidJWTToken", why), req)
             }
+            Intake::Ambiguous(why) => return self.deny(ambiguous(why), req),
         };
+        let token: &str = &token;
         if token.len() > self.max_token {
             return self.deny(
                 invalid(
@@ -600,13 +637,7 @@ impl Connector for JwtConnector {
                     self.m.miss.inc();
                 }
                 match self.verify(token, now).await {
-                    Ok(v) => {
-                        let v = Arc::new(v);
-                        if let Some(c) = &self.cache {
-                            c.insert(key, v.clone());
-                        }
-                        v
-                    }
+                    Ok(v) => self.cache_verified(key, v),
                     Err(f) => return self.deny(f, req),
                 }
             }
@@ -628,7 +659,24 @@ impl ConnectorFactory for JwtFactory {
         "jwt"
     }
 
+    fn source_files(&self, settings: &toml::Table) -> Vec<std::path::PathBuf> {
+        deserialize_section::<JwtSettings>("", settings.clone())
+            .map(|s| s.source_files())
+            .unwrap_or_default()
+    }
+
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
+        let c: Arc<dyn Connector> = self.build_jwt(ctx).await?;
+        Ok(c)
+    }
+}
+
+impl JwtFactory {
+    /// Builds a connector (with its concrete type, for tests).
+    pub(crate) async fn build_jwt(
+        &self,
+        ctx: BuildContext,
+    ) -> Result<Arc<JwtConnector>, ConfigError> {
         let path = ctx.path.as_str();
         let s: JwtSettings = deserialize_section(path, ctx.settings.clone())?;
 
@@ -740,15 +788,50 @@ impl ConnectorFactory for JwtFactory {
                 .build()
         });
 
-        let settings = StoreSettings {
-            refresh: s.jwks_refresh.get().max(Duration::from_secs(1)),
-            min_refetch_interval: s.jwks_min_refetch_interval.get(),
-            max_stale: s.jwks_max_stale.get(),
+        let leeway = at_most(path, "leeway", s.leeway.get(), limits::MAX_LEEWAY)?;
+        let max_age = match s.max_token_age {
+            None => None,
+            Some(d) if d.get().is_zero() => {
+                return Err(config_err(path, "max_token_age", "must be more than 0s"))
+            }
+            Some(d) => Some(at_most(
+                path,
+                "max_token_age",
+                d.get(),
+                limits::MAX_TOKEN_AGE,
+            )?),
         };
+        let settings = StoreSettings {
+            refresh: at_most(
+                path,
+                "jwks_refresh",
+                s.jwks_refresh.get(),
+                limits::MAX_JWKS_REFRESH,
+            )?
+            .max(Duration::from_secs(1)),
+            min_refetch_interval: at_most(
+                path,
+                "jwks_min_refetch_interval",
+                s.jwks_min_refetch_interval.get(),
+                limits::MAX_JWKS_REFRESH,
+            )?,
+            max_stale: at_most(
+                path,
+                "jwks_max_stale",
+                s.jwks_max_stale.get(),
+                limits::MAX_JWKS_STALE,
+            )?,
+        };
+        let jwks_timeout = at_most(
+            path,
+            "jwks_timeout",
+            s.jwks_timeout.get(),
+            limits::MAX_IDP_TIMEOUT,
+        )?;
         let source = match (&s.jwks_url, &s.jwks_file) {
             (Some(u), _) => {
                 let url = parse_url(path, "jwks_url", u)?;
-                let client = client(path, s.jwks_timeout.get(), s.http_proxy.as_deref(), 3)?;
+                let client = client(path, jwks_timeout, s.http_proxy.as_deref())?;
                 KeySource::Url { url, client }
             }
             (None, Some(f)) => KeySource::File(f.clone()),
@@ -794,13 +877,8 @@ impl ConnectorFactory for JwtFactory {
             for (i, pk) in s.public_keys.iter().enumerate() {
                 let p = format!("public_keys[{i}]");
                 let pem = match (&pk.pem_file, &pk.pem) {
-                    (Some(f), None) => std::fs::read(f).map_err(|e| {
-                        config_err(
-                            path,
-                            &format!("{p}.pem_file"),
-                            format!("cannot read {}: {e}", f.display()),
-                        )
-                    })?,
+                    (Some(f), None) => crate::files::read_file(f)
+                        .map_err(|e| config_err(path, &format!("{p}.pem_file"), e))?,
                     (None, Some(t)) => t.clone().into_bytes(),
                     _ => return Err(config_err(path, &p, "give exactly one of pem_file or pem")),
                 };
@@ -816,13 +894,7 @@ impl ConnectorFactory for JwtFactory {
             let (raw, key) = match (&s.secret, &s.secret_file) {
                 (Some(t), _) => (t.clone().into_bytes(), "secret"),
                 (_, Some(f)) => (
-                    std::fs::read(f).map_err(|e| {
-                        config_err(
-                            path,
-                            "secret_file",
-                            format!("cannot read {}: {e}", f.display()),
-                        )
-                    })?,
+                    crate::files::read_file(f).map_err(|e| config_err(path, "secret_file", e))?,
                     "secret_file",
                 ),
                 (None, None) => {
@@ -912,17 +984,32 @@ impl ConnectorFactory for JwtFactory {
         // Initial fetch and background refresh.
         let mut tasks = Vec::new();
         if store.is_dynamic() {
-            if let Err(e) = store.load().await {
+            let loaded = match store.load().await {
+                Ok(_)
+                    if s.jwks_file.is_some() && store.keys().is_none_or(|k| k.keys.is_empty()) =>
+                {
+                    Err("no usable signature key".to_string())
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = loaded {
                 let key = if s.jwks_url.is_some() {
                     "jwks_url"
                 } else {
                     "jwks_file"
                 };
-                if s.jwks_required_at_load {
+                // A local file is configuration, not a network dependency: a
+                // missing or broken one refuses the load (and a reload keeps
+                // the previous keys).
+                if s.jwks_required_at_load || s.jwks_file.is_some() {
                     return Err(config_err(
                         path,
                         key,
-                        format!("cannot load keys: {e} (jwks_required_at_load = true)"),
+                        if s.jwks_file.is_some() {
+                            format!("cannot load keys: {e}")
+                        } else {
+                            format!("cannot load keys: {e} (jwks_required_at_load = true)")
+                        },
                     ));
                 }
                 tracing::warn!("{path}: cannot load keys yet ({e}); requests are refused with keys_unavailable until keys arrive");
@@ -966,9 +1053,9 @@ impl ConnectorFactory for JwtFactory {
             store,
             issuers: s.issuers,
             audiences: s.audiences,
-            leeway: s.leeway.get().as_secs_f64(),
+            leeway: leeway.as_secs_f64(),
             require_exp: s.require_exp,
-            max_age: s.max_token_age.map(|d| d.get().as_secs_f64()),
+            max_age: max_age.map(|d| d.as_secs_f64()),
             required_claims: s.required_claims,
             policy,
             injector,

@@ -129,6 +129,20 @@ pub struct JwtSettings {
     pub custom_error: Option<CustomErrorConfig>,
 }
 
+impl JwtSettings {
+    /// The files these settings make the connector read: `secret_file`,
+    /// `jwks_file` and every `public_keys[].pem_file`, as written.
+    pub fn source_files(&self) -> Vec<PathBuf> {
+        let pems = self.public_keys.iter().filter_map(|k| k.pem_file.clone());
+        self.secret_file
+            .iter()
+            .chain(self.jwks_file.iter())
+            .cloned()
+            .chain(pems)
+            .collect()
+    }
+}
+
 fn yes() -> bool {
     true
 }

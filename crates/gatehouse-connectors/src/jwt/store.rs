@@ -69,6 +69,11 @@ pub struct KeyStore {
     observer: FetchObserver,
     /// Called with the fingerprints of keys that disappeared.
     on_removed: Arc<dyn Fn(Vec<u64>) + Send + Sync>,
+    /// Held (write) while a key set is swapped in and removed keys are
+    /// purged, and (read) while a verified token is cached: a token verified
+    /// with a key is either cached before that key's purge (and purged with
+    /// it) or not cached at all.
+    purge: std::sync::RwLock<()>,
     name: String,
 }
 
@@ -94,6 +99,19 @@ pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<L
         .send()
         .await
         .map_err(|e| format!("request failed: {e}"))?;
+    if resp.status().is_redirection() {
+        return Err(format!(
+            "answered {} (redirect to {}); redirects are not followed: set jwks_url to the final URL",
+            resp.status(),
+            resp.headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nowhere")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ));
+    }
     if !resp.status().is_success() {
         return Err(format!("answered {}", resp.status()));
     }
@@ -129,6 +147,7 @@ impl KeyStore {
             refetch: Mutex::new(None),
             observer,
             on_removed,
+            purge: std::sync::RwLock::new(()),
             name: name.to_string(),
         }
     }
@@ -140,6 +159,7 @@ impl KeyStore {
 
     /// Installs a key set.
     pub fn set(&self, keys: KeySet) {
+        let _purging = self.purge.write().unwrap_or_else(|e| e.into_inner());
         let old = self.current.swap(Some(Arc::new(keys)));
         self.last_success.store(unix_now(), Ordering::SeqCst);
         if let (Some(old), Some(new)) = (old, self.current.load_full()) {
@@ -153,6 +173,23 @@ impl KeyStore {
                 (self.on_removed)(removed);
             }
         }
+    }
+
+    /// Runs `insert` (which caches a token verified with the key
+    /// `fingerprint`) only if that key is still in the current set, atomically
+    /// with respect to [`KeyStore::set`]'s purge of removed keys. Returns
+    /// whether `insert` ran.
+    pub fn insert_if_current(&self, fingerprint: u64, insert: impl FnOnce()) -> bool {
+        let _guard = self.purge.read().unwrap_or_else(|e| e.into_inner());
+        let current = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|k| k.keys.iter().any(|k| k.fingerprint == fingerprint));
+        if current {
+            insert();
+        }
+        current
     }
 
     /// The keys, unless none were ever loaded or they are older than `max_stale`.
@@ -246,8 +283,11 @@ impl KeyStore {
             delay = match self.load().await {
                 Ok(max_age) => {
                     backoff = Duration::from_secs(1);
+                    // Not `clamp`: it panics when the config's minimum
+                    // exceeds the refresh period.
                     max_age.map_or(self.settings.refresh, |m| {
-                        m.clamp(self.settings.min_refetch_interval, self.settings.refresh)
+                        m.max(self.settings.min_refetch_interval)
+                            .min(self.settings.refresh)
                     })
                 }
                 Err(_) => {

@@ -704,3 +704,5 @@ fn jwks_parsing_skips_unusable_keys() {
     assert!(parse_jwks(b"{}").is_err());
     assert!(parse_jwks(b"[").is_err());
 }
+
+mod hardening;

@@ -186,3 +186,39 @@ fn config_errors() {
         .unwrap_err();
     assert_eq!(e.path, "c.policy[0].any[0].values[0]");
 }
+
+#[test]
+fn case_insensitive_matching_folds_ascii_only() {
+    let rule = |claim: &str, op: &str, value: &str| {
+        policy(&format!(
+            "[[policy]]\nany = [{{ claim = \"{claim}\", op = \"{op}\", values = [\"{value}\"], case_sensitive = false }}]"
+        ))
+        .unwrap()
+    };
+    // U+212A KELVIN SIGN lowercases to `k`; U+017F LATIN SMALL LETTER LONG S
+    // uppercases to `S`. Neither may stand for the ASCII letter.
+    let doc =
+        json!({"role": "\u{212A}ing", "team": "\u{017F}ecurity", "scope": "read\u{2003}admin"});
+    assert!(rule("role", "equals", "king").evaluate(&doc).is_err());
+    assert!(rule("role", "equals", "KING").evaluate(&doc).is_err());
+    assert!(rule("team", "equals", "security").evaluate(&doc).is_err());
+    assert!(rule("team", "contains_any", "SECURITY")
+        .evaluate(&doc)
+        .is_err());
+    // The claim's own spelling still matches, and ASCII case still folds.
+    assert!(rule("role", "equals", "\u{212A}ING").evaluate(&doc).is_ok());
+    assert!(rule("team", "equals", "\u{017F}ECURITY")
+        .evaluate(&doc)
+        .is_ok());
+    let doc = json!({"role": "King"});
+    assert!(rule("role", "equals", "kING").evaluate(&doc).is_ok());
+    let doc = json!({"role": "king"});
+    assert!(rule("role", "equals", "\u{212A}ing")
+        .evaluate(&doc)
+        .is_err());
+    // Strings split into words on ASCII whitespace and commas only.
+    let doc = json!({"scope": "read\u{2003}admin"});
+    assert!(rule("scope", "contains_any", "admin")
+        .evaluate(&doc)
+        .is_err());
+}

@@ -15,6 +15,7 @@ pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
 use crate::claims::{render, ClaimPath};
 use crate::errors::{ErrorResponder, ErrorStyle, Failure, FailureClass};
 use crate::inject::{InjectError, Injector};
+use crate::limits::{self, at_most};
 use crate::outbound::{client, parse_url, read_limited, LazyFamilies};
 use crate::policy::Policy;
 use crate::token::{find_token, Intake, TokenSource};
@@ -175,21 +176,45 @@ pub struct UserinfoConnector {
     inflight: IntGauge,
 }
 
-fn unix_now() -> u64 {
+fn unix_now_f64() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// The `exp` of a JWT-shaped token, read without verification (only used to
-/// cap how long an answer is cached).
-fn unverified_exp(token: &str) -> Option<u64> {
+/// cap how long an answer is cached and served stale).
+fn unverified_exp(token: &str) -> Option<f64> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice::<Value>(&bytes)
         .ok()?
         .get("exp")?
-        .as_u64()
+        .as_f64()
+}
+
+/// How long an answer stays fresh, and how long it is kept (served stale
+/// while the IdP fails), from now: `ttl`, plus `stale` for valid answers,
+/// neither past the token's `exp` (seconds left until it, possibly negative
+/// or huge). `None`: not cached.
+fn cache_window(
+    ttl: Duration,
+    stale: Option<Duration>,
+    exp_in: Option<f64>,
+) -> Option<(Duration, Duration)> {
+    let until_exp = exp_in.map(|left| {
+        if left.is_nan() || left <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::try_from_secs_f64(left).unwrap_or(Duration::MAX)
+        }
+    });
+    let fresh = until_exp.map_or(ttl, |e| ttl.min(e));
+    if fresh.is_zero() {
+        return None;
+    }
+    let keep = fresh.saturating_add(stale.unwrap_or(Duration::ZERO));
+    Some((fresh, until_exp.map_or(keep, |e| keep.min(e))))
 }
 
 fn form_encode(s: &str) -> String {
@@ -414,6 +439,17 @@ impl UserinfoConnector {
                         &headers,
                         &body,
                     )),
+                    (300..=399, Ok(_)) => Outcome::Unavailable(format!(
+                        "answered {} (redirect to {}); redirects are not followed: configure the final URL",
+                        status.as_u16(),
+                        headers
+                            .get("location")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("nowhere")
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )),
                     (s, Ok(_)) => Outcome::Unavailable(format!("answered {s}")),
                 }
             }
@@ -469,23 +505,24 @@ impl UserinfoConnector {
             Outcome::Unavailable(_) => return,
         };
         let now = Instant::now();
-        let mut ttl = ttl;
-        if let Some(exp) = unverified_exp(token) {
-            ttl = ttl.min(Duration::from_secs(exp.saturating_sub(unix_now())));
-        }
-        if ttl.is_zero() {
+        let stale = match o {
+            Outcome::Valid(_) => self.stale,
+            _ => None,
+        };
+        let exp_in = unverified_exp(token).map(|e| e - unix_now_f64());
+        let Some((fresh, keep)) = cache_window(ttl, stale, exp_in) else {
             return;
-        }
-        let keep = match (o, self.stale) {
-            (Outcome::Valid(_), Some(s)) => ttl + s,
-            _ => ttl,
+        };
+        let (Some(fresh_until), Some(keep_until)) = (now.checked_add(fresh), now.checked_add(keep))
+        else {
+            return;
         };
         cache.insert(
             key,
             Arc::new(Entry {
                 outcome: o.clone(),
-                fresh_until: now + ttl,
-                keep_until: now + keep,
+                fresh_until,
+                keep_until,
             }),
         );
     }
@@ -552,7 +589,17 @@ impl Connector for UserinfoConnector {
                 );
                 return Verdict::Deny(self.errors.reject(&f, req.request_id));
             }
+            Intake::Ambiguous(why) => {
+                let f = Failure::new(
+                    Reason::AmbiguousToken,
+                    FailureClass::InvalidRequest,
+                    "InvalidAuthorizationHeaderValue",
+                    format!("{why}; send the token once"),
+                );
+                return Verdict::Deny(self.errors.reject(&f, req.request_id));
+            }
         };
+        let token: &str = &token;
         if token.len() > self.max_token {
             let f = Failure::new(
                 Reason::TokenTooLarge,
@@ -586,7 +633,9 @@ impl Connector for UserinfoConnector {
         self.miss.inc();
         let outcome = self.fetch(key, idx, token).await;
         if let (Outcome::Unavailable(_), Some(e)) = (&outcome, stale) {
-            if matches!(e.outcome, Outcome::Valid(_)) {
+            // keep_until never passes the token's exp; checked here too, as
+            // the cache may evict lazily.
+            if matches!(e.outcome, Outcome::Valid(_)) && Instant::now() < e.keep_until {
                 self.stale_hit.inc();
                 return self.answer(&e.outcome, req);
             }
@@ -721,7 +770,29 @@ impl ConnectorFactory for UserinfoFactory {
             None => None,
         };
 
-        let client = client(path, s.timeout.get(), s.http_proxy.as_deref(), 0)?;
+        let timeout = at_most(path, "timeout", s.timeout.get(), limits::MAX_IDP_TIMEOUT)?;
+        let client = client(path, timeout, s.http_proxy.as_deref())?;
+        let cache_ttl = at_most(
+            path,
+            "cache_ttl",
+            s.cache_ttl.get(),
+            limits::MAX_USERINFO_CACHE,
+        )?;
+        let negative_ttl = at_most(
+            path,
+            "negative_cache_ttl",
+            s.negative_cache_ttl.get(),
+            limits::MAX_USERINFO_CACHE,
+        )?;
+        let stale = match s.stale_if_error {
+            Some(d) => Some(at_most(
+                path,
+                "stale_if_error",
+                d.get(),
+                limits::MAX_USERINFO_CACHE,
+            )?),
+            None => None,
+        };
 
         let meta_header = match &s.error_header_name {
             Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
@@ -798,9 +869,9 @@ impl ConnectorFactory for UserinfoFactory {
             client,
             max_body: s.max_response_bytes,
             cache,
-            cache_ttl: s.cache_ttl.get(),
-            negative_ttl: s.negative_cache_ttl.get(),
-            stale: s.stale_if_error.map(|d| d.get()),
+            cache_ttl,
+            negative_ttl,
+            stale,
             inflight_calls: Mutex::new(HashMap::new()),
             required_claims: s.required_claims,
             policy,

@@ -1,4 +1,6 @@
 use super::*;
+use gatehouse_testkit::{MockIdp, MockResponse};
+use http::{HeaderMap, Method, Uri};
 
 async fn build(body: &str) -> Result<Arc<dyn Connector>, ConfigError> {
     let settings: toml::Table = toml::from_str(body).expect("test TOML");
@@ -75,6 +77,145 @@ fn helpers() {
     assert_eq!(form_encode("a.b-c_d~e+f/g="), "a.b-c_d~e%2Bf%2Fg%3D");
     assert_eq!(html_escape("<b>&\"</b>"), "&lt;b&gt;&amp;&quot;&lt;/b&gt;");
     let t = format!("x.{}.y", URL_SAFE_NO_PAD.encode("{\"exp\":12345}"));
-    assert_eq!(unverified_exp(&t), Some(12345));
+    assert_eq!(unverified_exp(&t), Some(12345.0));
     assert_eq!(unverified_exp("opaque-token"), None);
+}
+
+async fn check(c: &dyn Connector, headers: &[(&str, &str)]) -> Verdict {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let (m, u) = (Method::GET, Uri::from_static("/"));
+    c.check(&RequestView {
+        method: &m,
+        uri: &u,
+        headers: &h,
+        client: None,
+        request_id: "rid",
+    })
+    .await
+}
+
+fn rejection(v: &Verdict) -> &Rejection {
+    match v {
+        Verdict::Deny(r) => r,
+        Verdict::Allow(e) => panic!("expected a denial, got {e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn durations_are_bounded() {
+    let base = "default_endpoint = \"http://127.0.0.1:1/ui\"\n";
+    assert!(build(&format!(
+        "{base}cache_ttl = \"1d\"\nnegative_cache_ttl = \"1d\"\nstale_if_error = \"1d\"\ntimeout = \"5m\""
+    ))
+    .await
+    .is_ok());
+    for (extra, path) in [
+        ("cache_ttl = \"25h\"", "connectors.u.cache_ttl"),
+        (
+            "negative_cache_ttl = \"2d\"",
+            "connectors.u.negative_cache_ttl",
+        ),
+        (
+            "stale_if_error = \"100000000000y\"",
+            "connectors.u.stale_if_error",
+        ),
+        ("timeout = \"6m\"", "connectors.u.timeout"),
+    ] {
+        let e = build(&format!("{base}{extra}"))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("accepted {extra}"));
+        assert_eq!(e.path, path, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_400_and_the_idp_is_not_called() {
+    let idp = MockIdp::start();
+    idp.route(
+        "GET",
+        "/ui",
+        MockResponse::json(200, serde_json::json!({"sub": "u"})),
+    );
+    let c = build(&format!("default_endpoint = \"{}\"", idp.url("/ui")))
+        .await
+        .unwrap();
+    for hs in [
+        &[("authorization", "Bearer a"), ("authorization", "Bearer b")][..],
+        &[("authorization", "Bearer a, Bearer b")][..],
+    ] {
+        let v = check(&*c, hs).await;
+        let r = rejection(&v);
+        assert_eq!((r.status.as_u16(), r.reason), (400, Reason::AmbiguousToken));
+        let challenge = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == http::header::WWW_AUTHENTICATE)
+            .map(|(_, v)| v.to_str().unwrap())
+            .unwrap();
+        assert!(
+            challenge.contains("error=\"invalid_request\""),
+            "{challenge}"
+        );
+    }
+    assert_eq!(idp.total_calls(), 0);
+    assert!(matches!(
+        check(&*c, &[("authorization", "Bearer a")]).await,
+        Verdict::Allow(_)
+    ));
+}
+
+#[tokio::test]
+async fn an_idp_redirect_is_an_idp_error_and_is_not_followed() {
+    let idp = MockIdp::start();
+    idp.route(
+        "GET",
+        "/moved",
+        MockResponse::json(200, serde_json::json!({"sub": "u"})),
+    );
+    for status in [301, 302, 307, 308] {
+        idp.route(
+            "GET",
+            "/ui",
+            MockResponse::status(status).with_header("location", idp.url("/moved")),
+        );
+        let c = build(&format!("default_endpoint = \"{}\"", idp.url("/ui")))
+            .await
+            .unwrap();
+        let v = check(&*c, &[("authorization", "Bearer tok")]).await;
+        let r = rejection(&v);
+        assert_eq!((r.status.as_u16(), r.reason), (503, Reason::IdpUnavailable));
+    }
+    assert_eq!(idp.calls("/ui"), 4);
+    assert_eq!(idp.calls("/moved"), 0, "a redirect was followed");
+}
+
+#[test]
+fn stale_answers_never_outlive_the_token_exp() {
+    let m = Duration::from_secs(60);
+    // No exp (opaque token): ttl fresh, ttl + stale kept.
+    assert_eq!(cache_window(m, Some(m), None), Some((m, 2 * m)));
+    assert_eq!(cache_window(m, None, None), Some((m, m)));
+    // exp in 30 s: fresh 30 s, kept 30 s, not 30 s + stale.
+    let e = Duration::from_secs(30);
+    assert_eq!(cache_window(m, Some(m), Some(30.0)), Some((e, e)));
+    // exp in 90 s: fresh 60 s, kept until exp.
+    assert_eq!(
+        cache_window(m, Some(m), Some(90.0)),
+        Some((m, Duration::from_secs(90)))
+    );
+    // Past, NaN-ish or absurd exp: never panics.
+    assert_eq!(cache_window(m, Some(m), Some(-5.0)), None);
+    assert_eq!(cache_window(m, Some(m), Some(f64::NAN)), None);
+    assert_eq!(cache_window(m, Some(m), Some(1e300)), Some((m, 2 * m)));
+    assert_eq!(
+        cache_window(Duration::MAX, Some(Duration::MAX), None),
+        Some((Duration::MAX, Duration::MAX))
+    );
 }

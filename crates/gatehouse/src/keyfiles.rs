@@ -1,0 +1,216 @@
+//! Files connectors read (key material: `secret_file`, `pem_file`,
+//! `jwks_file`) as part of a connector's identity on reload.
+//!
+//! Each file a section names is fingerprinted (SHA-256 of its content) just
+//! **before** the connector is built. A reload carries a connector over only
+//! when its section and every file's current fingerprint are unchanged;
+//! taking the fingerprint before the build means a file that changes during
+//! the build is seen as changed by the next reload (a needless rebuild at
+//! worst, never a stale key kept).
+//!
+//! Paths are used as written in the config and resolved like the connector
+//! resolves them: relative paths against the process's working directory.
+
+use gatehouse_config::{Config, ConnectorConfig};
+use gatehouse_connectors::files::read_file;
+use gatehouse_connectors::Registry;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What a file held when it was looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fingerprint {
+    /// SHA-256 of the content.
+    Sha256([u8; 32]),
+    /// The file could not be read (missing, too large, …), with why.
+    Unreadable(String),
+}
+
+impl Fingerprint {
+    /// Fingerprints the file at `path` now (bounded read).
+    pub fn of(path: &Path) -> Self {
+        match read_file(path) {
+            Ok(bytes) => Self::Sha256(Sha256::digest(&bytes).into()),
+            Err(e) => Self::Unreadable(e),
+        }
+    }
+}
+
+/// Files and what they held, keyed by absolute path.
+pub type FileStates = BTreeMap<PathBuf, Fingerprint>;
+
+/// `path` made absolute against the working directory (no file-system
+/// access, symlinks kept: the connector reads through them too).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The files the section `cfg` makes its connector read, absolute, deduplicated.
+pub fn connector_files(registry: &Registry, cfg: &ConnectorConfig) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in registry.source_files(cfg) {
+        let p = absolute(&p);
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The files every connector of `config` reads.
+pub fn config_files(registry: &Registry, config: &Config) -> BTreeSet<PathBuf> {
+    config
+        .connectors
+        .values()
+        .flat_map(|c| connector_files(registry, c))
+        .collect()
+}
+
+/// Fingerprints each of `paths` now.
+pub fn fingerprint_all<'a>(paths: impl IntoIterator<Item = &'a PathBuf>) -> FileStates {
+    paths
+        .into_iter()
+        .map(|p| (p.clone(), Fingerprint::of(p)))
+        .collect()
+}
+
+/// True when every file of `states` still holds what it held then.
+pub fn unchanged(states: &FileStates) -> bool {
+    states.iter().all(|(p, f)| Fingerprint::of(p) == *f)
+}
+
+/// True when every file of `states` was readable then (a connector is only
+/// carried over on readable, unchanged files).
+pub fn all_readable(states: &FileStates) -> bool {
+    states.values().all(|f| matches!(f, Fingerprint::Sha256(_)))
+}
+
+/// The paths to match file events against for `files`: each path, plus its
+/// symlink-resolved target when that differs (so a change of the target in
+/// another directory is seen too).
+pub fn watch_targets(files: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+    let mut out = files.clone();
+    for f in files {
+        if let Ok(real) = std::fs::canonicalize(f) {
+            out.insert(real);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::snapshot::Snapshot;
+
+    #[test]
+    fn fingerprints_follow_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k");
+        std::fs::write(&f, "one").unwrap();
+        let states = fingerprint_all([&f]);
+        assert!(all_readable(&states) && unchanged(&states));
+        std::fs::write(&f, "two").unwrap();
+        assert!(!unchanged(&states));
+        std::fs::remove_file(&f).unwrap();
+        let gone = fingerprint_all([&f]);
+        assert!(!all_readable(&gone));
+        assert!(unchanged(&gone), "still missing is unchanged");
+        std::fs::write(&f, "one").unwrap();
+        assert!(unchanged(&states), "same content again is unchanged");
+    }
+
+    fn hs_config(secret: &Path) -> Config {
+        Config::from_toml_str(&format!(
+            r#"
+[server]
+listen = ["127.0.0.1:1"]
+[upstreams.u]
+peers = ["127.0.0.1:1"]
+[connectors.hs]
+kind = "jwt"
+algorithms = ["HS256"]
+secret_file = "{}"
+[[routes]]
+name = "r"
+upstream = "u"
+connectors = ["hs"]
+"#,
+            secret.display()
+        ))
+        .unwrap()
+    }
+
+    async fn compile(
+        secret: &Path,
+        registry: &Registry,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, gatehouse_config::ConfigErrors> {
+        crate::snapshot::compile(hs_config(secret), registry, metrics, previous, 2).await
+    }
+
+    fn conn(s: &Snapshot) -> std::sync::Arc<dyn gatehouse_connectors::Connector> {
+        s.connectors["hs"].connector.clone()
+    }
+
+    /// What `SIGHUP` runs: a compile against the serving snapshot.
+    #[tokio::test]
+    async fn compile_carries_a_connector_over_only_while_its_files_are_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hs.key");
+        std::fs::write(&secret, [b'a'; 32]).unwrap();
+        let (r, m) = (Registry::builtin(), Metrics::new().unwrap());
+        let first = compile(&secret, &r, &m, None).await.unwrap();
+        assert_eq!(
+            first.connectors["hs"].files.keys().collect::<Vec<_>>(),
+            [&secret],
+            "the secret file is recorded"
+        );
+
+        let same = compile(&secret, &r, &m, Some(&first)).await.unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&conn(&first), &conn(&same)),
+            "unchanged: carried over"
+        );
+
+        std::fs::write(&secret, [b'b'; 32]).unwrap();
+        let rotated = compile(&secret, &r, &m, Some(&same)).await.unwrap();
+        assert!(
+            !std::sync::Arc::ptr_eq(&conn(&same), &conn(&rotated)),
+            "changed: rebuilt"
+        );
+
+        std::fs::write(&secret, b"short").unwrap();
+        let err = compile(&secret, &r, &m, Some(&rotated))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("connectors.hs.secret_file: secret is 5 bytes"),
+            "{err}"
+        );
+
+        std::fs::remove_file(&secret).unwrap();
+        let err = compile(&secret, &r, &m, Some(&rotated))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("connectors.hs.secret_file: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute(Path::new("keys/a.pem")), cwd.join("keys/a.pem"));
+        assert_eq!(absolute(Path::new("/etc/k")), PathBuf::from("/etc/k"));
+    }
+}
