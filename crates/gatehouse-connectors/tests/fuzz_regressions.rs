@@ -37,3 +37,30 @@ fn quoted_empty_cookie_is_not_a_token() {
         }
     }
 }
+
+/// `token_intake`, crash-4ab8d2c4…: `Cookie: d` (an item without `=`)
+/// panicked with "attempt to subtract with overflow" in `cookie_items`: the
+/// value's offset was taken from a literal `""` outside the header text.
+#[test]
+fn cookie_item_without_equals_does_not_panic() {
+    let cfg = TokenSourceConfig {
+        header: None,
+        scheme: None,
+        cookie: Some("at".into()),
+        query: None,
+    };
+    let sources = TokenSource::compile_all("fuzz", &[cfg]).unwrap();
+    let (method, uri) = (Method::GET, Uri::from_static("/"));
+    for cookie in ["d", "x=1; d; at=a.b.c", "at"] {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, HeaderValue::from_static(cookie));
+        let req = RequestView {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+            client: None,
+            request_id: "",
+        };
+        let _ = find_token(&sources, &req);
+    }
+}
