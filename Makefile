@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps check deploy-check build release fmt clippy nextest bench clean
+.PHONY: run test deps check deploy-check build release fmt clippy nextest bench fuzz clean
 
 ## run: build, then start Gatehouse on configs/demo.toml with the demo upstream; prints curl lines
 run: deps build
@@ -48,6 +48,13 @@ bench: deps release
 	$(CARGO) bench --bench connectors
 	benches/load.sh $(BENCH_ARGS)
 	benches/instructions.sh
+
+## fuzz: every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (default 60), one at a time;
+## installs cargo-fuzz when missing; stable toolchain with RUSTC_BOOTSTRAP=1 (not part of `make test`)
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) RUSTC_BOOTSTRAP=1 scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -274,9 +274,11 @@ fn cookie_items(text: &str) -> impl Iterator<Item = (&str, std::ops::Range<usize
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(move |p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            // No `=`: an empty value at the end of `p` (inside `text`, so the
+            // offset below is in range; a literal "" lies elsewhere in memory).
+            let (k, v) = p.split_once('=').unwrap_or((p, &p[p.len()..]));
             let v = v.trim();
-            let start = v.as_ptr() as usize - base;
+            let start = (v.as_ptr() as usize).saturating_sub(base);
             (k, start..start + v.len())
         })
 }
