@@ -29,11 +29,8 @@ fn quoted_empty_cookie_is_not_a_token() {
             client: None,
             request_id: "",
         };
-        match find_token(&sources, &req) {
-            Intake::Found(token, _) => {
-                assert!(!token.is_empty(), "{cookie:?}: empty token found")
-            }
-            _ => {}
+        if let Intake::Found(token, _) = find_token(&sources, &req) {
+            assert!(!token.is_empty(), "{cookie:?}: empty token found");
         }
     }
 }
