@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps check deploy-check build release fmt clippy nextest bench clean
+.PHONY: run test deps check deploy-check build release fmt clippy nextest bench soak clean
 
 ## run: build, then start Gatehouse on configs/demo.toml with the demo upstream; prints curl lines
 run: deps build
@@ -48,6 +48,11 @@ bench: deps release
 	$(CARGO) bench --bench connectors
 	benches/load.sh $(BENCH_ARGS)
 	benches/instructions.sh
+
+## soak: faults under steady load (reloads, JWKS rotation and outage, userinfo IdP slow/down/500) for
+## about 5 minutes on loopback; SOAK_SECONDS, FAULT_SECONDS, RELOADS; not part of `make test`
+soak: deps
+	benches/soak.sh
 
 clean:
 	$(CARGO) clean
