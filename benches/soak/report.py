@@ -80,6 +80,8 @@ def main():
         print(f"{name:<12} {r['requests']:>9} {two:>9}  {bad or '-'}")
     print(f"reloads ok/failed: {extra.get('reloads_ok')}/{extra.get('reloads_failed')} "
           f"(expected {extra.get('reloads_expected_ok')}/{extra.get('reloads_expected_failed')}); "
+          f"SIGHUPs logged {extra.get('reloads_logged_sighup')}, "
+          f"file-watcher reload lines {extra.get('reloads_logged_file_change')}; "
           f"JWKS refreshes failed while down: {extra.get('jwks_failed_refreshes')}; panics: {extra.get('panics')}")
     print(f"Gatehouse RSS {extra.get('rss_kb_start')} kB -> {extra.get('rss_kb_end')} kB; "
           f"open fds {extra.get('fds_start')} -> {extra.get('fds_end')}")
