@@ -53,9 +53,11 @@ struct Controls {
 
 /// Value of query parameter `name` in `query` (no decoding: digits only).
 fn param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+    query?.split('&').find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
 }
 
 fn state(c: &Controls) -> MockResponse {
