@@ -89,14 +89,16 @@ fn userinfo(c: &Controls, req: &RecordedRequest) -> MockResponse {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let idp = MockIdp::start_on(cli.listen)
-        .with_context(|| format!("starting soak IdP on {}", cli.listen))?;
     let controls = Arc::new(Controls::default());
     controls.rotated.store(cli.rotated, Ordering::SeqCst);
-
+    // Everything slow (key parsing) before listening; until the routes are in place the server is
+    // "down" (connections closed), so a restart never answers 404 to a client that raced it.
     let (k1, k2) = (TestKey::rsa(1), TestKey::rsa(2));
     let one = MockResponse::json(200, jwks(&[(&k1, "k1")]));
     let both = MockResponse::json(200, jwks(&[(&k1, "k1"), (&k2, "k2")]));
+    let idp = MockIdp::start_on(cli.listen)
+        .with_context(|| format!("starting soak IdP on {}", cli.listen))?;
+    idp.set_down(true);
     let c = Arc::clone(&controls);
     idp.route_fn("GET", "/.well-known/jwks.json", move |_| {
         if c.rotated.load(Ordering::SeqCst) {
@@ -128,6 +130,7 @@ fn main() -> anyhow::Result<()> {
     });
     let c = Arc::clone(&controls);
     idp.route_fn("GET", "/_control/state", move |_| state(&c));
+    idp.set_down(false);
     println!("soak IdP listening on http://{}", idp.addr());
 
     let rt = tokio::runtime::Builder::new_current_thread()
