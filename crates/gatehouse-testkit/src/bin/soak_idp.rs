@@ -96,9 +96,8 @@ fn main() -> anyhow::Result<()> {
     let (k1, k2) = (TestKey::rsa(1), TestKey::rsa(2));
     let one = MockResponse::json(200, jwks(&[(&k1, "k1")]));
     let both = MockResponse::json(200, jwks(&[(&k1, "k1"), (&k2, "k2")]));
-    let idp = MockIdp::start_on(cli.listen)
+    let idp = MockIdp::start_down_on(cli.listen)
         .with_context(|| format!("starting soak IdP on {}", cli.listen))?;
-    idp.set_down(true);
     let c = Arc::clone(&controls);
     idp.route_fn("GET", "/.well-known/jwks.json", move |_| {
         if c.rotated.load(Ordering::SeqCst) {
