@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps check deploy-check build release fmt clippy nextest bench fuzz clean
+.PHONY: run test deps check deploy-check build release fmt clippy nextest bench fuzz soak clean
 
 ## run: build, then start Gatehouse on configs/demo.toml with the demo upstream; prints curl lines
 run: deps build
@@ -55,6 +55,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	FUZZ_SECONDS=$(FUZZ_SECONDS) RUSTC_BOOTSTRAP=1 scripts/fuzz.sh
+
+## soak: faults under steady load (reloads, JWKS rotation and outage, userinfo IdP slow/down/500) for
+## about 5 minutes on loopback; SOAK_SECONDS, FAULT_SECONDS, RELOADS; not part of `make test`
+soak: deps
+	benches/soak.sh
 
 clean:
 	$(CARGO) clean

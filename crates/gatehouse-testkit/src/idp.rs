@@ -201,6 +201,16 @@ impl MockIdp {
         Ok(MockIdp { state, server })
     }
 
+    /// Like [`start_on`](Self::start_on), but [down](Self::set_down) from the
+    /// first connection on, so routes can be registered before anything is
+    /// answered (a restarted mock never answers 404 to a racing client).
+    pub fn start_down_on(addr: SocketAddr) -> anyhow::Result<MockIdp> {
+        let state = Arc::new(IdpState::default());
+        state.down.store(true, Ordering::SeqCst);
+        let server = server::spawn_server("mock-idp", addr, Arc::clone(&state))?;
+        Ok(MockIdp { state, server })
+    }
+
     /// Address the mock listens on.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
