@@ -24,6 +24,7 @@
 mod duration;
 mod error;
 mod request;
+mod steps;
 
 pub use duration::HumanDuration;
 pub use error::{ConfigError, ConfigErrors};
@@ -31,6 +32,7 @@ pub use request::{
     is_header_name, parse_trusted_proxy, EncodedSlashes, PathParameters, CLIENT_ADDRESS_HEADERS,
     METHOD_OVERRIDE_HEADERS,
 };
+pub use steps::Step;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -187,6 +189,15 @@ impl<'de> Deserialize<'de> for ConnectorConfig {
     }
 }
 
+impl RouteConfig {
+    /// Every connector name of the route, in chain order (groups flattened).
+    pub fn connector_names(&self) -> impl Iterator<Item = &str> {
+        self.connectors
+            .iter()
+            .flat_map(|s| s.members().iter().map(String::as_str))
+    }
+}
+
 /// One `[[routes]]` entry.
 #[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -206,9 +217,11 @@ pub struct RouteConfig {
     pub methods: Option<Vec<String>>,
     /// Name of the upstream to proxy to.
     pub upstream: String,
-    /// Connectors run in order; every one must allow. Empty: a public route.
+    /// Steps run in order; every step must allow. A step is a connector name
+    /// or an any-of group `{ any = ["a", "b"] }` (the first member that
+    /// allows wins). Empty: a public route.
     #[serde(default)]
-    pub connectors: Vec<String>,
+    pub connectors: Vec<Step>,
     /// Match `path_prefix` ignoring ASCII case, for upstreams that serve paths
     /// case-insensitively (IIS and others). The path is forwarded unchanged.
     #[serde(default)]
@@ -446,22 +459,7 @@ impl Config {
                     ),
                 ));
             }
-            for (j, c) in r.connectors.iter().enumerate() {
-                if !self.connectors.contains_key(c) {
-                    errs.push(ConfigError::new(
-                        format!("{p}.connectors[{j}]"),
-                        format!(
-                            "no connector named \"{c}\" (known: {})",
-                            known(self.connectors.keys())
-                        ),
-                    ));
-                } else if r.connectors[..j].contains(c) {
-                    errs.push(ConfigError::new(
-                        format!("{p}.connectors[{j}]"),
-                        format!("connector \"{c}\" is listed twice"),
-                    ));
-                }
-            }
+            steps::validate(&p, &r.connectors, &self.connectors, &mut errs);
             let mut methods = r.methods.clone();
             if let Some(m) = methods.as_mut() {
                 m.sort();

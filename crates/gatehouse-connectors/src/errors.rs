@@ -147,6 +147,12 @@ impl ErrorResponder {
         })
     }
 
+    /// The denial for `f`: the failure with its rendered response.
+    pub fn deny(&self, f: Failure, request_id: &str) -> crate::Denial {
+        let r = self.reject(&f, request_id);
+        crate::Denial::new(f, r)
+    }
+
     /// The response for `f`.
     pub fn reject(&self, f: &Failure, request_id: &str) -> Rejection {
         let (status, error) = match f.class {

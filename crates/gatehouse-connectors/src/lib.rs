@@ -25,9 +25,9 @@ pub mod token;
 pub mod userinfo;
 mod verdict;
 
-pub use chain::{run_chain, ChainOutcome};
-pub use registry::{BuildContext, ConnectorFactory, Registry};
-pub use verdict::{HeaderEdits, Reason, Rejection, RequestView, Verdict};
+pub use chain::{run_chain, ChainOutcome, Step};
+pub use registry::{BuildContext, Capabilities, ConnectorFactory, Registry};
+pub use verdict::{Denial, HeaderEdits, Reason, Rejection, RequestView, Verdict};
 
 use async_trait::async_trait;
 
@@ -43,6 +43,14 @@ pub trait Connector: Send + Sync {
 
     /// Decides on one request.
     async fn check(&self, req: &RequestView<'_>) -> Verdict;
+
+    /// A cheap look at the request before [`Connector::check`], made only for
+    /// members of an any-of group: `Some` refuses at once when the credential
+    /// is plainly not this connector's (a JWT from an issuer it does not
+    /// accept), so the group moves on without verifying a signature.
+    fn precheck(&self, _req: &RequestView<'_>) -> Option<Denial> {
+        None
+    }
 
     /// Headers this connector may inject upstream. Client-supplied copies of
     /// them are removed from every request on a route that uses the

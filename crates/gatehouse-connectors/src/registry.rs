@@ -21,6 +21,15 @@ pub struct BuildContext {
     pub metrics: prometheus::Registry,
 }
 
+/// What a kind can do, for tools and the proxy (which never name a kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Decides from the request and locally held material alone (keys it
+    /// fetched ahead of time), without a network call per token: `token
+    /// inspect --route` can run it offline.
+    pub decides_offline: bool,
+}
+
 /// Builds connectors of one kind.
 #[async_trait]
 pub trait ConnectorFactory: Send + Sync {
@@ -38,6 +47,20 @@ pub trait ConnectorFactory: Send + Sync {
     /// not deserialize names no files (its build reports the error).
     fn source_files(&self, _settings: &toml::Table) -> Vec<PathBuf> {
         Vec::new()
+    }
+
+    /// What connectors of this kind can do (by default: nothing promised).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            decides_offline: false,
+        }
+    }
+
+    /// The JSON Schema of a section of this kind (without `kind`), added to
+    /// `generator`'s definitions; usually `generator.subschema_for::<Settings>()`.
+    /// By default: any table.
+    fn settings_schema(&self, _generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "object" })
     }
 }
 
@@ -76,6 +99,23 @@ impl Registry {
     /// The known kinds, sorted.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.kinds.keys().copied().collect()
+    }
+
+    /// The capabilities of `kind` (`None` for an unknown kind).
+    pub fn capabilities(&self, kind: &str) -> Option<Capabilities> {
+        self.kinds.get(kind).map(|f| f.capabilities())
+    }
+
+    /// Every kind with the schema of its settings (see
+    /// [`ConnectorFactory::settings_schema`]), sorted by kind.
+    pub fn settings_schemas(
+        &self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> Vec<(&'static str, schemars::Schema)> {
+        self.kinds
+            .iter()
+            .map(|(k, f)| (*k, f.settings_schema(generator)))
+            .collect()
     }
 
     /// The files the section `cfg` makes its connector read (see

@@ -4,6 +4,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use std::net::IpAddr;
 
+use crate::errors::{Failure, FailureClass};
+
 /// A read-only view of the downstream request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
@@ -59,7 +61,57 @@ pub enum Verdict {
     /// Let the request through, with these edits.
     Allow(HeaderEdits),
     /// Answer the client now.
-    Deny(Rejection),
+    Deny(Denial),
+}
+
+/// A refusal: what went wrong (typed, for metrics, logs, tools and any-of
+/// groups) next to the response rendered for the client.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    /// What went wrong.
+    pub failure: Failure,
+    /// What to answer.
+    pub rejection: Rejection,
+}
+
+impl Denial {
+    /// Pairs a failure with its rendered response.
+    pub fn new(failure: Failure, rejection: Rejection) -> Self {
+        Self { failure, rejection }
+    }
+
+    /// The bounded reason.
+    pub fn reason(&self) -> Reason {
+        self.failure.reason
+    }
+
+    /// True when this refusal should answer rather than `other` in an
+    /// any-of group (see [`Reason::specificity`]; `other` is the earlier).
+    pub fn outranks(&self, other: &Denial) -> bool {
+        self.reason().specificity() > other.reason().specificity()
+    }
+}
+
+impl From<Rejection> for Denial {
+    /// A denial known only by its response (connectors outside this crate
+    /// that render their own): the class follows the status.
+    fn from(rejection: Rejection) -> Self {
+        let class = match rejection.status.as_u16() {
+            400 => FailureClass::InvalidRequest,
+            403 => FailureClass::InsufficientScope,
+            s if s >= 500 => FailureClass::Unavailable,
+            _ => FailureClass::InvalidToken,
+        };
+        Self {
+            failure: Failure::new(
+                rejection.reason,
+                class,
+                "",
+                rejection.reason.as_str().replace('_', " "),
+            ),
+            rejection,
+        }
+    }
 }
 
 /// Why a request was refused: a bounded set, used for the response, the log
@@ -147,6 +199,36 @@ impl Reason {
             .iter()
             .position(|r| *r == self)
             .unwrap_or(Self::ALL.len() - 1)
+    }
+
+    /// How much a refusal with this reason says about the credential, for
+    /// choosing the answer of an any-of group none of whose members allowed:
+    /// the highest wins (ties: the earlier member). "Not mine" (no token in
+    /// this member's sources, another issuer) says least; a token whose
+    /// signature verified and was then refused says most.
+    pub fn specificity(self) -> u8 {
+        match self {
+            Reason::MissingToken | Reason::IssuerNotAllowed => 0,
+            Reason::Malformed
+            | Reason::TokenTooLarge
+            | Reason::AlgorithmNotAllowed
+            | Reason::UnknownKey
+            | Reason::NoUserinfoEndpoint => 1,
+            Reason::KeysUnavailable
+            | Reason::IdpUnavailable
+            | Reason::IdpBadResponse
+            | Reason::Denied => 2,
+            Reason::BadSignature | Reason::IdpRejected => 3,
+            Reason::AmbiguousToken
+            | Reason::Expired
+            | Reason::NotYetValid
+            | Reason::IssuedInFuture
+            | Reason::TooOld
+            | Reason::AudienceNotAllowed
+            | Reason::MissingClaim
+            | Reason::PolicyDenied
+            | Reason::InvalidHeaderValue => 4,
+        }
     }
 
     /// The label / log form, in `snake_case`.

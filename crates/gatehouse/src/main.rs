@@ -278,16 +278,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Schema => match serde_json::to_string_pretty(&gatehouse::schema::schema()) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
+        Command::Schema => {
+            match serde_json::to_string_pretty(&gatehouse::schema::schema(&registry)) {
+                Ok(s) => {
+                    println!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run => {
             init_logging(cli.common.log_format);
             match gatehouse::server::run(cli.common.config, registry) {

@@ -40,6 +40,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     connector_duration: HistogramVec,
     rejections: IntCounterVec,
+    group_allows: IntCounterVec,
     /// `gatehouse_config_reloads_total{result}`.
     pub reloads: IntCounterVec,
     /// `gatehouse_config_generation`.
@@ -91,6 +92,13 @@ impl Metrics {
                 ),
                 &["route", "connector", "reason"],
             )?,
+            group_allows: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_group_allows_total",
+                    "Requests an any-of group let through, by route and the member that allowed.",
+                ),
+                &["route", "connector"],
+            )?,
             reloads: IntCounterVec::new(
                 Opts::new(
                     "gatehouse_config_reloads_total",
@@ -118,6 +126,7 @@ impl Metrics {
         r.register(Box::new(m.upstream_duration.clone()))?;
         r.register(Box::new(m.connector_duration.clone()))?;
         r.register(Box::new(m.rejections.clone()))?;
+        r.register(Box::new(m.group_allows.clone()))?;
         r.register(Box::new(m.reloads.clone()))?;
         r.register(Box::new(m.generation.clone()))?;
         r.register(Box::new(m.last_reload_success.clone()))?;
@@ -138,8 +147,10 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Resolves the handles of one route (done when a config is compiled).
-    pub fn route(&self, route: &str, connectors: &[&str]) -> RouteMetrics {
+    /// Resolves the handles of one route (done when a config is compiled):
+    /// `connectors` are its connector names in chain order (groups
+    /// flattened), `grouped` those that are members of an any-of group.
+    pub fn route(&self, route: &str, connectors: &[&str], grouped: &[&str]) -> RouteMetrics {
         RouteMetrics {
             name: route.to_string(),
             by_class: STATUS_CLASSES.map(|c| self.requests.with_label_values(&[route, c])),
@@ -147,7 +158,21 @@ impl Metrics {
             upstream: self.upstream_duration.with_label_values(&[route]),
             rejections: connectors
                 .iter()
-                .map(|c| ReasonCounters::new(self.rejections.clone(), &[route, c]))
+                .map(|c| {
+                    (
+                        c.to_string(),
+                        ReasonCounters::new(self.rejections.clone(), &[route, c]),
+                    )
+                })
+                .collect(),
+            group_allows: grouped
+                .iter()
+                .map(|c| {
+                    (
+                        c.to_string(),
+                        self.group_allows.with_label_values(&[route, c]),
+                    )
+                })
                 .collect(),
         }
     }
@@ -161,13 +186,14 @@ impl Metrics {
     }
 
     /// Drops the series of a route that left the configuration.
-    pub fn forget_route(&self, route: &str, connectors: &[String]) {
+    pub fn forget_route<'a>(&self, route: &str, connectors: impl Iterator<Item = &'a str>) {
         for c in STATUS_CLASSES {
             let _ = self.requests.remove_label_values(&[route, c]);
         }
         let _ = self.request_duration.remove_label_values(&[route]);
         let _ = self.upstream_duration.remove_label_values(&[route]);
         for c in connectors {
+            let _ = self.group_allows.remove_label_values(&[route, c]);
             for r in Reason::ALL {
                 let _ = self.rejections.remove_label_values(&[route, c, r.as_str()]);
             }
@@ -190,7 +216,8 @@ pub struct RouteMetrics {
     by_class: [IntCounter; 6],
     duration: Histogram,
     upstream: Histogram,
-    rejections: Vec<ReasonCounters>,
+    rejections: Vec<(String, ReasonCounters)>,
+    group_allows: Vec<(String, IntCounter)>,
 }
 
 impl RouteMetrics {
@@ -205,10 +232,17 @@ impl RouteMetrics {
         self.upstream.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a rejection by the chain's connector `index`.
-    pub fn reject(&self, index: usize, reason: Reason) {
-        if let Some(h) = self.rejections.get(index) {
+    /// Counts a rejection answered by `connector`.
+    pub fn reject(&self, connector: &str, reason: Reason) {
+        if let Some((_, h)) = self.rejections.iter().find(|(n, _)| n == connector) {
             h.inc(reason);
+        }
+    }
+
+    /// Counts a request an any-of group let through because of `connector`.
+    pub fn group_allow(&self, connector: &str) {
+        if let Some((_, h)) = self.group_allows.iter().find(|(n, _)| n == connector) {
+            h.inc();
         }
     }
 }

@@ -40,7 +40,8 @@ pub struct Ctx {
     /// The canonical `Host`, when the received one differs from it.
     upstream_host: Option<HeaderValue>,
     upstream_start: Option<Instant>,
-    rejected: Option<(usize, Reason)>,
+    /// The step and member whose refusal answered, and why.
+    rejected: Option<(usize, usize, Reason)>,
     _inflight: InflightGuard,
 }
 
@@ -265,8 +266,11 @@ impl ProxyHttp for GatehouseProxy {
             client,
             request_id: rid_str,
         };
-        let outcome = run_chain(&route.chain, &view, |i, ok, d| {
-            route.chain_metrics[i].observe(ok, d)
+        let outcome = run_chain(&route.chain, &view, |s, m, ok, d| {
+            route.chain_metrics[s][m].observe(ok, d);
+            if ok && route.chain[s].members.len() > 1 {
+                route.metrics.group_allow(route.chain[s].members[m].name());
+            }
         })
         .await;
         match outcome {
@@ -274,17 +278,22 @@ impl ProxyHttp for GatehouseProxy {
                 ctx.edits = edits;
                 Ok(false)
             }
-            ChainOutcome::Deny { index, rejection } => {
+            ChainOutcome::Deny {
+                step,
+                member,
+                denial,
+            } => {
                 let Rejection {
                     status,
                     reason,
                     headers,
                     content_type,
                     body,
-                } = rejection;
-                route.metrics.reject(index, reason);
-                ctx.rejected = Some((index, reason));
-                tracing::debug!(route = %route.name, connector = route.chain[index].name(), %reason, status = status.as_u16(), "request rejected");
+                } = denial.rejection;
+                let connector = route.chain[step].members[member].name();
+                route.metrics.reject(connector, reason);
+                ctx.rejected = Some((step, member, reason));
+                tracing::debug!(route = %route.name, connector, %reason, status = status.as_u16(), description = %denial.failure.description, "request rejected");
                 respond(session, status, &headers, &content_type, body, Some(&rid)).await?;
                 Ok(true)
             }
@@ -475,8 +484,12 @@ fn access_log(session: &Session, ctx: &Ctx, route: &str, status: u16, elapsed: D
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let (connector, reason) = match (ctx.rejected, ctx.snapshot.as_ref(), ctx.route) {
-        (Some((i, reason)), Some(s), Some(r)) => (
-            s.routes[r].chain.get(i).map_or("", |c| c.name()),
+        (Some((step, member, reason)), Some(s), Some(r)) => (
+            s.routes[r]
+                .chain
+                .get(step)
+                .and_then(|st| st.members.get(member))
+                .map_or("", |c| c.name()),
             reason.as_str(),
         ),
         _ => ("", ""),

@@ -1,40 +1,58 @@
 //! The JSON Schema of the configuration, for editors (Taplo, VS Code's Even
-//! Better TOML) and CI linters. Connector sections are a `oneOf` on `kind`.
+//! Better TOML) and CI linters. Connector sections are a `oneOf` on `kind`,
+//! one branch per kind of the registry (each factory gives its own schema).
 
 use gatehouse_config::Config;
-use gatehouse_connectors::jwt::JwtSettings;
-use gatehouse_connectors::userinfo::UserinfoSettings;
+use gatehouse_connectors::Registry;
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Value};
 
-/// Adds `kind = <kind>` (required) to a connector settings definition.
-fn tag(defs: &mut serde_json::Map<String, Value>, def: &str, kind: &str) {
-    if let Some(Value::Object(d)) = defs.get_mut(def) {
-        if let Some(Value::Object(props)) = d.get_mut("properties") {
-            props.insert(
-                "kind".into(),
-                json!({ "const": kind, "description": "The connector kind." }),
-            );
-        }
-        match d.get_mut("required") {
-            Some(Value::Array(r)) => r.push(json!("kind")),
-            _ => {
-                d.insert("required".into(), json!(["kind"]));
-            }
+/// Adds `kind = <kind>` (required) to a connector settings schema: the
+/// definition its `$ref` points to, or the schema itself when inline.
+fn tag(defs: &mut serde_json::Map<String, Value>, schema: &mut Value, kind: &str) {
+    let target = match schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.rsplit('/').next())
+        .map(str::to_string)
+    {
+        Some(def) => match defs.get_mut(&def) {
+            Some(d) => d,
+            None => return,
+        },
+        None => schema,
+    };
+    let Some(d) = target.as_object_mut() else {
+        return;
+    };
+    let props = d.entry("properties").or_insert_with(|| json!({}));
+    if let Some(p) = props.as_object_mut() {
+        p.insert(
+            "kind".into(),
+            json!({ "const": kind, "description": "The connector kind." }),
+        );
+    }
+    match d.get_mut("required") {
+        Some(Value::Array(r)) => r.push(json!("kind")),
+        _ => {
+            d.insert("required".into(), json!(["kind"]));
         }
     }
 }
 
-/// The schema, as JSON.
-pub fn schema() -> Value {
+/// The schema, as JSON, for the kinds of `registry`.
+pub fn schema(registry: &Registry) -> Value {
     let mut generator = SchemaSettings::draft2020_12().into_generator();
     let root = generator.root_schema_for::<Config>();
-    let jwt = generator.subschema_for::<JwtSettings>();
-    let userinfo = generator.subschema_for::<UserinfoSettings>();
+    let kinds = registry.settings_schemas(&mut generator);
     let mut root = root.to_value();
     let mut defs = generator.take_definitions(true);
-    tag(&mut defs, "JwtSettings", "jwt");
-    tag(&mut defs, "UserinfoSettings", "oidc_userinfo");
+    let mut branches = Vec::new();
+    for (kind, s) in kinds {
+        let mut v = s.to_value();
+        tag(&mut defs, &mut v, kind);
+        branches.push(v);
+    }
     let root_defs = root
         .as_object_mut()
         .map(|o| o.entry("$defs").or_insert_with(|| json!({})));
@@ -46,7 +64,7 @@ pub fn schema() -> Value {
             "ConnectorConfig".into(),
             json!({
                 "description": "A connector: `kind` selects the settings.",
-                "oneOf": [jwt.to_value(), userinfo.to_value()]
+                "oneOf": branches
             }),
         );
     }

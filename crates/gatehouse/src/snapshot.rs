@@ -8,7 +8,7 @@ use crate::router::Router;
 use gatehouse_config::{
     split_host_port, Config, ConfigError, ConfigErrors, ConnectorConfig, UpstreamConfig,
 };
-use gatehouse_connectors::{Connector, Registry};
+use gatehouse_connectors::{Connector, Registry, Step};
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,10 +56,10 @@ pub struct CompiledRoute {
     pub name: String,
     /// Where it proxies to.
     pub upstream: Arc<CompiledUpstream>,
-    /// Its connectors, in order.
-    pub chain: Vec<Arc<dyn Connector>>,
-    /// Metric handles of each chain member.
-    pub chain_metrics: Vec<ConnectorMetrics>,
+    /// Its steps, in order (a step of several members is an any-of group).
+    pub chain: Vec<Step>,
+    /// Metric handles of each step's members.
+    pub chain_metrics: Vec<Vec<ConnectorMetrics>>,
     /// Metric handles.
     pub metrics: RouteMetrics,
 }
@@ -221,31 +221,43 @@ pub async fn compile(
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
         // validate() guarantees the references exist.
-        let (Some(upstream), Some(chain)) = (
-            upstreams.get(&r.upstream).cloned(),
-            r.connectors
-                .iter()
-                .map(|c| connectors.get(c))
-                .collect::<Option<Vec<_>>>(),
-        ) else {
+        let member = |c: &String| connectors.get(c);
+        let steps: Option<Vec<Vec<&BuiltConnector>>> = r
+            .connectors
+            .iter()
+            .map(|s| s.members().iter().map(member).collect())
+            .collect();
+        let (Some(upstream), Some(steps)) = (upstreams.get(&r.upstream).cloned(), steps) else {
             return Err(
                 ConfigError::new(format!("routes.{}", r.name), "dangling reference").into(),
             );
         };
-        let names: Vec<&str> = r.connectors.iter().map(String::as_str).collect();
+        let names: Vec<&str> = r.connector_names().collect();
+        let groups: Vec<&str> = r
+            .connectors
+            .iter()
+            .filter(|s| s.is_group())
+            .flat_map(|s| s.members().iter().map(String::as_str))
+            .collect();
         routes.push(CompiledRoute {
             name: r.name.clone(),
             upstream,
-            chain_metrics: chain.iter().map(|b| b.metrics.clone()).collect(),
-            chain: chain.iter().map(|b| b.connector.clone()).collect(),
-            metrics: metrics.route(&r.name, &names),
+            chain_metrics: steps
+                .iter()
+                .map(|s| s.iter().map(|b| b.metrics.clone()).collect())
+                .collect(),
+            chain: steps
+                .iter()
+                .map(|s| Step::any(s.iter().map(|b| b.connector.clone()).collect()))
+                .collect(),
+            metrics: metrics.route(&r.name, &names, &groups),
         });
     }
 
     if let Some(prev) = previous {
         for old in &prev.config.routes {
             if !config.routes.iter().any(|r| r.name == old.name) {
-                metrics.forget_route(&old.name, &old.connectors);
+                metrics.forget_route(&old.name, old.connector_names());
             }
         }
         for old in prev.connectors.keys() {
@@ -267,7 +279,7 @@ pub async fn compile(
         headers,
         router: Router::new(&config.routes),
         routes,
-        unmatched: metrics.route("_none", &[]),
+        unmatched: metrics.route("_none", &[], &[]),
         connectors,
         upstreams,
         config,
@@ -319,7 +331,8 @@ impl Snapshot {
             let chain = if r.connectors.is_empty() {
                 "public".to_string()
             } else {
-                r.connectors.join(" -> ")
+                let steps: Vec<String> = r.connectors.iter().map(|s| s.to_string()).collect();
+                steps.join(" -> ")
             };
             let _ = writeln!(
                 s,

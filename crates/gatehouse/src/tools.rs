@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Context};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use gatehouse_connectors::{Registry, RequestView, Verdict};
+use gatehouse_connectors::{Denial, Registry, RequestView, Verdict};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -187,7 +187,9 @@ fn indent(s: &str) -> String {
 }
 
 /// Explains what `route` of the config at `config` does with `token`: every
-/// `jwt` connector of its chain is run for real (keys fetched as at start).
+/// connector of its steps that decides offline (see
+/// [`gatehouse_connectors::Capabilities`]) is run for real (keys fetched as
+/// at start), each member of an any-of group with its own answer.
 /// Returns the report and whether the route would let the request through.
 pub async fn explain(
     token: &str,
@@ -244,55 +246,82 @@ pub async fn explain(
         client: None,
         request_id: "inspect",
     };
-    for (i, c) in compiled.chain.iter().enumerate() {
-        let n = i + 1;
-        if c.kind() != "jwt" {
-            out.push_str(&format!(
-                "  {n}. {} ({}): not evaluated offline (it calls the identity provider)\n",
-                c.name(),
-                c.kind()
-            ));
+    let mut unknown = Vec::new();
+    for (i, (step, cfg)) in compiled.chain.iter().zip(&rc.connectors).enumerate() {
+        let group = step.members.len() > 1;
+        out.push_str(&format!("  {}. {cfg}\n", i + 1));
+        let mut best: Option<(&str, Denial)> = None;
+        let mut allowed = false;
+        for c in &step.members {
+            let label = format!("     {} ({})", c.name(), c.kind());
+            let offline = registry
+                .capabilities(c.kind())
+                .is_some_and(|k| k.decides_offline);
+            if !offline {
+                out.push_str(&format!(
+                    "{label}: not evaluated offline (it calls the identity provider)\n"
+                ));
+                unknown.push(c.name().to_string());
+                continue;
+            }
+            let verdict = match group.then(|| c.precheck(&view)).flatten() {
+                Some(d) => Verdict::Deny(d),
+                None => c.check(&view).await,
+            };
+            match verdict {
+                Verdict::Allow(edits) => {
+                    out.push_str(&format!("{label}: ACCEPTED\n"));
+                    for (h, v) in &edits.set {
+                        out.push_str(&format!(
+                            "       sets {h}: {}\n",
+                            String::from_utf8_lossy(v.as_bytes())
+                        ));
+                    }
+                    for h in &edits.remove {
+                        out.push_str(&format!("       removes {h}\n"));
+                    }
+                    allowed = true;
+                    break;
+                }
+                Verdict::Deny(d) => {
+                    out.push_str(&format!(
+                        "{label}: REJECTED: {} [reason {}, status {}]\n",
+                        d.failure.description,
+                        d.reason(),
+                        d.rejection.status.as_u16()
+                    ));
+                    if best.as_ref().is_none_or(|(_, b)| d.outranks(b)) {
+                        best = Some((c.name(), d));
+                    }
+                }
+            }
+        }
+        if allowed {
             continue;
         }
-        match c.check(&view).await {
-            Verdict::Allow(edits) => {
-                out.push_str(&format!("  {n}. {} (jwt): ACCEPTED\n", c.name()));
-                for (h, v) in &edits.set {
+        match best {
+            Some((who, d)) if unknown.is_empty() => {
+                if group {
                     out.push_str(&format!(
-                        "       sets {h}: {}\n",
-                        String::from_utf8_lossy(v.as_bytes())
+                        "  => no member allows; the most specific refusal answers: {who}'s {}\n",
+                        d.reason()
                     ));
                 }
-                for h in &edits.remove {
-                    out.push_str(&format!("       removes {h}\n"));
-                }
-            }
-            Verdict::Deny(r) => {
-                let why = serde_json::from_slice::<Value>(&r.body)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("error_description")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    })
-                    .or_else(|| {
-                        r.headers
-                            .iter()
-                            .find(|(h, _)| h == "x-mashery-error-detail")
-                            .and_then(|(_, v)| v.to_str().ok())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_else(|| String::from_utf8_lossy(&r.body).trim().to_string());
                 out.push_str(&format!(
-                    "  {n}. {} (jwt): REJECTED: {why} [reason {}, status {}]\n",
-                    c.name(),
-                    r.reason,
-                    r.status.as_u16()
+                    "  => the route answers {}\n",
+                    d.rejection.status.as_u16()
                 ));
-                out.push_str(&format!("  => the route answers {}\n", r.status.as_u16()));
                 return Ok((out, false));
             }
+            _ => {}
         }
+    }
+    if !unknown.is_empty() {
+        out.push_str(&format!(
+            "  => the route lets the request through if {} allow(s) it\n",
+            unknown.join(", ")
+        ));
+        return Ok((out, true));
     }
     out.push_str("  => the route lets the request through\n");
     Ok((out, true))

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use gatehouse_config::{deserialize_section, ConfigError};
 use gatehouse_connectors::{
-    BuildContext, Connector, ConnectorFactory, HeaderEdits, Reason, Registry, Rejection,
+    BuildContext, Connector, ConnectorFactory, Denial, HeaderEdits, Reason, Registry, Rejection,
     RequestView, Verdict,
 };
 use gatehouse_testkit::process::{http_get_blocking, parse_metric};
@@ -42,13 +42,13 @@ impl Connector for Gate {
     }
     async fn check(&self, req: &RequestView<'_>) -> Verdict {
         if req.headers.get("x-pass").is_none_or(|v| v != "yes") {
-            return Verdict::Deny(Rejection::bearer(
+            return Verdict::Deny(Denial::from(Rejection::bearer(
                 StatusCode::UNAUTHORIZED,
                 Reason::MissingToken,
                 &self.realm,
                 "",
                 "no pass",
-            ));
+            )));
         }
         let mut edits = HeaderEdits::none();
         if let Some(u) = req.headers.get("x-user") {
@@ -103,12 +103,12 @@ impl Connector for ReadOnly {
                 ..Default::default()
             })
         } else {
-            Verdict::Deny(Rejection::json(
+            Verdict::Deny(Denial::from(Rejection::json(
                 StatusCode::FORBIDDEN,
                 Reason::PolicyDenied,
                 "insufficient_scope",
                 "read only",
-            ))
+            )))
         }
     }
 }

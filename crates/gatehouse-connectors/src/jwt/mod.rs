@@ -25,7 +25,7 @@ use crate::metrics::ReasonCounters;
 use crate::outbound::{client, parse_url, LazyFamilies};
 use crate::policy::Policy;
 use crate::token::{carrier_edits, find_token, Intake, TokenSource};
-use crate::{BuildContext, Connector, ConnectorFactory, Reason, RequestView, Verdict};
+use crate::{BuildContext, Connector, ConnectorFactory, Denial, Reason, RequestView, Verdict};
 use async_trait::async_trait;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -240,6 +240,21 @@ fn b64_json(part: &str, what: &str) -> Result<Value, Failure> {
         ));
     }
     Ok(v)
+}
+
+/// The `iss` of an unverified payload: `None` when the payload does not
+/// decode (the full check reports it), `Some(None)` when it has no string `iss`.
+fn unverified_issuer(payload: &str) -> Option<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<Value>,
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let p: Iss = serde_json::from_slice(&bytes).ok()?;
+    Some(match p.iss {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    })
 }
 
 fn numeric(claims: &Value, name: &str, code: &'static str) -> Result<Option<f64>, Failure> {
@@ -566,7 +581,7 @@ impl JwtConnector {
     fn deny(&self, f: Failure, req: &RequestView<'_>) -> Verdict {
         self.m.invalid.inc(f.reason);
         tracing::debug!(connector = %self.name, reason = %f.reason, "{}", f.description);
-        Verdict::Deny(self.errors.reject(&f, req.request_id))
+        Verdict::Deny(self.errors.deny(f, req.request_id))
     }
 
     /// The current key set (for tools and tests).
@@ -587,6 +602,33 @@ impl Connector for JwtConnector {
 
     fn injected_headers(&self) -> &[HeaderName] {
         &self.injected
+    }
+
+    /// In an any-of group, a token whose unverified `iss` is not among
+    /// `issuers` is not this connector's: refused without key lookup or
+    /// signature check (not counted as a validation).
+    fn precheck(&self, req: &RequestView<'_>) -> Option<Denial> {
+        if self.issuers.is_empty() {
+            return None;
+        }
+        let Intake::Found(token, _) = find_token(&self.sources, req) else {
+            return None;
+        };
+        if token.len() > self.max_token {
+            return None;
+        }
+        let iss = unverified_issuer(token.split('.').nth(1)?)?;
+        if iss.is_some_and(|i| self.issuers.iter().any(|w| *w == i)) {
+            return None;
+        }
+        Some(self.errors.deny(
+            invalid(
+                Reason::IssuerNotAllowed,
+                "IssNotAuthorized",
+                "token issuer is not among this connector's issuers",
+            ),
+            req.request_id,
+        ))
     }
 
     async fn check(&self, req: &RequestView<'_>) -> Verdict {
@@ -663,6 +705,16 @@ impl ConnectorFactory for JwtFactory {
         deserialize_section::<JwtSettings>("", settings.clone())
             .map(|s| s.source_files())
             .unwrap_or_default()
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            decides_offline: true,
+        }
+    }
+
+    fn settings_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<JwtSettings>()
     }
 
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {

@@ -53,7 +53,10 @@ async fn check(c: &dyn Connector, token: &str) -> Verdict {
 
 fn denied(v: &Verdict) -> Option<&Rejection> {
     match v {
-        Verdict::Deny(r) => Some(r),
+        Verdict::Deny(d) => {
+            assert_eq!(d.failure.reason, d.rejection.reason, "{d:?}");
+            Some(&d.rejection)
+        }
         Verdict::Allow(_) => None,
     }
 }
@@ -68,11 +71,9 @@ fn assert_reason(v: &Verdict, reason: Reason, status: u16) {
 fn assert_allowed(v: &Verdict) -> &HeaderEdits {
     match v {
         Verdict::Allow(e) => e,
-        Verdict::Deny(r) => panic!(
+        Verdict::Deny(d) => panic!(
             "expected allow, got {} {}: {}",
-            r.status,
-            r.reason,
-            String::from_utf8_lossy(&r.body)
+            d.rejection.status, d.rejection.reason, d.failure.description
         ),
     }
 }

@@ -20,7 +20,8 @@ use crate::outbound::{client, parse_url, read_limited, LazyFamilies};
 use crate::policy::Policy;
 use crate::token::{find_token, Intake, TokenSource};
 use crate::{
-    BuildContext, Connector, ConnectorFactory, HeaderEdits, Reason, Rejection, RequestView, Verdict,
+    BuildContext, Connector, ConnectorFactory, Denial, HeaderEdits, Reason, Rejection, RequestView,
+    Verdict,
 };
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -112,7 +113,7 @@ enum Outcome {
 #[derive(Debug, Clone)]
 enum IdpRejection {
     /// The IdP's status and challenge, relayed as they are.
-    Relay(Rejection),
+    Relay(Denial),
     /// Gatehouse's own answer, rendered per request (it may carry the request id).
     Own(Failure),
 }
@@ -308,7 +309,16 @@ impl UserinfoConnector {
         if let Some(c) = challenge {
             out_headers.push((http::header::WWW_AUTHENTICATE, c));
         }
-        IdpRejection::Relay(match self.style {
+        let failure = Failure::new(
+            Reason::IdpRejected,
+            FailureClass::InvalidToken,
+            "TargetEndpointError",
+            format!(
+                "the identity provider rejected the token (status {})",
+                status.as_u16()
+            ),
+        );
+        let rejection = match self.style {
             ErrorStyle::Mashery => Rejection {
                 status,
                 reason: Reason::IdpRejected,
@@ -341,7 +351,8 @@ impl UserinfoConnector {
                     ),
                 }
             }
-        })
+        };
+        IdpRejection::Relay(Denial::new(failure, rejection))
     }
 
     /// Judges a valid userinfo document.
@@ -529,18 +540,19 @@ impl UserinfoConnector {
                 e.set.extend(edits.iter().cloned());
                 Verdict::Allow(e)
             }
-            Outcome::Denied(f) => Verdict::Deny(self.errors.reject(f, req.request_id)),
+            Outcome::Denied(f) => Verdict::Deny(self.errors.deny(f.clone(), req.request_id)),
             Outcome::Rejected(IdpRejection::Relay(r)) => Verdict::Deny(r.clone()),
             Outcome::Rejected(IdpRejection::Own(f)) => {
-                Verdict::Deny(self.errors.reject(f, req.request_id))
+                Verdict::Deny(self.errors.deny(f.clone(), req.request_id))
             }
             Outcome::Unavailable(why) => {
-                let mut r = self.errors.reject(&self.unavailable(why), req.request_id);
-                if self.style == ErrorStyle::Rfc6750 && r.status == StatusCode::SERVICE_UNAVAILABLE
+                let mut d = self.errors.deny(self.unavailable(why), req.request_id);
+                if self.style == ErrorStyle::Rfc6750
+                    && d.rejection.status == StatusCode::SERVICE_UNAVAILABLE
                 {
-                    r.status = self.idp_error_status;
+                    d.rejection.status = self.idp_error_status;
                 }
-                Verdict::Deny(r)
+                Verdict::Deny(d)
             }
         }
     }
@@ -570,7 +582,7 @@ impl Connector for UserinfoConnector {
                     "InvalidAuthorizationHeaderValue",
                     "no bearer token",
                 );
-                return Verdict::Deny(self.errors.reject(&f, req.request_id));
+                return Verdict::Deny(self.errors.deny(f, req.request_id));
             }
             Intake::Malformed(why) => {
                 let f = Failure::new(
@@ -579,7 +591,7 @@ impl Connector for UserinfoConnector {
                     "InvalidAuthorizationHeaderValue",
                     why,
                 );
-                return Verdict::Deny(self.errors.reject(&f, req.request_id));
+                return Verdict::Deny(self.errors.deny(f, req.request_id));
             }
             Intake::Ambiguous(why) => {
                 let f = Failure::new(
@@ -588,7 +600,7 @@ impl Connector for UserinfoConnector {
                     "InvalidAuthorizationHeaderValue",
                     format!("{why}; send the token once"),
                 );
-                return Verdict::Deny(self.errors.reject(&f, req.request_id));
+                return Verdict::Deny(self.errors.deny(f, req.request_id));
             }
         };
         let token: &str = &token;
@@ -599,7 +611,7 @@ impl Connector for UserinfoConnector {
                 "InvalidAuthorizationHeaderValue",
                 format!("token larger than {} bytes", self.max_token),
             );
-            return Verdict::Deny(self.errors.reject(&f, req.request_id));
+            return Verdict::Deny(self.errors.deny(f, req.request_id));
         }
         let Some(idx) = self.select(req) else {
             let f = Failure::new(
@@ -608,7 +620,7 @@ impl Connector for UserinfoConnector {
                 "DefaultUserInfoURINotPresent",
                 "no userinfo endpoint for this region",
             );
-            return Verdict::Deny(self.errors.reject(&f, req.request_id));
+            return Verdict::Deny(self.errors.deny(f, req.request_id));
         };
         let key: Key = (idx as u8, Sha256::digest(token.as_bytes()).into());
         let mut stale = None;
@@ -644,6 +656,16 @@ fn config_err(path: &str, key: &str, msg: impl Into<String>) -> ConfigError {
 impl ConnectorFactory for UserinfoFactory {
     fn kind(&self) -> &'static str {
         "oidc_userinfo"
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            decides_offline: false,
+        }
+    }
+
+    fn settings_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<UserinfoSettings>()
     }
 
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {

@@ -102,7 +102,7 @@ async fn check(c: &dyn Connector, headers: &[(&str, &str)]) -> Verdict {
 
 fn rejection(v: &Verdict) -> &Rejection {
     match v {
-        Verdict::Deny(r) => r,
+        Verdict::Deny(d) => &d.rejection,
         Verdict::Allow(e) => panic!("expected a denial, got {e:?}"),
     }
 }
