@@ -52,6 +52,20 @@ impl Failure {
     }
 }
 
+/// What an identity provider said when it rejected a token (relayed to the
+/// client by [`ErrorResponder::relay`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdpRefusal {
+    /// Its status (4xx).
+    pub status: StatusCode,
+    /// Its `WWW-Authenticate`, when it sent one.
+    pub challenge: Option<HeaderValue>,
+    /// The OAuth `error` of its JSON body, when it has one.
+    pub error: Option<String>,
+    /// Its error text (from a configured header or body path, or a default).
+    pub text: String,
+}
+
 /// `error_style`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -147,10 +161,68 @@ impl ErrorResponder {
         })
     }
 
+    /// The style of the responses.
+    pub fn style(&self) -> ErrorStyle {
+        self.style
+    }
+
     /// The denial for `f`: the failure with its rendered response.
     pub fn deny(&self, f: Failure, request_id: &str) -> crate::Denial {
         let r = self.reject(&f, request_id);
         crate::Denial::new(f, r)
+    }
+
+    /// The denial relaying an identity provider's own rejection: its status
+    /// and challenge (RFC 6750: a JSON body with its `error` and text, and a
+    /// challenge of ours when a 401 came without one; `mashery`: its text in
+    /// an `<h1>`). Custom error bodies do not apply: the IdP's answer does.
+    pub fn relay(&self, r: &IdpRefusal) -> crate::Denial {
+        let failure = Failure::new(
+            Reason::IdpRejected,
+            FailureClass::InvalidToken,
+            "TargetEndpointError",
+            format!(
+                "the identity provider rejected the token (status {})",
+                r.status.as_u16()
+            ),
+        );
+        let mut headers = Vec::new();
+        if let Some(c) = &r.challenge {
+            headers.push((http::header::WWW_AUTHENTICATE, c.clone()));
+        }
+        let rejection = match self.style {
+            ErrorStyle::Mashery => Rejection {
+                status: r.status,
+                reason: Reason::IdpRejected,
+                headers,
+                content_type: HeaderValue::from_static("text/html; charset=utf-8"),
+                body: Bytes::from(format!("<h1>{}</h1>", html_escape(&r.text))),
+            },
+            ErrorStyle::Rfc6750 => {
+                if headers.is_empty() && r.status == StatusCode::UNAUTHORIZED {
+                    headers = Rejection::bearer(
+                        r.status,
+                        Reason::IdpRejected,
+                        &self.realm,
+                        "invalid_token",
+                        "the identity provider rejected the token",
+                    )
+                    .headers;
+                }
+                let error = r.error.as_deref().unwrap_or("invalid_token");
+                Rejection {
+                    status: r.status,
+                    reason: Reason::IdpRejected,
+                    headers,
+                    content_type: HeaderValue::from_static("application/json"),
+                    body: Bytes::from(
+                        serde_json::json!({"error": error, "error_description": r.text})
+                            .to_string(),
+                    ),
+                }
+            }
+        };
+        crate::Denial::new(failure, rejection)
     }
 
     /// The response for `f`.
@@ -231,6 +303,13 @@ impl ErrorResponder {
             }
         }
     }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod errors;
 pub mod files;
 pub mod inject;
 pub mod jwt;
+pub mod kit;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;

@@ -2,7 +2,7 @@
 
 use crate::Connector;
 use async_trait::async_trait;
-use gatehouse_config::{ConfigError, ConnectorConfig};
+use gatehouse_config::{ConfigError, ConfigErrors, ConnectorConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,8 +36,9 @@ pub trait ConnectorFactory: Send + Sync {
     /// The `kind` value this factory answers to.
     fn kind(&self) -> &'static str;
 
-    /// Builds an instance, or explains with a path-qualified error why not.
-    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError>;
+    /// Builds an instance, or explains with path-qualified errors (every
+    /// one found, not only the first) why not.
+    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigErrors>;
 
     /// The files a section makes the connector read when it is built (key
     /// material such as `secret_file`), as written in the section (relative
@@ -133,11 +134,11 @@ impl Registry {
         name: &str,
         cfg: &ConnectorConfig,
         metrics: &prometheus::Registry,
-    ) -> Result<Arc<dyn Connector>, ConfigError> {
+    ) -> Result<Arc<dyn Connector>, ConfigErrors> {
         let path = format!("connectors.{name}");
         let Some(factory) = self.kinds.get(cfg.kind.as_str()) else {
             let known = self.kinds();
-            return Err(ConfigError::new(
+            return Err(ConfigErrors::from(ConfigError::new(
                 format!("{path}.kind"),
                 format!(
                     "unknown connector kind \"{}\" (known: {})",
@@ -148,7 +149,7 @@ impl Registry {
                         known.join(", ")
                     }
                 ),
-            ));
+            )));
         };
         factory
             .build(BuildContext {

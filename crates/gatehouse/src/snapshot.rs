@@ -186,7 +186,7 @@ pub async fn compile(
                     },
                 );
             }
-            Err(e) => errs.push(e),
+            Err(e) => errs.extend(e.0),
         }
     }
     if !errs.is_empty() {

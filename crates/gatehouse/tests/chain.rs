@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use async_trait::async_trait;
-use gatehouse_config::{deserialize_section, ConfigError};
+use gatehouse_config::{deserialize_section, ConfigErrors};
 use gatehouse_connectors::{
     BuildContext, Connector, ConnectorFactory, Denial, HeaderEdits, Reason, Registry, Rejection,
     RequestView, Verdict,
@@ -71,7 +71,7 @@ impl ConnectorFactory for GateFactory {
     fn kind(&self) -> &'static str {
         "test_gate"
     }
-    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
+    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigErrors> {
         let s: GateSettings = deserialize_section(&ctx.path, ctx.settings)?;
         BUILDS.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(Gate {
@@ -120,7 +120,7 @@ impl ConnectorFactory for ReadOnlyFactory {
     fn kind(&self) -> &'static str {
         "test_readonly"
     }
-    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
+    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigErrors> {
         Ok(Arc::new(ReadOnly(ctx.name)))
     }
 }

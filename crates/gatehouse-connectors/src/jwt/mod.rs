@@ -29,7 +29,7 @@ use crate::{BuildContext, Connector, ConnectorFactory, Denial, Reason, RequestVi
 use async_trait::async_trait;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use gatehouse_config::{deserialize_section, ConfigError};
+use gatehouse_config::{deserialize_section, ConfigError, ConfigErrors};
 use http::{HeaderName, HeaderValue, StatusCode};
 use jsonwebtoken::Algorithm;
 use moka::sync::Cache;
@@ -717,7 +717,7 @@ impl ConnectorFactory for JwtFactory {
         generator.subschema_for::<JwtSettings>()
     }
 
-    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigError> {
+    async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigErrors> {
         let c: Arc<dyn Connector> = self.build_jwt(ctx).await?;
         Ok(c)
     }

@@ -25,7 +25,8 @@ async fn build(body: &str) -> Result<Built, ConfigError> {
             settings,
             metrics: metrics.clone(),
         })
-        .await?;
+        .await
+        .map_err(|mut e| e.0.remove(0))?;
     Ok(Built { c, metrics })
 }
 

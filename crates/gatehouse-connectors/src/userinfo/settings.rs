@@ -1,8 +1,6 @@
 //! `kind = "oidc_userinfo"` settings, as written in the config.
 
-use crate::errors::{CustomErrorConfig, ErrorStyle};
 use crate::inject::InjectConfig;
-use crate::policy::GroupConfig;
 use gatehouse_config::HumanDuration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -28,7 +26,10 @@ pub enum ErrorMetadataLocation {
     ResponsePayload,
 }
 
-/// `[connectors.NAME]` with `kind = "oidc_userinfo"`.
+/// `[connectors.NAME]` with `kind = "oidc_userinfo"`: the kind's own keys
+/// (the shared ones — `inject_headers`, `policy`, `required_claims`,
+/// `token_sources`, `max_token_size`, `realm`, `error_style`, `custom_error`
+/// — are [`crate::kit::CommonSettings`]).
 #[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserinfoSettings {
@@ -71,15 +72,6 @@ pub struct UserinfoSettings {
     /// Cache capacity (0 disables caching).
     #[serde(default = "d_cache_size")]
     pub cache_size: u64,
-    /// Claims the userinfo answer must contain.
-    #[serde(default)]
-    pub required_claims: Vec<String>,
-    /// Claim policy over the userinfo answer.
-    #[serde(default)]
-    pub policy: Vec<GroupConfig>,
-    /// Upstream headers from the userinfo answer.
-    #[serde(default)]
-    pub inject_headers: InjectConfig,
     /// Per-region header maps, replacing `inject_headers` for that region.
     #[serde(default)]
     pub region_inject_headers: BTreeMap<String, InjectConfig>,
@@ -101,21 +93,9 @@ pub struct UserinfoSettings {
     /// Status when the IdP is unreachable, times out or answers 5xx.
     #[serde(default = "d_idp_error_status")]
     pub status_on_idp_error: u16,
-    /// Longest token accepted, in bytes.
-    #[serde(default = "d_max_token")]
-    pub max_token_size: usize,
-    /// Realm in `WWW-Authenticate` (default: the connector name).
-    #[serde(default)]
-    pub realm: Option<String>,
-    /// `rfc6750` (default) or `mashery`.
-    #[serde(default)]
-    pub error_style: ErrorStyle,
     /// Mashery style: connector-made errors are 403 `ERR_403_NOT_AUTHORIZED` instead of 401.
     #[serde(default)]
     pub enable_error_set: bool,
-    /// Custom error response for connector-made errors.
-    #[serde(default)]
-    pub custom_error: Option<CustomErrorConfig>,
 }
 
 fn yes() -> bool {
@@ -141,7 +121,4 @@ fn d_cache_size() -> u64 {
 }
 fn d_idp_error_status() -> u16 {
     503
-}
-fn d_max_token() -> usize {
-    8 * 1024
 }

@@ -1,8 +1,15 @@
+use super::cache::{cache_window, unverified_exp};
+use super::client::form_encode;
 use super::*;
+use crate::Rejection;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use gatehouse_config::ConfigError;
 use gatehouse_testkit::{MockIdp, MockResponse};
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use std::time::Duration;
 
-async fn build(body: &str) -> Result<Arc<dyn Connector>, ConfigError> {
+async fn build_all(body: &str) -> Result<Arc<dyn Connector>, ConfigErrors> {
     let settings: toml::Table = toml::from_str(body).expect("test TOML");
     UserinfoFactory::default()
         .build(BuildContext {
@@ -12,6 +19,30 @@ async fn build(body: &str) -> Result<Arc<dyn Connector>, ConfigError> {
             metrics: prometheus::Registry::new(),
         })
         .await
+}
+
+/// The first error (sections report every error; most tests break one key).
+async fn build(body: &str) -> Result<Arc<dyn Connector>, ConfigError> {
+    build_all(body).await.map_err(|mut e| e.0.remove(0))
+}
+
+#[tokio::test]
+async fn every_error_of_a_section_is_reported() {
+    let body = "method = \"PUT\"\nstatus_on_idp_error = 200\nmax_token_size = 1\ndefault_endpoint = \"ftp://x\"\ninject_headers = { \"Host\" = \"sub\" }\n";
+    let errs = build_all(body).await.err().expect("refused");
+    let mut paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "connectors.u.default_endpoint",
+            "connectors.u.inject_headers.Host",
+            "connectors.u.max_token_size",
+            "connectors.u.method",
+            "connectors.u.status_on_idp_error",
+        ],
+        "{errs}"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +106,6 @@ async fn config_errors_name_their_keys() {
 #[test]
 fn helpers() {
     assert_eq!(form_encode("a.b-c_d~e+f/g="), "a.b-c_d~e%2Bf%2Fg%3D");
-    assert_eq!(html_escape("<b>&\"</b>"), "&lt;b&gt;&amp;&quot;&lt;/b&gt;");
     let t = format!("x.{}.y", URL_SAFE_NO_PAD.encode("{\"exp\":12345}"));
     assert_eq!(unverified_exp(&t), Some(12345.0));
     assert_eq!(unverified_exp("opaque-token"), None);

@@ -1,0 +1,199 @@
+//! The userinfo answer cache: fresh, negative and stale-if-error entries per
+//! (endpoint, token hash), and one IdP call per key at a time.
+
+use super::rules::CacheRules;
+use crate::errors::Failure;
+use crate::kit::clock;
+use crate::Denial;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::{HeaderName, HeaderValue};
+use moka::sync::Cache;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// What one IdP answer means, after the claim gate (cached per endpoint and
+/// token).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Valid: the header edits to apply.
+    Valid(Vec<(HeaderName, HeaderValue)>),
+    /// Valid token, refused by required claims, policy or injection.
+    Denied(Failure),
+    /// The IdP rejected the token (negatively cached).
+    Rejected(IdpRejection),
+    /// The IdP could not answer (not cached).
+    Unavailable(String),
+}
+
+/// How an IdP rejection is answered.
+#[derive(Debug, Clone)]
+pub enum IdpRejection {
+    /// The IdP's status and challenge, relayed as they are.
+    Relay(Denial),
+    /// Gatehouse's own answer, rendered per request (it may carry the request id).
+    Own(Failure),
+}
+
+/// A cached outcome and how long it may serve.
+pub struct Entry {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Served as a hit until then.
+    pub fresh_until: Instant,
+    /// Kept (served only while the IdP fails) until then.
+    pub keep_until: Instant,
+}
+
+struct KeepUntil;
+
+impl moka::Expiry<Key, Arc<Entry>> for KeepUntil {
+    fn expire_after_create(&self, _k: &Key, v: &Arc<Entry>, now: Instant) -> Option<Duration> {
+        Some(v.keep_until.saturating_duration_since(now))
+    }
+}
+
+/// (endpoint index, SHA-256 of the token).
+pub type Key = (u8, [u8; 32]);
+
+/// What the cache holds for a key.
+pub enum Lookup {
+    /// A fresh entry: answer from it.
+    Fresh(Arc<Entry>),
+    /// Past its freshness, kept for stale-if-error.
+    Stale(Arc<Entry>),
+    /// Nothing.
+    Miss,
+}
+
+/// The cache and the single-flight table.
+pub struct AnswerCache {
+    cache: Option<Cache<Key, Arc<Entry>>>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    stale: Option<Duration>,
+    inflight: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
+}
+
+impl AnswerCache {
+    /// A cache following `rules` (none when the size is 0).
+    pub fn new(rules: &CacheRules) -> Self {
+        Self {
+            cache: (rules.size > 0).then(|| {
+                Cache::builder()
+                    .max_capacity(rules.size)
+                    .expire_after(KeepUntil)
+                    .build()
+            }),
+            ttl: rules.ttl,
+            negative_ttl: rules.negative_ttl,
+            stale: rules.stale,
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What is cached for `key` now.
+    pub fn lookup(&self, key: &Key) -> Lookup {
+        match self.cache.as_ref().and_then(|c| c.get(key)) {
+            Some(e) if Instant::now() < e.fresh_until => Lookup::Fresh(e),
+            Some(e) => Lookup::Stale(e),
+            None => Lookup::Miss,
+        }
+    }
+
+    /// Runs `call` once for all concurrent requests with the same key, and
+    /// caches what can be cached (`token` bounds the lifetime by its `exp`).
+    pub async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Outcome
+    where
+        F: Future<Output = Outcome>,
+    {
+        let cell = {
+            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(key)
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        let outcome = cell
+            .get_or_init(|| async {
+                let o = call.await;
+                self.store(key, token, &o);
+                o
+            })
+            .await
+            .clone();
+        let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            m.remove(&key);
+        }
+        outcome
+    }
+
+    fn store(&self, key: Key, token: &str, o: &Outcome) {
+        let Some(cache) = &self.cache else { return };
+        let ttl = match o {
+            Outcome::Valid(_) | Outcome::Denied(_) => self.ttl,
+            Outcome::Rejected(_) => self.negative_ttl,
+            Outcome::Unavailable(_) => return,
+        };
+        let now = Instant::now();
+        let stale = match o {
+            Outcome::Valid(_) => self.stale,
+            _ => None,
+        };
+        let exp_in = unverified_exp(token).map(|e| e - clock::now());
+        let Some((fresh, keep)) = cache_window(ttl, stale, exp_in) else {
+            return;
+        };
+        let (Some(fresh_until), Some(keep_until)) = (now.checked_add(fresh), now.checked_add(keep))
+        else {
+            return;
+        };
+        cache.insert(
+            key,
+            Arc::new(Entry {
+                outcome: o.clone(),
+                fresh_until,
+                keep_until,
+            }),
+        );
+    }
+}
+
+/// The `exp` of a JWT-shaped token, read without verification (only used to
+/// cap how long an answer is cached and served stale).
+pub fn unverified_exp(token: &str) -> Option<f64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_f64()
+}
+
+/// How long an answer stays fresh, and how long it is kept (served stale
+/// while the IdP fails), from now: `ttl`, plus `stale` for valid answers,
+/// neither past the token's `exp` (seconds left until it, possibly negative
+/// or huge). `None`: not cached.
+pub fn cache_window(
+    ttl: Duration,
+    stale: Option<Duration>,
+    exp_in: Option<f64>,
+) -> Option<(Duration, Duration)> {
+    let until_exp = exp_in.map(|left| {
+        if left.is_nan() || left <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::try_from_secs_f64(left).unwrap_or(Duration::MAX)
+        }
+    });
+    let fresh = until_exp.map_or(ttl, |e| ttl.min(e));
+    if fresh.is_zero() {
+        return None;
+    }
+    let keep = fresh.saturating_add(stale.unwrap_or(Duration::ZERO));
+    Some((fresh, until_exp.map_or(keep, |e| keep.min(e))))
+}

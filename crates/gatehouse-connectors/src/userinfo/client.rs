@@ -1,0 +1,96 @@
+//! The thin fetch layer: one userinfo call, its answer read within bounds.
+
+use super::rules::CallRules;
+use crate::outbound::read_limited;
+use http::{HeaderMap, StatusCode};
+
+/// Why a call produced no answer to classify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// Connection refused, reset, DNS failure, TLS failure.
+    #[error("unreachable")]
+    Unreachable,
+    /// The body could not be read within bounds.
+    #[error("{0}")]
+    Body(String),
+}
+
+/// What came back.
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body (at most `max_body` bytes).
+    pub body: Vec<u8>,
+}
+
+/// Calls userinfo endpoints (never follows redirects; see [`crate::outbound`]).
+pub struct IdpClient {
+    client: reqwest::Client,
+    method: reqwest::Method,
+    post_body: bool,
+    max_body: usize,
+}
+
+impl IdpClient {
+    /// A client for `rules`, over `client` (timeout and proxy already set).
+    pub fn new(client: reqwest::Client, rules: &CallRules) -> Self {
+        Self {
+            client,
+            method: rules.method.clone(),
+            post_body: rules.post_body,
+            max_body: rules.max_body,
+        }
+    }
+
+    /// Sends `token` to `url` and reads the answer.
+    pub async fn call(&self, url: &reqwest::Url, token: &str) -> Result<Reply, CallError> {
+        let mut rb = self
+            .client
+            .request(self.method.clone(), url.clone())
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::ACCEPT, "application/json");
+        if self.post_body {
+            rb = rb
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(format!("access_token={}", form_encode(token)));
+        }
+        let mut resp = rb.send().await.map_err(|e| {
+            if e.is_timeout() {
+                CallError::Timeout
+            } else {
+                CallError::Unreachable
+            }
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = read_limited(&mut resp, self.max_body)
+            .await
+            .map_err(CallError::Body)?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// `application/x-www-form-urlencoded` value encoding (unreserved kept).
+pub(super) fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

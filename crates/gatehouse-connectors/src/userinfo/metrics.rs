@@ -1,0 +1,91 @@
+//! `oidc_userinfo` metric families and the handles one connector uses.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The families, registered once per registry.
+#[derive(Clone)]
+pub struct Families {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    cache: IntCounterVec,
+    inflight: IntGaugeVec,
+}
+
+impl Families {
+    /// Creates and registers the families in `r`.
+    pub fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
+        let f = Self {
+            requests: IntCounterVec::new(
+                Opts::new("gatehouse_userinfo_requests_total", "Userinfo calls, by connector, endpoint (region key or default) and result (ok/rejected/error)."),
+                &["connector", "endpoint", "result"],
+            )?,
+            duration: HistogramVec::new(
+                HistogramOpts::new("gatehouse_userinfo_duration_seconds", "Userinfo call latency, by connector and endpoint.").buckets(LATENCY_BUCKETS.to_vec()),
+                &["connector", "endpoint"],
+            )?,
+            cache: IntCounterVec::new(
+                Opts::new("gatehouse_userinfo_cache_requests_total", "Userinfo cache lookups, by connector and result (hit/miss/negative_hit/stale)."),
+                &["connector", "result"],
+            )?,
+            inflight: IntGaugeVec::new(Opts::new("gatehouse_userinfo_inflight", "Userinfo calls in flight, by connector."), &["connector"])?,
+        };
+        r.register(Box::new(f.requests.clone()))?;
+        r.register(Box::new(f.duration.clone()))?;
+        r.register(Box::new(f.cache.clone()))?;
+        r.register(Box::new(f.inflight.clone()))?;
+        Ok(f)
+    }
+
+    /// The handles of one endpoint of connector `name`.
+    pub fn endpoint(&self, name: &str, label: &str) -> EndpointMetrics {
+        EndpointMetrics {
+            ok: self.requests.with_label_values(&[name, label, "ok"]),
+            rejected: self.requests.with_label_values(&[name, label, "rejected"]),
+            error: self.requests.with_label_values(&[name, label, "error"]),
+            duration: self.duration.with_label_values(&[name, label]),
+        }
+    }
+
+    /// The cache and in-flight handles of connector `name`.
+    pub fn connector(&self, name: &str) -> ConnectorMetrics {
+        ConnectorMetrics {
+            hit: self.cache.with_label_values(&[name, "hit"]),
+            miss: self.cache.with_label_values(&[name, "miss"]),
+            negative_hit: self.cache.with_label_values(&[name, "negative_hit"]),
+            stale_hit: self.cache.with_label_values(&[name, "stale"]),
+            inflight: self.inflight.with_label_values(&[name]),
+        }
+    }
+}
+
+/// Calls to one endpoint.
+pub struct EndpointMetrics {
+    /// Answered 200 (valid, whatever the gate then decided).
+    pub ok: IntCounter,
+    /// Answered 4xx.
+    pub rejected: IntCounter,
+    /// No usable answer.
+    pub error: IntCounter,
+    /// Latency.
+    pub duration: Histogram,
+}
+
+/// Cache lookups and calls in flight of one connector.
+pub struct ConnectorMetrics {
+    /// Fresh hits of valid answers.
+    pub hit: IntCounter,
+    /// Misses (an IdP call follows).
+    pub miss: IntCounter,
+    /// Fresh hits of IdP rejections.
+    pub negative_hit: IntCounter,
+    /// Stale answers served while the IdP failed.
+    pub stale_hit: IntCounter,
+    /// Calls in flight.
+    pub inflight: IntGauge,
+}
