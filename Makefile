@@ -45,7 +45,7 @@ clippy:
 ## bench: criterion micro-benchmarks, the loopback load benchmark against HAProxy, NGINX and
 ## Pingap, then instructions per request under callgrind
 bench: deps release
-	$(CARGO) bench --bench connectors
+	$(CARGO) bench -p gatehouse-connectors --bench connectors
 	benches/load.sh $(BENCH_ARGS)
 	benches/instructions.sh
 

@@ -10,9 +10,15 @@
 //!   routes return canned or computed [`MockResponse`]s, every request is
 //!   recorded as a [`RecordedRequest`], and the server can be slowed down or
 //!   taken "down" to exercise failure handling.
-//! - [`Gatehouse`]: runs the real `gatehouse` binary (see [`gatehouse_bin`])
-//!   with a generated config in a temporary directory, waits for readiness,
-//!   and offers helpers for signals, logs and Prometheus metrics.
+//! - [`Gatehouse`]: runs the real `gatehouse` binary (the caller passes its
+//!   path: `env!("CARGO_BIN_EXE_gatehouse")` in the end-to-end tests of
+//!   `crates/gatehouse/tests/`) with a generated config in a temporary
+//!   directory, waits for readiness, and offers helpers for signals, logs and
+//!   Prometheus metrics.
+//! - [`http_get_blocking`]: a minimal blocking HTTP/1.0 `GET`, usable inside
+//!   and outside an async runtime.
+//! - [`parse_metric`]: reads one sample (summed over matching label sets)
+//!   from a Prometheus text exposition.
 //! - [`free_addr`]: picks a free loopback address.
 //! - [`raw::raw_exchange`]: writes hostile bytes verbatim on a raw socket and
 //!   reads the responses back.
@@ -24,7 +30,9 @@
 //! the handle stops the server.
 
 pub mod echo;
+pub mod http_client;
 pub mod idp;
+pub mod metrics;
 pub mod net;
 pub mod nginx;
 pub mod process;
@@ -33,8 +41,10 @@ mod server;
 pub mod tokens;
 
 pub use echo::{EchoRecord, EchoUpstream};
+pub use http_client::http_get_blocking;
 pub use idp::{MockIdp, MockResponse, RecordedRequest};
+pub use metrics::parse_metric;
 pub use net::free_addr;
 pub use nginx::Nginx;
-pub use process::{gatehouse_bin, Gatehouse};
+pub use process::Gatehouse;
 pub use tokens::{jwks, TestKey};

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::process::http_get_blocking;
+use gatehouse_testkit::http_get_blocking;
 use gatehouse_testkit::tokens::now;
 use gatehouse_testkit::{free_addr, TestKey};
 use jsonwebtoken::errors::ErrorKind;

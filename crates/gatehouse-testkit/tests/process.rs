@@ -1,6 +1,5 @@
 //! Tests of the process helpers against a fake `gatehouse` binary (a shell
-//! script selected through `GATEHOUSE_BIN`). This file is its own test
-//! process, so setting the environment variable does not affect other tests.
+//! script whose path is passed to [`Gatehouse`] like the real binary's).
 #![allow(clippy::unwrap_used)]
 #![cfg(unix)]
 
@@ -9,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use gatehouse_testkit::{gatehouse_bin, Gatehouse};
+use gatehouse_testkit::Gatehouse;
 
 /// Fake binary: prints its arguments and config, then exits with status 3.
 fn fake_bin() -> PathBuf {
@@ -23,7 +22,6 @@ fn fake_bin() -> PathBuf {
         )
         .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::env::set_var("GATEHOUSE_BIN", &path);
         (dir, path)
     });
     path.clone()
@@ -31,11 +29,13 @@ fn fake_bin() -> PathBuf {
 
 #[test]
 fn start_failure_reports_logs() {
-    let bin = fake_bin();
-    assert_eq!(gatehouse_bin(), bin);
-    let err = Gatehouse::start_with_args("listen = \"${LISTEN}\"", &["--log-format", "json"])
-        .unwrap_err()
-        .to_string();
+    let err = Gatehouse::start_with_args(
+        fake_bin(),
+        "listen = \"${LISTEN}\"",
+        &["--log-format", "json"],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("exited before becoming ready"), "{err}");
     assert!(err.contains("args: run --config"), "{err}");
     assert!(err.contains("--log-format json"), "{err}");
@@ -45,8 +45,8 @@ fn start_failure_reports_logs() {
 
 #[test]
 fn spawn_unchecked_and_accessors() {
-    fake_bin();
-    let mut gh = Gatehouse::spawn_unchecked("a = \"${LISTEN}\"\nb = \"${ADMIN}\"\n").unwrap();
+    let mut gh =
+        Gatehouse::spawn_unchecked(fake_bin(), "a = \"${LISTEN}\"\nb = \"${ADMIN}\"\n").unwrap();
     assert!(gh.pid() > 0);
     assert_ne!(gh.listen_addr(), gh.admin_addr());
     assert!(gh.listen_addr().ip().is_loopback());

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::process::http_get_blocking;
+use gatehouse_testkit::http_get_blocking;
 use gatehouse_testkit::{free_addr, EchoUpstream, MockIdp, MockResponse};
 use serde_json::{json, Value};
 

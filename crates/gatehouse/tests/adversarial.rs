@@ -28,6 +28,9 @@ use gatehouse_testkit::tokens::{claims, unsigned_none_token, TestKey};
 use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, Nginx};
 use std::net::SocketAddr;
 
+/// The `gatehouse` binary Cargo built for these tests.
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
 const ISS: &str = "https://idp.test";
 const AUD: &str = "api";
 
@@ -123,7 +126,7 @@ fn panics(gh: &mut Gatehouse) -> Vec<String> {
 /// and fails with the table if any case fails.
 fn run_against_echo(cases: &[cases::Case], key: &TestKey) {
     let echo = EchoUpstream::start();
-    let mut gh = Gatehouse::start(&config(echo.addr(), key)).expect("starting gatehouse");
+    let mut gh = Gatehouse::start(BIN, &config(echo.addr(), key)).expect("starting gatehouse");
     let outcomes: Vec<_> = cases
         .iter()
         .map(|c| exchange(gh.listen_addr(), c))
@@ -181,7 +184,7 @@ const NGINX_SERVER: &str = r#"
 fn nginx_upstream_never_serves_protected_to_a_tokenless_request() {
     let nginx = Nginx::start(NGINX_SERVER).expect("NGINX is part of this suite (CI installs it)");
     let key = TestKey::rsa(1);
-    let mut gh = Gatehouse::start(&config(nginx.addr(), &key)).expect("starting gatehouse");
+    let mut gh = Gatehouse::start(BIN, &config(nginx.addr(), &key)).expect("starting gatehouse");
     let all = cases::all(&tokens(&key));
     let subset: Vec<_> = all.iter().filter(|c| c.nginx || !c.authorized).collect();
     let mut failures = Vec::new();

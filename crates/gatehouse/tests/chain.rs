@@ -9,8 +9,8 @@ use gatehouse_connectors::{
     BuildContext, Connector, ConnectorFactory, Denial, HeaderEdits, Reason, Registry, Rejection,
     RequestView, Verdict,
 };
-use gatehouse_testkit::process::{http_get_blocking, parse_metric};
 use gatehouse_testkit::{free_addr, EchoUpstream};
+use gatehouse_testkit::{http_get_blocking, parse_metric};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,6 +11,9 @@ use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, TestKey};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The `gatehouse` binary Cargo built for these tests.
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
 const OLD_SECRET: &[u8] = b"old-secret-0123456789abcdef-0123456789";
 const NEW_SECRET: &[u8] = b"new-secret-0123456789abcdef-0123456789";
 /// Upper bound for any awaited state (never a timing assumption).
@@ -106,7 +109,7 @@ async fn rotated_secret_file_applies_on_sighup() {
     let secret = keys.path().join("hs.key");
     std::fs::write(&secret, OLD_SECRET).unwrap();
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&hs_config(&echo, &secret)).unwrap();
+    let gh = Gatehouse::start(BIN, &hs_config(&echo, &secret)).unwrap();
     let (old, new) = (
         token(&TestKey::hmac(OLD_SECRET), None),
         token(&TestKey::hmac(NEW_SECRET), None),
@@ -134,7 +137,7 @@ async fn rotated_secret_file_applies_by_the_file_watch_alone() {
     let secret = keys.path().join("hs.key");
     std::fs::write(&secret, OLD_SECRET).unwrap();
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&hs_config(&echo, &secret)).unwrap();
+    let gh = Gatehouse::start(BIN, &hs_config(&echo, &secret)).unwrap();
     let (old, new) = (
         token(&TestKey::hmac(OLD_SECRET), None),
         token(&TestKey::hmac(NEW_SECRET), None),
@@ -166,7 +169,7 @@ async fn rotated_pem_file_applies_and_a_garbage_pem_is_refused() {
         "algorithms = [\"RS256\"]\n[[connectors.keys.public_keys]]\nkid = \"signer\"\npem_file = \"{}\"",
         pem.display()
     );
-    let gh = Gatehouse::start(&config(&echo, &connector)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &connector)).unwrap();
     let (old, new) = (token(&k1, Some("signer")), token(&k2, Some("signer")));
     assert_eq!(status(&gh, &old).await, 200);
     assert_eq!(status(&gh, &new).await, 401);
@@ -201,7 +204,7 @@ async fn broken_secret_file_refuses_the_reload_and_old_keys_keep_serving() {
     let secret = keys.path().join("hs.key");
     std::fs::write(&secret, OLD_SECRET).unwrap();
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&hs_config(&echo, &secret)).unwrap();
+    let gh = Gatehouse::start(BIN, &hs_config(&echo, &secret)).unwrap();
     let old = token(&TestKey::hmac(OLD_SECRET), None);
     assert_eq!(status(&gh, &old).await, 200);
 
@@ -265,7 +268,7 @@ async fn unchanged_key_file_carries_the_connector_over_on_sighup() {
     let secret = keys.path().join("hs.key");
     std::fs::write(&secret, OLD_SECRET).unwrap();
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&hs_config(&echo, &secret)).unwrap();
+    let gh = Gatehouse::start(BIN, &hs_config(&echo, &secret)).unwrap();
     let old = token(&TestKey::hmac(OLD_SECRET), None);
     let cache = |r: &'static str| {
         metric(
@@ -301,7 +304,7 @@ async fn rotated_jwks_file_applies_by_the_file_watch_and_garbage_is_refused() {
         "algorithms = [\"RS256\"]\njwks_file = \"{}\"",
         file.display()
     );
-    let gh = Gatehouse::start(&config(&echo, &connector)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &connector)).unwrap();
     let (old, new) = (token(&k1, Some("one")), token(&k2, Some("two")));
     assert_eq!(status(&gh, &old).await, 200);
 

@@ -41,7 +41,7 @@ upstream = "echo"
 #[tokio::test]
 async fn identity_and_address_headers_from_clients_never_reach_the_upstream() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&config(echo.addr(), "strip_headers = [\"X-Tenant\"]")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(echo.addr(), "strip_headers = [\"X-Tenant\"]")).unwrap();
     let resp = client()
         .get(gh.url("/anything"))
         .header("x-user-id", "admin")
@@ -89,10 +89,13 @@ async fn identity_and_address_headers_from_clients_never_reach_the_upstream() {
 #[tokio::test]
 async fn a_trusted_proxy_keeps_its_chain_and_underscores_can_be_allowed() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&config(
-        echo.addr(),
-        "trusted_proxies = [\"127.0.0.0/8\"]\nunderscores_in_headers = true",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(
+            echo.addr(),
+            "trusted_proxies = [\"127.0.0.0/8\"]\nunderscores_in_headers = true",
+        ),
+    )
     .unwrap();
     let resp = client()
         .get(gh.url("/anything"))
@@ -121,10 +124,13 @@ async fn a_trusted_proxy_keeps_its_chain_and_underscores_can_be_allowed() {
 #[tokio::test]
 async fn bad_header_settings_are_refused_with_their_path() {
     let echo = EchoUpstream::start();
-    let Err(err) = Gatehouse::start(&config(
-        echo.addr(),
-        "trusted_proxies = [\"10.0.0.0/33\"]\nstrip_headers = [\"bad name\"]",
-    )) else {
+    let Err(err) = Gatehouse::start(
+        BIN,
+        &config(
+            echo.addr(),
+            "trusted_proxies = [\"10.0.0.0/33\"]\nstrip_headers = [\"bad name\"]",
+        ),
+    ) else {
         panic!("a bad trusted_proxies entry was accepted");
     };
     let err = err.to_string();

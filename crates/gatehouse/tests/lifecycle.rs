@@ -4,9 +4,8 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::process::http_get_blocking;
-use gatehouse_testkit::{gatehouse_bin, EchoUpstream, Gatehouse};
-use std::path::PathBuf;
+use gatehouse_testkit::http_get_blocking;
+use gatehouse_testkit::{EchoUpstream, Gatehouse};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,14 +15,10 @@ fn long_grace(echo: std::net::SocketAddr) -> String {
     public_config(echo, "").replace("grace_period = \"3s\"", "grace_period = \"30s\"")
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let echo = EchoUpstream::start();
-    let mut gh = Gatehouse::start(&long_grace(echo.addr())).unwrap();
+    let mut gh = Gatehouse::start(BIN, &long_grace(echo.addr())).unwrap();
     let url = gh.url("/public/slow");
     let inflight = tokio::spawn(async move {
         client()
@@ -71,7 +66,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
 #[tokio::test]
 async fn sigterm_when_idle_exits_promptly() {
     let echo = EchoUpstream::start();
-    let mut gh = Gatehouse::start(&long_grace(echo.addr())).unwrap();
+    let mut gh = Gatehouse::start(BIN, &long_grace(echo.addr())).unwrap();
     let t0 = Instant::now();
     gh.sigterm();
     let status = gh.wait_exit(Duration::from_secs(10)).expect("exited");
@@ -86,6 +81,7 @@ async fn sigterm_when_idle_exits_promptly() {
 #[test]
 fn bad_config_at_start_exits_1_with_the_key_path() {
     let mut gh = Gatehouse::spawn_unchecked(
+        BIN,
         &public_config("127.0.0.1:9".parse().unwrap(), "")
             .replace("read_timeout = \"5s\"", "read_timeout = 5"),
     )
@@ -104,7 +100,7 @@ fn taken_port_at_start_exits_1_naming_the_listener() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let cfg = public_config("127.0.0.1:9".parse().unwrap(), "")
         .replace("${LISTEN}", &taken.local_addr().unwrap().to_string());
-    let mut gh = Gatehouse::spawn_unchecked(&cfg).unwrap();
+    let mut gh = Gatehouse::spawn_unchecked(BIN, &cfg).unwrap();
     let status = gh.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
     assert!(gh.logs().contains("server.listen[0]"), "{}", gh.logs());
@@ -119,7 +115,7 @@ fn check_accepts_every_shipped_config() {
             continue;
         }
         n += 1;
-        let out = Command::new(gatehouse_bin())
+        let out = Command::new(BIN)
             .args(["check", "--config"])
             .arg(&path)
             .output()
@@ -148,7 +144,7 @@ fn check_refuses_a_bad_config_with_every_error() {
         .replace("${LISTEN}", "127.0.0.1:1")
         .replace("${ADMIN}", "127.0.0.1:2");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(gatehouse_bin())
+    let out = Command::new(BIN)
         .args(["check", "-c"])
         .arg(&path)
         .output()
@@ -177,7 +173,7 @@ fn unknown_connector_kind_lists_known_kinds() {
     .replace("${LISTEN}", "127.0.0.1:1")
     .replace("${ADMIN}", "127.0.0.1:2");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(gatehouse_bin())
+    let out = Command::new(BIN)
         .args(["check", "-c"])
         .arg(&path)
         .output()
@@ -192,16 +188,10 @@ fn unknown_connector_kind_lists_known_kinds() {
 
 #[test]
 fn version_and_help() {
-    let out = Command::new(gatehouse_bin())
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("gatehouse "));
-    let out = Command::new(gatehouse_bin())
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
         help.contains("check") && help.contains("Examples:") && help.contains("SIGHUP"),
@@ -212,8 +202,12 @@ fn version_and_help() {
 #[tokio::test]
 async fn json_access_log_never_contains_credentials_or_query() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start_with_args(&public_config(echo.addr(), ""), &["--log-format", "json"])
-        .unwrap();
+    let gh = Gatehouse::start_with_args(
+        BIN,
+        &public_config(echo.addr(), ""),
+        &["--log-format", "json"],
+    )
+    .unwrap();
     client()
         .get(gh.url("/public/logme?access_token=SECRET-QUERY-TOKEN"))
         .header("authorization", "Bearer SECRET-HEADER-TOKEN")

@@ -1,16 +1,18 @@
 //! End-to-end: `gatehouse token mint|inspect` and `gatehouse jwks from-pem`.
 #![allow(clippy::unwrap_used)]
 
-use gatehouse_testkit::gatehouse_bin;
+mod common;
+
+use common::{repo_root, BIN};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn keys() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/gatehouse-testkit/keys")
+    repo_root().join("crates/gatehouse-testkit/keys")
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(gatehouse_bin()).args(args).output().unwrap()
+    Command::new(BIN).args(args).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -262,7 +264,7 @@ fn schema() -> serde_json::Value {
 #[test]
 fn every_shipped_config_validates_against_the_schema_and_typos_do_not() {
     let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let dir = repo_root().join("configs");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -9,7 +9,7 @@ use gatehouse_testkit::{free_addr, EchoUpstream, Gatehouse};
 #[tokio::test]
 async fn proxies_with_headers_preserved_and_forwarding_headers_added() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
     let resp = client()
         .post(gh.url("/public/items/7?x=1&y=two"))
         .header("x-custom", "a")
@@ -50,7 +50,7 @@ async fn proxies_with_headers_preserved_and_forwarding_headers_added() {
 #[tokio::test]
 async fn client_request_id_is_kept_and_returned() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
     let resp = client()
         .get(gh.url("/public"))
         .header("x-request-id", "req-abc-123")
@@ -90,7 +90,7 @@ async fn client_request_id_is_kept_and_returned() {
 #[tokio::test]
 async fn unmatched_request_gets_404_json() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
     for path in ["/", "/publicity", "/other/public"] {
         let resp = client().get(gh.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 404, "{path}");
@@ -107,7 +107,7 @@ async fn dead_upstream_gives_502_json() {
     let echo = EchoUpstream::start();
     let dead = free_addr();
     let extra = format!("[upstreams.dead]\npeers = [\"{dead}\"]\n\n[[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\n");
-    let gh = Gatehouse::start(&public_config(echo.addr(), &extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), &extra)).unwrap();
     let resp = client().get(gh.url("/dead/x")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     assert!(resp.headers().contains_key("x-request-id"));
@@ -131,7 +131,7 @@ async fn slow_upstream_gives_504_json() {
         "[upstreams.slow]\npeers = [\"{}\"]\nread_timeout = \"300ms\"\n\n[[routes]]\nname = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\n",
         echo.addr()
     );
-    let gh = Gatehouse::start(&public_config(echo.addr(), &extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), &extra)).unwrap();
     let started = std::time::Instant::now();
     let resp = client()
         .get(gh.url("/slow/x"))
@@ -161,7 +161,7 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
 #[tokio::test]
 async fn dot_segments_are_removed_and_the_canonical_path_is_forwarded() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
     // reqwest would normalize "..": send the raw request line ourselves.
     let out = raw(
         gh.listen_addr(),
@@ -223,7 +223,7 @@ upstream = "pair"
         c.addr()
     );
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&public_config(echo.addr(), &extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), &extra)).unwrap();
     let cl = client();
     cl.post(gh.url("/public/x"))
         .header("host", "API.example.com:8080")
@@ -263,7 +263,7 @@ upstream = "pair"
 #[tokio::test]
 async fn metrics_move_with_traffic() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(&public_config(echo.addr(), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
     let before = gh
         .metric(
             "gatehouse_requests_total",

@@ -110,7 +110,7 @@ async fn region_header_selects_the_endpoint_and_default_catches_the_rest() {
         idp("us", &["tus"]),
         idp("default", &["tdef"]),
     );
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, Some(&def), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, Some(&def), "")).unwrap();
 
     let e = echoed(call(&gh, "tfr", Some("FR")).await).await;
     assert_eq!(
@@ -165,13 +165,10 @@ async fn without_a_default_an_unusable_region_is_denied_with_the_reason() {
         idp("fr", &["tfr"]),
         idp("us", &["tus"]),
     );
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &fr,
-        &us,
-        None,
-        "region_match = \"case_insensitive\"",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(&echo, &fr, &us, None, "region_match = \"case_insensitive\""),
+    )
     .unwrap();
     echoed(call(&gh, "tfr", Some("fr")).await).await;
     let r = call(&gh, "tfr", Some("JP")).await;
@@ -196,7 +193,7 @@ async fn post_reaches_the_idp_as_post_with_the_token() {
     );
     let cfg = config(&echo, &fr, &us, None, "post_token_in_body = true")
         .replace("method = \"GET\"", "method = \"POST\"");
-    let gh = Gatehouse::start(&cfg).unwrap();
+    let gh = Gatehouse::start(BIN, &cfg).unwrap();
     echoed(call(&gh, "tfr", Some("FR")).await).await;
     let reqs = fr.requests(UI);
     assert_eq!(reqs.len(), 1);
@@ -212,7 +209,7 @@ async fn cache_hits_make_no_idp_call_and_rejections_are_negatively_cached() {
         idp("fr", &["tfr"]),
         idp("us", &["tus"]),
     );
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, None, "")).unwrap();
     for _ in 0..20 {
         echoed(call(&gh, "tfr", Some("FR")).await).await;
     }
@@ -259,7 +256,7 @@ async fn cache_hits_make_no_idp_call_and_rejections_are_negatively_cached() {
         }
     });
     drop(gh);
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, Some(&load_idp), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, Some(&load_idp), "")).unwrap();
     let cl = client();
     for i in 0..1000 {
         let r = cl
@@ -285,7 +282,7 @@ async fn concurrent_identical_new_tokens_make_exactly_one_idp_call() {
         idp("us", &["tus"]),
     );
     fr.set_delay(Some(Duration::from_millis(500)));
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, None, "")).unwrap();
     let cl = client();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..200 {
@@ -317,7 +314,7 @@ async fn idp_rejection_is_passed_through_with_its_challenge() {
         idp("us", &["tus"]),
     );
     let extra = "error_metadata_location = \"response_payload\"\nerror_payload_location = \"$.errorMessage\"";
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, None, extra)).unwrap();
     let r = call(&gh, "nope", Some("FR")).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
@@ -329,13 +326,16 @@ async fn idp_rejection_is_passed_through_with_its_challenge() {
     drop(gh);
 
     // Mashery style: the IdP status and <h1>text</h1>.
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &fr,
-        &us,
-        None,
-        &format!("{extra}\nerror_style = \"mashery\""),
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(
+            &echo,
+            &fr,
+            &us,
+            None,
+            &format!("{extra}\nerror_style = \"mashery\""),
+        ),
+    )
     .unwrap();
     let r = call(&gh, "nope2", Some("FR")).await;
     assert_eq!(r.status(), 401);
@@ -343,13 +343,10 @@ async fn idp_rejection_is_passed_through_with_its_challenge() {
     drop(gh);
 
     // Without passthrough: Gatehouse's own RFC 6750 answer.
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &fr,
-        &us,
-        None,
-        "idp_error_passthrough = false",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(&echo, &fr, &us, None, "idp_error_passthrough = false"),
+    )
     .unwrap();
     let r = call(&gh, "nope3", Some("FR")).await;
     assert_eq!(r.status(), 401);
@@ -366,13 +363,16 @@ async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
         idp("fr", &["tfr", "tfr2"]),
         idp("us", &["tus"]),
     );
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &fr,
-        &us,
-        None,
-        "cache_ttl = \"1s\"\nstale_if_error = \"5m\"\ntimeout = \"3s\"",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(
+            &echo,
+            &fr,
+            &us,
+            None,
+            "cache_ttl = \"1s\"\nstale_if_error = \"5m\"\ntimeout = \"3s\"",
+        ),
+    )
     .unwrap();
     echoed(call(&gh, "tfr", Some("FR")).await).await;
     fr.set_down(true);
@@ -402,13 +402,16 @@ async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
     drop(gh);
 
     // Without stale_if_error, an expired entry + IdP down = 503.
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &fr,
-        &us,
-        None,
-        "cache_ttl = \"1s\"\ntimeout = \"3s\"",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(
+            &echo,
+            &fr,
+            &us,
+            None,
+            "cache_ttl = \"1s\"\ntimeout = \"3s\"",
+        ),
+    )
     .unwrap();
     fr.set_down(false);
     echoed(call(&gh, "tfr", Some("FR")).await).await;
@@ -424,7 +427,7 @@ async fn spoofed_identity_headers_are_stripped() {
         idp("fr", &["tfr"]),
         idp("us", &["tus"]),
     );
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, None, "")).unwrap();
     let r = client()
         .get(gh.url("/api/x"))
         .bearer_auth("tus")
@@ -451,7 +454,7 @@ fn check_config(text: &str) -> (bool, String) {
             .replace("${ADMIN}", "127.0.0.1:2"),
     )
     .unwrap();
-    let out = Command::new(gatehouse_testkit::gatehouse_bin())
+    let out = Command::new(BIN)
         .args(["check", "-c"])
         .arg(&path)
         .output()
@@ -517,7 +520,7 @@ async fn reload_changing_one_region_keeps_other_connectors_warm() {
                 other.url(UI)
             )
     };
-    let gh = Gatehouse::start(&second(&fr.url(UI))).unwrap();
+    let gh = Gatehouse::start(BIN, &second(&fr.url(UI))).unwrap();
     let side = || client().get(gh.url("/side")).bearer_auth("tother").send();
     assert_eq!(side().await.unwrap().status(), 200);
     assert_eq!(other.calls(UI), 1);
@@ -546,7 +549,7 @@ async fn own_answers_to_idp_rejections_carry_each_request_id_on_negative_hits() 
         idp("us", &["tus"]),
     );
     let extra = "idp_error_passthrough = false\n[connectors.geo.custom_error]\nstatus = 401\nbody = \"{reason}:{request_id}\"";
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, None, extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, None, extra)).unwrap();
     for id in ["first-id", "second-id"] {
         let r = client()
             .get(gh.url("/api/x"))
@@ -569,7 +572,7 @@ async fn own_answers_to_idp_rejections_carry_each_request_id_on_negative_hits() 
 #[tokio::test]
 async fn two_authorization_headers_are_400_and_reach_neither_idp_nor_upstream() {
     let (echo, fr, us) = (EchoUpstream::start(), idp("fr", &["tfr"]), idp("us", &[]));
-    let gh = Gatehouse::start(&config(&echo, &fr, &us, Some(&fr), "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &fr, &us, Some(&fr), "")).unwrap();
     let r = client()
         .get(gh.url("/api/x"))
         .header("authorization", "Bearer tfr")
@@ -605,13 +608,16 @@ async fn stale_if_error_never_serves_past_the_token_exp() {
         UI,
         MockResponse::json(200, json!({"sub": "jwt-user"})),
     );
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &fr,
-        &us,
-        None,
-        "cache_ttl = \"1h\"\nstale_if_error = \"1h\"\ntimeout = \"3s\"",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(
+            &echo,
+            &fr,
+            &us,
+            None,
+            "cache_ttl = \"1h\"\nstale_if_error = \"1h\"\ntimeout = \"3s\"",
+        ),
+    )
     .unwrap();
     // A JWT-shaped access token that expires in 2 s (the IdP vouches for it).
     let b64 = |v: serde_json::Value| {

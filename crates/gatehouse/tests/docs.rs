@@ -4,7 +4,9 @@
 //! loopback, since name resolution is the environment's business.
 #![allow(clippy::unwrap_used)]
 
-use gatehouse_testkit::gatehouse_bin;
+mod common;
+
+use common::{repo_root, BIN};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -101,7 +103,7 @@ fn complete(snippet: &str) -> String {
 
 #[test]
 fn every_config_snippet_in_the_docs_passes_check() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo_root();
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     let mut failures = Vec::new();
@@ -119,7 +121,7 @@ fn every_config_snippet_in_the_docs_passes_check() {
             let path = dir.path().join(format!("snippet-{checked}.toml"));
             let cfg = complete(&block);
             std::fs::write(&path, &cfg).unwrap();
-            let out = Command::new(gatehouse_bin())
+            let out = Command::new(BIN)
                 .args(["check", "-c"])
                 .arg(&path)
                 .output()

@@ -76,7 +76,7 @@ async fn get(gh: &Gatehouse, path: &str, token: Option<&str>) -> reqwest::Respon
 async fn valid_token_passes_with_identity_headers_and_spoofs_are_stripped() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
-    let gh = Gatehouse::start(&config(&echo, &idp, "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, "")).unwrap();
     let t = token(&key, "k1", "alice");
     let resp = client()
         .get(gh.url("/orders/1"))
@@ -149,7 +149,11 @@ async fn key_rotation_is_picked_up_without_restart() {
     let (echo, idp) = (EchoUpstream::start(), MockIdp::start());
     let (k1, k2) = (TestKey::rsa(1), TestKey::rsa(2));
     serve_keys(&idp, &[(&k1, "k1")]);
-    let gh = Gatehouse::start(&config(&echo, &idp, "jwks_min_refetch_interval = \"0s\"")).unwrap();
+    let gh = Gatehouse::start(
+        BIN,
+        &config(&echo, &idp, "jwks_min_refetch_interval = \"0s\""),
+    )
+    .unwrap();
     let t1 = token(&k1, "k1", "alice");
     assert_eq!(get(&gh, "/orders", Some(&t1)).await.status(), 200);
 
@@ -185,11 +189,10 @@ async fn key_rotation_is_picked_up_without_restart() {
 async fn jwks_server_down_stale_keys_keep_working() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::ec256(1));
     serve_keys(&idp, &[(&key, "e1")]);
-    let gh = Gatehouse::start(&config(
-        &echo,
-        &idp,
-        "jwks_refresh = \"1s\"\njwks_timeout = \"3s\"",
-    ))
+    let gh = Gatehouse::start(
+        BIN,
+        &config(&echo, &idp, "jwks_refresh = \"1s\"\njwks_timeout = \"3s\""),
+    )
     .unwrap();
     idp.set_down(true);
     let failed = eventually(Duration::from_secs(10), async || {
@@ -222,7 +225,11 @@ async fn jwks_server_down_stale_keys_keep_working() {
 async fn a_flood_of_unknown_kids_costs_at_most_one_fetch_per_interval() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
-    let gh = Gatehouse::start(&config(&echo, &idp, "jwks_min_refetch_interval = \"30s\"")).unwrap();
+    let gh = Gatehouse::start(
+        BIN,
+        &config(&echo, &idp, "jwks_min_refetch_interval = \"30s\""),
+    )
+    .unwrap();
     let at_start = idp.calls(JWKS_PATH);
     let cl = client();
     let mut tasks = tokio::task::JoinSet::new();
@@ -262,7 +269,7 @@ async fn query_token_is_stripped_and_carrier_removed_when_not_forwarded() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
     let extra = "forward_authorization = false\ntoken_sources = [{ header = \"Authorization\" }, { query = \"access_token\" }]";
-    let gh = Gatehouse::start(&config(&echo, &idp, extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, extra)).unwrap();
     let t = token(&key, "k1", "dave");
     let e = echoed(
         client()
@@ -286,7 +293,7 @@ async fn custom_error_body_and_mashery_style() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
     let custom = "[connectors.corp.custom_error]\nstatus = 418\ncontent_type = \"application/xml\"\nbody = \"<error reason='{reason}' request='{request_id}'/>\"";
-    let gh = Gatehouse::start(&config(&echo, &idp, custom)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, custom)).unwrap();
     let r = client()
         .get(gh.url("/orders"))
         .header("x-request-id", "rid-42")
@@ -301,7 +308,7 @@ async fn custom_error_body_and_mashery_style() {
     );
     drop(gh);
 
-    let gh = Gatehouse::start(&config(&echo, &idp, "error_style = \"mashery\"")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, "error_style = \"mashery\"")).unwrap();
     let mut c = claims("erin", ISS, AUD, 600);
     c["exp"] = json!(now() - 3600);
     c["iat"] = json!(now() - 7200);
@@ -319,7 +326,7 @@ async fn custom_error_body_and_mashery_style() {
 async fn cache_hits_show_in_metrics_and_expired_tokens_fail_on_a_hit() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
-    let gh = Gatehouse::start(&config(&echo, &idp, "leeway = \"0s\"")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, "leeway = \"0s\"")).unwrap();
     let mut c = claims("frank", ISS, AUD, 0);
     let exp = exp_in(6);
     c["exp"] = json!(exp);
@@ -375,7 +382,7 @@ fn three_sources(echo: &EchoUpstream, idp: &MockIdp) -> String {
 async fn two_token_carriers_are_400_and_nothing_reaches_the_upstream() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
-    let gh = Gatehouse::start(&three_sources(&echo, &idp)).unwrap();
+    let gh = Gatehouse::start(BIN, &three_sources(&echo, &idp)).unwrap();
     let t = token(&key, "k1", "alice");
     let mut c = claims("admin", ISS, AUD, 600);
     c["org"] = json!({"region": "eu"});
@@ -453,7 +460,7 @@ async fn two_token_carriers_are_400_and_nothing_reaches_the_upstream() {
 async fn time_claims_of_any_size_never_panic_and_far_future_exp_is_cached() {
     let (echo, idp, key) = (EchoUpstream::start(), MockIdp::start(), TestKey::rsa(1));
     serve_keys(&idp, &[(&key, "k1")]);
-    let gh = Gatehouse::start(&config(&echo, &idp, "")).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, "")).unwrap();
     let with = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut c = claims("alice", ISS, AUD, 600);
         f(&mut c);
@@ -524,7 +531,7 @@ fn check_config(text: &str) -> (bool, String) {
             .replace("${ADMIN}", "127.0.0.1:2"),
     )
     .unwrap();
-    let out = std::process::Command::new(gatehouse_testkit::gatehouse_bin())
+    let out = std::process::Command::new(BIN)
         .args(["check", "-c"])
         .arg(&path)
         .output()

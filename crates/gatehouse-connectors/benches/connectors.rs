@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the connector hot path: a cached JWT check,
 //! uncached verification per algorithm, policy evaluation, header injection.
-//! Run with `make bench` (or `cargo bench --bench connectors`).
+//! Run with `make bench` (or `cargo bench -p gatehouse-connectors --bench connectors`).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};

@@ -2,7 +2,20 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The `gatehouse` binary Cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// The repository root (this package lives in `crates/gatehouse`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/gatehouse sits two levels below the repository root")
+        .to_path_buf()
+}
 
 /// A minimal config: one public route `/public` (and `/` 404s) to `echo`.
 pub fn public_config(echo: SocketAddr, extra: &str) -> String {

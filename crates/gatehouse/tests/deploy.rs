@@ -9,10 +9,9 @@ use gatehouse_testkit::tokens::{claims, TestKey};
 use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 fn referenced_metrics() -> BTreeSet<String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let root = repo_root().join("deploy");
     let mut names = BTreeSet::new();
     for f in ["grafana/gatehouse-dashboard.json", "prometheus/alerts.yml"] {
         let text = std::fs::read_to_string(root.join(f)).unwrap();
@@ -88,7 +87,7 @@ connectors = ["geo"]
         jwks = idp.url("/jwks"),
         ui = idp.url("/userinfo")
     );
-    let gh = Gatehouse::start(&cfg).unwrap();
+    let gh = Gatehouse::start(BIN, &cfg).unwrap();
     let cl = client();
     let t = key.mint(&claims("u1", "i", "a", 600), Some("k1"));
     for _ in 0..2 {

@@ -37,7 +37,7 @@ upstream = "{target}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_switches_routing_without_failing_a_request() {
     let (a, b) = (EchoUpstream::start(), EchoUpstream::start());
-    let gh = Gatehouse::start(&two_upstreams(&a, &b, "a")).unwrap();
+    let gh = Gatehouse::start(BIN, &two_upstreams(&a, &b, "a")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
@@ -83,7 +83,7 @@ async fn reload_switches_routing_without_failing_a_request() {
 #[tokio::test]
 async fn broken_reload_keeps_the_running_config_and_counts_the_failure() {
     let (a, b) = (EchoUpstream::start(), EchoUpstream::start());
-    let gh = Gatehouse::start(&two_upstreams(&a, &b, "a")).unwrap();
+    let gh = Gatehouse::start(BIN, &two_upstreams(&a, &b, "a")).unwrap();
     // A typo in a key: refused with its path.
     let broken = two_upstreams(&a, &b, "b").replace("path_prefix", "path_prefx");
     gh.write_config(&broken).unwrap();
@@ -156,7 +156,7 @@ async fn broken_reload_keeps_the_running_config_and_counts_the_failure() {
 #[tokio::test]
 async fn sighup_reloads_even_when_the_watcher_misses_it() {
     let (a, b) = (EchoUpstream::start(), EchoUpstream::start());
-    let gh = Gatehouse::start(&two_upstreams(&a, &b, "a")).unwrap();
+    let gh = Gatehouse::start(BIN, &two_upstreams(&a, &b, "a")).unwrap();
     gh.sighup();
     assert!(
         eventually(Duration::from_secs(5), async || gh
@@ -177,7 +177,7 @@ async fn sighup_reloads_even_when_the_watcher_misses_it() {
 #[tokio::test]
 async fn configmap_symlink_swap_is_detected() {
     use gatehouse_testkit::free_addr;
-    use gatehouse_testkit::process::http_get_blocking;
+    use gatehouse_testkit::http_get_blocking;
     use std::os::unix::fs::symlink;
     let (a, b) = (EchoUpstream::start(), EchoUpstream::start());
     let (listen, admin) = (free_addr(), free_addr());
@@ -192,7 +192,7 @@ async fn configmap_symlink_swap_is_detected() {
     symlink("..v1", dir.join("..data")).unwrap();
     symlink("..data/gatehouse.toml", dir.join("gatehouse.toml")).unwrap();
 
-    let mut child = std::process::Command::new(gatehouse_testkit::gatehouse_bin())
+    let mut child = std::process::Command::new(BIN)
         .args(["run", "--config"])
         .arg(dir.join("gatehouse.toml"))
         .stderr(std::fs::File::create(dir.join("log")).unwrap())

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{gatehouse_bin, jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use std::process::Command;
 
 const CORP: &str = "https://corp.test";
@@ -84,7 +84,7 @@ fn world() -> World {
         JWKS,
         MockResponse::json(200, jwks(&[(&partner, "p1")])),
     );
-    let gh = Gatehouse::start(&config(&echo, &corp_idp, &partner_idp)).unwrap();
+    let gh = Gatehouse::start(BIN, &config(&echo, &corp_idp, &partner_idp)).unwrap();
     World {
         _echo: echo,
         _idps: (corp_idp, partner_idp),
@@ -241,7 +241,7 @@ async fn a_group_is_one_step_of_a_chain() {
 async fn check_prints_groups_and_inspect_explains_each_member() {
     let w = world();
     let cfg = w.gh.config_path().to_str().unwrap().to_string();
-    let out = Command::new(gatehouse_bin())
+    let out = Command::new(BIN)
         .args(["check", "--config", &cfg])
         .output()
         .unwrap();
@@ -252,7 +252,7 @@ async fn check_prints_groups_and_inspect_explains_each_member() {
     let partner_token = w
         .partner
         .mint(&claims("bob", PARTNER, AUD, 600), Some("p1"));
-    let out = Command::new(gatehouse_bin())
+    let out = Command::new(BIN)
         .args([
             "token",
             "inspect",

@@ -1,1 +1,0 @@
-//! End-to-end test package for Gatehouse (tests live in tests/).
