@@ -7,7 +7,37 @@
 //! that a reload rebuilds a connector whose files changed, and watches them.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a key file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Open, metadata or read failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The path is a directory.
+    #[error("cannot read {}: it is a directory", .0.display())]
+    Directory(PathBuf),
+    /// The file is larger than the limit.
+    #[error("{} is larger than {limit} bytes", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl From<FileError> for String {
+    fn from(e: FileError) -> String {
+        e.to_string()
+    }
+}
 
 /// Largest file a connector reads at build (1 MiB).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -15,30 +45,35 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Reads `path` whole, refusing files larger than [`MAX_FILE_BYTES`].
 /// Errors name the path and say why (`cannot read …: …`, `… is larger than
 /// … bytes`, `… is not a regular file`).
-pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+pub fn read_file(path: &Path) -> Result<Vec<u8>, FileError> {
     read_file_limited(path, MAX_FILE_BYTES)
 }
 
 /// Like [`read_file`] with an explicit limit.
-pub fn read_file_limited(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+pub fn read_file_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    let io = |source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = || FileError::TooLarge {
+        path: path.to_path_buf(),
+        limit,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
     if meta.is_dir() {
-        return Err(format!("cannot read {shown}: it is a directory"));
+        return Err(FileError::Directory(path.to_path_buf()));
     }
     if meta.is_file() && meta.len() > limit {
-        return Err(format!("{shown} is larger than {limit} bytes"));
+        return Err(too_large());
     }
     // Read at most one byte past the limit: a FIFO or device has no length.
     let mut buf = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(io)?;
     if buf.len() as u64 > limit {
-        return Err(format!("{shown} is larger than {limit} bytes"));
+        return Err(too_large());
     }
     Ok(buf)
 }
@@ -56,11 +91,11 @@ mod tests {
         std::fs::write(&small, b"0123456789").unwrap();
         assert_eq!(read_file(&small).unwrap(), b"0123456789");
         assert_eq!(read_file_limited(&small, 10).unwrap().len(), 10);
-        let e = read_file_limited(&small, 9).unwrap_err();
+        let e = read_file_limited(&small, 9).unwrap_err().to_string();
         assert!(e.contains("small is larger than 9 bytes"), "{e}");
-        let e = read_file(&dir).unwrap_err();
+        let e = read_file(&dir).unwrap_err().to_string();
         assert!(e.contains("directory"), "{e}");
-        let e = read_file(&dir.join("missing")).unwrap_err();
+        let e = read_file(&dir.join("missing")).unwrap_err().to_string();
         assert!(
             e.starts_with("cannot read ") && e.contains("missing"),
             "{e}"

@@ -74,20 +74,33 @@ pub fn redirect_refused(
     )
 }
 
+/// Why a response body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// More than the limit (announced or sent).
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed while reading.
+    #[error("reading failed: {0}")]
+    Read(#[from] reqwest::Error),
+}
+
+impl From<BodyError> for String {
+    fn from(e: BodyError) -> String {
+        e.to_string()
+    }
+}
+
 /// Reads a response body, refusing more than `max` bytes (whatever
 /// `Content-Length` claims).
-pub async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub async fn read_limited(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(format!("answer larger than {max} bytes"));
+        return Err(BodyError::TooLarge(max));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("reading failed: {e}"))?
-    {
+    while let Some(chunk) = resp.chunk().await? {
         if body.len() + chunk.len() > max {
-            return Err(format!("answer larger than {max} bytes"));
+            return Err(BodyError::TooLarge(max));
         }
         body.extend_from_slice(&chunk);
     }

@@ -32,7 +32,7 @@ impl Fingerprint {
     pub fn of(path: &Path) -> Self {
         match read_file(path) {
             Ok(bytes) => Self::Sha256(Sha256::digest(&bytes).into()),
-            Err(e) => Self::Unreadable(e),
+            Err(e) => Self::Unreadable(e.to_string()),
         }
     }
 }

@@ -215,7 +215,7 @@ impl KeyStore {
                 })
                 .await
                 .map_err(|e| format!("reading the JWKS file failed: {e}"))
-                .and_then(|r| r)
+                .and_then(|r| r.map_err(String::from))
                 .and_then(|b| {
                     parse_jwks(&b).map(|(keys, skipped)| Loaded {
                         keys,

@@ -5,7 +5,7 @@ use crate::outbound::read_limited;
 use http::{HeaderMap, StatusCode};
 
 /// Why a call produced no answer to classify.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// No answer within the timeout.
     #[error("timed out")]
@@ -14,8 +14,8 @@ pub enum CallError {
     #[error("unreachable")]
     Unreachable,
     /// The body could not be read within bounds.
-    #[error("{0}")]
-    Body(String),
+    #[error(transparent)]
+    Body(#[from] crate::outbound::BodyError),
 }
 
 /// What came back.
@@ -71,9 +71,7 @@ impl IdpClient {
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = read_limited(&mut resp, self.max_body)
-            .await
-            .map_err(CallError::Body)?;
+        let body = read_limited(&mut resp, self.max_body).await?;
         Ok(Reply {
             status,
             headers,
