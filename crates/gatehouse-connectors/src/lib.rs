@@ -4,11 +4,25 @@
 //! A [`Connector`] looks at a [`RequestView`] (method, URI, headers, client
 //! address — no Pingora types) and returns a [`Verdict`]: allow, with
 //! [`HeaderEdits`] to apply to the upstream request, or deny, with a
-//! [`Rejection`] to send to the client. A route runs its connectors in order
-//! with [`run_chain`]; the first denial answers the client.
+//! [`Denial`]: the typed [`errors::Failure`] next to the [`Rejection`] sent to
+//! the client. A route runs its steps in order with [`run_chain`]; a [`Step`]
+//! is one connector or an any-of group whose first allowing member wins.
 //!
 //! Connectors are built from their `[connectors.NAME]` config section by a
-//! [`ConnectorFactory`] registered in a [`Registry`] under its `kind`.
+//! [`ConnectorFactory`] registered in a [`Registry`] under its `kind`; the
+//! factory also gives the section's JSON Schema and the kind's
+//! [`Capabilities`], so the proxy crate never names a kind.
+//!
+//! # Layout
+//!
+//! - one folder per kind: [`jwt`], [`userinfo`] — settings, compiled rules, a
+//!   pure decision, a thin fetch layer, cache, metrics;
+//! - [`kit`]: what every kind shares (common settings, token intake, claim
+//!   gate, error responder, clock) — **read its docs before adding a kind**:
+//!   a new kind is one folder and one line in [`Registry::builtin`];
+//! - building blocks the kit and the fuzz targets use: [`token`] (intake),
+//!   [`policy`], [`inject`], [`claims`], [`errors`], [`outbound`], [`files`],
+//!   [`limits`], [`metrics`].
 
 mod chain;
 pub mod claims;

@@ -618,7 +618,7 @@ impl Connector for JwtConnector {
             return None;
         }
         let iss = unverified_issuer(token.split('.').nth(1)?)?;
-        if iss.is_some_and(|i| self.issuers.iter().any(|w| *w == i)) {
+        if iss.is_some_and(|i| self.issuers.contains(&i)) {
             return None;
         }
         Some(self.errors.deny(
