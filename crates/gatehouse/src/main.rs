@@ -16,6 +16,7 @@ Examples:
   gatehouse run --config configs/demo.toml --log-format json
   gatehouse check --config configs/demo.toml                validate, print a summary
   gatehouse token mint --alg RS256 --key key.pem --sub alice --aud api --exp 15m
+  gatehouse token mint --alg ES512 --key p521.pem --exp=-5m         an already expired token
   gatehouse token inspect $TOKEN --config gatehouse.toml --route orders
   gatehouse jwks from-pem key1.pub.pem key2.pub.pem --kid k1 --kid k2
 
@@ -68,10 +69,10 @@ enum Command {
 enum TokenCommand {
     /// Sign a test token.
     Mint {
-        /// Algorithm (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512).
+        /// Algorithm (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA HS256 HS384 HS512).
         #[arg(long, default_value = "RS256")]
         alg: String,
-        /// Private key PEM (for RS*, PS*, ES*, EdDSA).
+        /// Private key PEM (for RS*, PS*, ES*, EdDSA; ES512: a P-521 key, PKCS#8 or SEC1).
         #[arg(long)]
         key: Option<PathBuf>,
         /// HMAC secret (for HS*).
@@ -89,9 +90,10 @@ enum TokenCommand {
         /// `sub` claim.
         #[arg(long)]
         sub: Option<String>,
-        /// Lifetime: `exp` = now + this.
-        #[arg(long, default_value = "15m")]
-        exp: String,
+        /// Lifetime: `exp` = now + this. Negative for an already expired token:
+        /// `--exp=-5m` (or `--exp -5m`) sets `exp` 5 minutes ago, and `iat`/`nbf` to `exp`.
+        #[arg(long, default_value = "15m", allow_hyphen_values = true, value_parser = gatehouse::tools::parse_lifetime)]
+        exp: i64,
         /// Extra claim `name=value` (JSON values such as `["a","b"]` or `true` are parsed).
         #[arg(long = "claim")]
         claims: Vec<String>,
@@ -125,6 +127,11 @@ enum JwksCommand {
     },
 }
 
+fn parse_mint_alg(a: &str) -> Result<gatehouse_connectors::jwt::Alg, String> {
+    a.parse()
+        .map_err(|_| format!("unsupported algorithm \"{a}\""))
+}
+
 fn parse_alg(a: &str) -> Result<jsonwebtoken::Algorithm, String> {
     a.parse()
         .map_err(|_| format!("unsupported algorithm \"{a}\""))
@@ -148,10 +155,8 @@ fn token_command(
             claims,
             count,
         } => {
-            let exp =
-                humantime::parse_duration(&exp).map_err(|e| anyhow::anyhow!("--exp {exp}: {e}"))?;
             let opts = gatehouse::tools::MintOptions {
-                alg: parse_alg(&alg).map_err(anyhow::Error::msg)?,
+                alg: parse_mint_alg(&alg).map_err(anyhow::Error::msg)?,
                 key,
                 secret,
                 kid,

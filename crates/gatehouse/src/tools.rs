@@ -2,10 +2,17 @@
 //! explain what a route would do with it, and build a JWKS from PEM keys.
 
 use anyhow::{anyhow, bail, Context};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P521_SHA512_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use gatehouse_connectors::jwt::es512::{pem_block, P521Key};
+use gatehouse_connectors::jwt::Alg;
 use gatehouse_connectors::{Denial, Registry, RequestView, Verdict};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, ThumbprintHash};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, ThumbprintHash,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -15,8 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone)]
 pub struct MintOptions {
     /// Algorithm.
-    pub alg: Algorithm,
-    /// Private key PEM file (RS*, PS*, ES*, EdDSA).
+    pub alg: Alg,
+    /// Private key PEM file (RS*, PS*, ES*, EdDSA; for ES512 a P-521 key, PKCS#8
+    /// or SEC1 `EC PRIVATE KEY`).
     pub key: Option<PathBuf>,
     /// HMAC secret (HS*).
     pub secret: Option<String>,
@@ -28,8 +36,10 @@ pub struct MintOptions {
     pub aud: Vec<String>,
     /// `sub`.
     pub sub: Option<String>,
-    /// Lifetime (`exp` = now + this); `iat` and `nbf` are now.
-    pub exp: Duration,
+    /// Lifetime in seconds (see [`parse_lifetime`]): `exp` = now + this.
+    /// Negative for a token that has already expired; `iat` and `nbf` are
+    /// min(now, `exp`), so `iat` ≤ `exp` holds either way.
+    pub exp: i64,
     /// Extra claims `name=value` (value parsed as JSON when it is valid JSON).
     pub claims: Vec<String>,
 }
@@ -40,31 +50,108 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn encoding_key(o: &MintOptions) -> anyhow::Result<EncodingKey> {
+/// Parses a token lifetime for `token mint --exp`: a duration (`"15m"`,
+/// `"1h 30m"`), or a negative one (`"-5m"`) for a token that expired that
+/// long ago. Whole seconds.
+pub fn parse_lifetime(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (negative, span) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let d = humantime::parse_duration(span).map_err(|e| format!("\"{text}\": {e}"))?;
+    let secs = i64::try_from(d.as_secs()).map_err(|_| format!("\"{text}\" is too long"))?;
+    Ok(if negative { -secs } else { secs })
+}
+
+/// What signs: a `jsonwebtoken` key, or a P-521 key pair for ES512.
+enum Signer {
+    Jwt(EncodingKey, Algorithm),
+    P521(EcdsaKeyPair),
+}
+
+/// A P-521 private key for ES512 from PEM: PKCS#8 (`PRIVATE KEY`) or SEC1
+/// (`EC PRIVATE KEY`).
+fn p521_private_key(pem: &[u8]) -> Option<EcdsaKeyPair> {
+    let text = std::str::from_utf8(pem).ok()?;
+    if let Some(der) = pem_block(text, "PRIVATE KEY") {
+        return EcdsaKeyPair::from_pkcs8(&ECDSA_P521_SHA512_FIXED_SIGNING, &der).ok();
+    }
+    let der = pem_block(text, "EC PRIVATE KEY")?;
+    EcdsaKeyPair::from_private_key_der(&ECDSA_P521_SHA512_FIXED_SIGNING, &der).ok()
+}
+
+fn signer(o: &MintOptions) -> anyhow::Result<Signer> {
     Ok(match (&o.key, &o.secret) {
         (Some(path), None) => {
             let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            match o.alg {
+            let not_a_key = || format!("{} is not a private key for {}", path.display(), o.alg);
+            let Some(alg) = o.alg.jsonwebtoken() else {
+                // ES512: jsonwebtoken has none; aws-lc-rs signs.
+                let pair = p521_private_key(&pem).with_context(|| {
+                    format!(
+                        "{} (ES512 needs a P-521 key: PKCS#8 or SEC1 PEM)",
+                        not_a_key()
+                    )
+                })?;
+                return Ok(Signer::P521(pair));
+            };
+            let key = match alg {
+                Algorithm::ES256 | Algorithm::ES384 if p521_private_key(&pem).is_some() => {
+                    bail!(
+                        "{} is a P-521 key: it signs ES512 (--alg ES512)",
+                        path.display()
+                    )
+                }
                 Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem),
                 Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
                 Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                    bail!("{:?} signs with --secret, not --key", o.alg)
+                    bail!("{} signs with --secret, not --key", o.alg)
                 }
                 _ => EncodingKey::from_rsa_pem(&pem),
             }
-            .with_context(|| format!("{} is not a private key for {:?}", path.display(), o.alg))?
+            .with_context(not_a_key)?;
+            Signer::Jwt(key, alg)
         }
-        (None, Some(secret)) => {
-            if !matches!(
-                o.alg,
-                Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-            ) {
-                bail!("--secret only signs HS256/HS384/HS512");
+        (None, Some(secret)) => match o.alg.jsonwebtoken() {
+            Some(alg @ (Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) => {
+                Signer::Jwt(EncodingKey::from_secret(secret.as_bytes()), alg)
             }
-            EncodingKey::from_secret(secret.as_bytes())
-        }
+            _ => bail!("--secret only signs HS256/HS384/HS512"),
+        },
         _ => bail!("give exactly one of --key (PEM private key) or --secret"),
     })
+}
+
+impl Signer {
+    fn sign(&self, kid: Option<&str>, claims: &Value) -> anyhow::Result<String> {
+        match self {
+            Signer::Jwt(key, alg) => {
+                let mut header = Header::new(*alg);
+                header.typ = Some("JWT".into());
+                header.kid = kid.map(str::to_string);
+                jsonwebtoken::encode(&header, claims, key).context("signing")
+            }
+            Signer::P521(pair) => {
+                let mut header = json!({"typ": "JWT", "alg": "ES512"});
+                if let Some(k) = kid {
+                    header["kid"] = json!(k);
+                }
+                let message = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?),
+                    URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
+                );
+                let sig = pair
+                    .sign(&SystemRandom::new(), message.as_bytes())
+                    .map_err(|_| anyhow!("signing with the P-521 key failed"))?;
+                Ok(format!(
+                    "{message}.{}",
+                    URL_SAFE_NO_PAD.encode(sig.as_ref())
+                ))
+            }
+        }
+    }
 }
 
 /// Signs a token.
@@ -75,12 +162,18 @@ pub fn mint(o: &MintOptions) -> anyhow::Result<String> {
 /// Signs `count` tokens (the key parsed once); with `count > 1` each gets a
 /// distinct `jti`.
 pub fn mint_many(o: &MintOptions, count: usize) -> anyhow::Result<Vec<String>> {
-    let key = encoding_key(o)?;
-    let n = now();
+    let key = signer(o)?;
+    let n = i64::try_from(now()).context("the clock is beyond 2^63 seconds")?;
+    let exp = n
+        .checked_add(o.exp)
+        .filter(|e| *e >= 0)
+        .ok_or_else(|| anyhow!("--exp: the token's exp would be before 1970 or out of range"))?;
+    // An expired token (negative lifetime) is still coherent: iat ≤ exp.
+    let issued = n.min(exp);
     let mut claims = serde_json::Map::new();
-    claims.insert("iat".into(), json!(n));
-    claims.insert("nbf".into(), json!(n));
-    claims.insert("exp".into(), json!(n + o.exp.as_secs()));
+    claims.insert("iat".into(), json!(issued));
+    claims.insert("nbf".into(), json!(issued));
+    claims.insert("exp".into(), json!(exp));
     if let Some(v) = &o.iss {
         claims.insert("iss".into(), json!(v));
     }
@@ -103,18 +196,12 @@ pub fn mint_many(o: &MintOptions, count: usize) -> anyhow::Result<Vec<String>> {
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
         claims.insert(k.to_string(), value);
     }
-    let mut header = Header::new(o.alg);
-    header.typ = Some("JWT".into());
-    header.kid = o.kid.clone();
     let mut out = Vec::with_capacity(count.max(1));
     for i in 0..count.max(1) {
         if count > 1 {
             claims.insert("jti".into(), json!(format!("t{i}")));
         }
-        out.push(
-            jsonwebtoken::encode(&header, &Value::Object(claims.clone()), &key)
-                .context("signing")?,
-        );
+        out.push(key.sign(o.kid.as_deref(), &Value::Object(claims.clone()))?);
     }
     Ok(out)
 }
@@ -327,6 +414,27 @@ pub async fn explain(
     Ok((out, true))
 }
 
+/// The JWK of a P-521 key in PEM form (public SPKI, or private PKCS#8/SEC1).
+fn p521_jwk(pem: &[u8], private: bool) -> Option<Jwk> {
+    let point = if private {
+        p521_private_key(pem)?.public_key().as_ref().to_vec()
+    } else {
+        let der = pem_block(std::str::from_utf8(pem).ok()?, "PUBLIC KEY")?;
+        P521Key::from_spki_der(&der).ok()?.point().to_vec()
+    };
+    let key = P521Key::from_point(&point).ok()?;
+    let (x, y) = key.coordinates();
+    Some(Jwk {
+        common: CommonParameters::default(),
+        algorithm: AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+            key_type: EllipticCurveKeyType::EC,
+            curve: EllipticCurve::P521,
+            x: URL_SAFE_NO_PAD.encode(x),
+            y: URL_SAFE_NO_PAD.encode(y),
+        }),
+    })
+}
+
 /// A JWKS for PEM keys (public or private; only public members are output).
 /// `kids[i]` names key `i`; without one, the RFC 7638 thumbprint is the `kid`.
 pub fn jwks_from_pem(
@@ -342,7 +450,10 @@ pub fn jwks_from_pem(
         let from_private = |alg: Algorithm,
                             k: jsonwebtoken::errors::Result<EncodingKey>|
          -> Option<Jwk> { Jwk::from_encoding_key(&k.ok()?, alg).ok() };
-        let jwk = if private {
+        // P-521 first: jsonwebtoken's EC PEM readers do not check the curve.
+        let jwk = if let Some(jwk) = p521_jwk(&pem, private) {
+            Some(jwk)
+        } else if private {
             from_private(rsa_alg, EncodingKey::from_rsa_pem(&pem))
                 .or_else(|| from_private(Algorithm::ES256, EncodingKey::from_ec_pem(&pem)))
                 .or_else(|| from_private(Algorithm::ES384, EncodingKey::from_ec_pem(&pem)))
@@ -364,19 +475,22 @@ pub fn jwks_from_pem(
         };
         let mut jwk = jwk.ok_or_else(|| {
             anyhow!(
-                "{}: not an RSA, EC (P-256/P-384) or Ed25519 key in PEM form",
+                "{}: not an RSA, EC (P-256/P-384/P-521) or Ed25519 key in PEM form",
                 f.display()
             )
         })?;
         let alg = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => rsa_alg,
+            AlgorithmParameters::RSA(_) => format!("{rsa_alg:?}"),
             AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
+                Alg::ES256.to_string()
             }
             AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P384 => {
-                Algorithm::ES384
+                Alg::ES384.to_string()
             }
-            AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P521 => {
+                Alg::ES512.to_string()
+            }
+            AlgorithmParameters::OctetKeyPair(_) => Alg::EdDSA.to_string(),
             _ => bail!("{}: unsupported key", f.display()),
         };
         let kid = match kids.get(i) {
@@ -390,7 +504,7 @@ pub fn jwks_from_pem(
         if let Some(o) = v.as_object_mut() {
             o.retain(|_, val| !val.is_null());
             o.insert("use".into(), json!("sig"));
-            o.insert("alg".into(), json!(format!("{alg:?}")));
+            o.insert("alg".into(), json!(alg));
         }
         keys.push(v);
     }

@@ -1,8 +1,11 @@
 //! Verification keys: parsed once (from a JWKS, PEM files or a secret) into
-//! `jsonwebtoken` decoding keys tagged with what they may verify.
+//! `jsonwebtoken` decoding keys, or P-521 keys for ES512 (aws-lc-rs), tagged
+//! with what they may verify.
 
+use super::alg::Alg;
+use super::es512::{self, P521Key};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::DecodingKey;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -17,29 +20,20 @@ pub enum Family {
     Ed,
     /// HMAC (HS*).
     Hmac,
-    /// An algorithm this build does not know; no key ever has this family.
-    Unsupported,
 }
 
 /// The family of `alg`.
-pub fn family_of(alg: Algorithm) -> Family {
-    use Algorithm::*;
-    match alg {
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Family::Rsa,
-        ES256 | ES384 => Family::Ec,
-        EdDSA => Family::Ed,
-        HS256 | HS384 | HS512 => Family::Hmac,
-        _ => Family::Unsupported,
-    }
+pub fn family_of(alg: Alg) -> Family {
+    alg.family()
 }
 
-/// The curve an ECDSA algorithm needs.
-fn curve_of(alg: Algorithm) -> Option<EllipticCurve> {
-    match alg {
-        Algorithm::ES256 => Some(EllipticCurve::P256),
-        Algorithm::ES384 => Some(EllipticCurve::P384),
-        _ => None,
-    }
+/// The key itself.
+#[derive(Clone)]
+pub enum KeyMaterial {
+    /// A `jsonwebtoken` key: every algorithm but ES512.
+    Jwt(DecodingKey),
+    /// A P-521 public key: ES512 only (verified with aws-lc-rs).
+    P521(P521Key),
 }
 
 /// One usable verification key.
@@ -49,13 +43,13 @@ pub struct VerifyKey {
     /// Family: a key only ever verifies algorithms of its family.
     pub family: Family,
     /// The JWK's `alg`, when it pins one.
-    pub alg: Option<Algorithm>,
+    pub alg: Option<Alg>,
     /// EC curve, when known.
     pub curve: Option<EllipticCurve>,
     /// Stable identity of the key material (for cache invalidation).
     pub fingerprint: u64,
     /// The key.
-    pub key: DecodingKey,
+    pub key: KeyMaterial,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -64,19 +58,42 @@ impl std::fmt::Debug for VerifyKey {
             .field("kid", &self.kid)
             .field("family", &self.family)
             .field("alg", &self.alg)
+            .field("curve", &self.curve)
             .finish()
     }
 }
 
 impl VerifyKey {
-    /// True when this key may verify a token signed with `alg`.
-    pub fn fits(&self, alg: Algorithm) -> bool {
-        self.family == family_of(alg)
+    /// True when this key may verify a token signed with `alg`: same family,
+    /// the pinned `alg` (if any), the same curve (when known), and a P-521
+    /// key for ES512 and for nothing else.
+    pub fn fits(&self, alg: Alg) -> bool {
+        self.family == alg.family()
             && self.alg.is_none_or(|a| a == alg)
-            && match (self.curve.as_ref(), curve_of(alg)) {
+            && match (self.curve.as_ref(), alg.curve()) {
                 (Some(have), Some(want)) => *have == want,
                 _ => true,
             }
+            && matches!(self.key, KeyMaterial::P521(_)) == (alg == Alg::ES512)
+    }
+
+    /// True when `signature` (the token's third part, base64url) is a valid
+    /// signature of `message` (`header.payload`) under this key with `alg`.
+    /// Never panics; a key that does not fit `alg` verifies nothing.
+    pub fn verify(&self, alg: Alg, signature: &str, message: &[u8]) -> bool {
+        if !self.fits(alg) {
+            return false;
+        }
+        match (&self.key, alg.jsonwebtoken()) {
+            (KeyMaterial::Jwt(k), Some(a)) => {
+                matches!(
+                    jsonwebtoken::crypto::verify(signature, message, k, a),
+                    Ok(true)
+                )
+            }
+            (KeyMaterial::P521(k), None) => k.verify(message, signature),
+            _ => false,
+        }
     }
 }
 
@@ -135,14 +152,19 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
     let alg = match raw.get("alg").and_then(|a| a.as_str()) {
         None => None,
         Some(a) => Some(
-            a.parse::<Algorithm>()
+            a.parse::<Alg>()
                 .map_err(|_| format!("unsupported alg \"{a}\""))?,
         ),
     };
+    let mut p521 = None;
     let (family, curve) = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => (Family::Rsa, None),
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
             EllipticCurve::P256 | EllipticCurve::P384 => (Family::Ec, Some(p.curve.clone())),
+            EllipticCurve::P521 => {
+                p521 = Some(P521Key::from_jwk(&p.x, &p.y).map_err(|e| e.to_string())?);
+                (Family::Ec, Some(EllipticCurve::P521))
+            }
             _ => return Err("unsupported EC curve".into()),
         },
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
@@ -153,11 +175,21 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
         _ => return Err("unsupported kty".into()),
     };
     if let Some(a) = alg {
-        if family_of(a) != family {
-            return Err(format!("alg {a:?} does not fit the key type"));
+        if a.family() != family {
+            return Err(format!("alg {a} does not fit the key type"));
+        }
+        if let (Some(want), Some(have)) = (a.curve(), curve.as_ref()) {
+            if want != *have {
+                return Err(format!("alg {a} does not fit the key's curve"));
+            }
         }
     }
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key material ({e})"))?;
+    let key = match p521 {
+        Some(k) => KeyMaterial::P521(k),
+        None => KeyMaterial::Jwt(
+            DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key material ({e})"))?,
+        ),
+    };
     // Public members only (never a private or secret member in a fingerprint input we log).
     let material = serde_json::to_vec(&jwk.algorithm).unwrap_or_default();
     Ok(VerifyKey {
@@ -173,27 +205,41 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
     })
 }
 
-/// Builds a key from a public-key PEM (RSA, EC or Ed25519, detected).
+/// Builds a key from a public-key PEM (RSA, EC P-256/P-384/P-521 or
+/// Ed25519, detected).
 pub fn key_from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String> {
     let text = std::str::from_utf8(pem).map_err(|_| "PEM is not text".to_string())?;
     if text.contains("PRIVATE KEY") {
         return Err("this is a private key; give the public key".into());
     }
-    let (family, key) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-        (Family::Rsa, k)
+    // The curve of an EC SubjectPublicKeyInfo, read from its AlgorithmIdentifier.
+    let spki = es512::pem_block(text, "PUBLIC KEY");
+    let curve_oid = spki.as_deref().and_then(es512::spki_curve_oid);
+    let (family, curve, key) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+        (Family::Rsa, None, KeyMaterial::Jwt(k))
+    } else if let (Some(der), Some(es512::OID_P521)) = (spki.as_deref(), curve_oid) {
+        let k = P521Key::from_spki_der(der).map_err(|e| e.to_string())?;
+        (Family::Ec, Some(EllipticCurve::P521), KeyMaterial::P521(k))
     } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
-        (Family::Ec, k)
+        let curve = match curve_oid {
+            Some(es512::OID_P256) => Some(EllipticCurve::P256),
+            Some(es512::OID_P384) => Some(EllipticCurve::P384),
+            _ => None,
+        };
+        (Family::Ec, curve, KeyMaterial::Jwt(k))
     } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
-        (Family::Ed, k)
+        (Family::Ed, None, KeyMaterial::Jwt(k))
     } else {
-        return Err("not an RSA, EC or Ed25519 public key in PEM form".into());
+        return Err(
+            "not an RSA, EC (P-256, P-384, P-521) or Ed25519 public key in PEM form".into(),
+        );
     };
     Ok(VerifyKey {
         fingerprint: fingerprint(&[kid.as_deref().unwrap_or("").as_bytes(), pem]),
         kid,
         family,
         alg: None,
-        curve: None,
+        curve,
         key,
     })
 }
@@ -206,7 +252,7 @@ pub fn key_from_secret(secret: &[u8]) -> VerifyKey {
         alg: None,
         curve: None,
         fingerprint: fingerprint(&[b"hmac", &secret.len().to_le_bytes()]),
-        key: DecodingKey::from_secret(secret),
+        key: KeyMaterial::Jwt(DecodingKey::from_secret(secret)),
     }
 }
 
@@ -214,7 +260,7 @@ impl KeySet {
     /// Keys that may verify a token with this `alg` and `kid`.
     pub fn candidates<'a>(
         &'a self,
-        alg: Algorithm,
+        alg: Alg,
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a VerifyKey> + 'a {
         self.keys.iter().filter(move |k| {

@@ -10,11 +10,14 @@
 //! required claims → policy → header injection. On a cache hit only the
 //! time checks run again.
 
+mod alg;
+pub mod es512;
 mod keys;
 mod settings;
 mod store;
 
-pub use keys::{parse_jwks, Family, KeySet, VerifyKey};
+pub use alg::{Alg, UnknownAlg};
+pub use keys::{key_from_pem, parse_jwks, Family, KeyMaterial, KeySet, VerifyKey};
 pub use settings::{JwtSettings, PemKeyConfig, SecretEncoding};
 pub use store::{KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
 
@@ -31,7 +34,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use gatehouse_config::{deserialize_section, ConfigError, ConfigErrors};
 use http::{HeaderName, HeaderValue, StatusCode};
-use jsonwebtoken::Algorithm;
 use moka::sync::Cache;
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use serde_json::Value;
@@ -41,8 +43,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Algorithms a connector may allow.
 pub const SUPPORTED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
-    "HS384", "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "HS256", "HS384", "HS512",
 ];
 
 /// Longest a verified token stays cached when it has no `exp`.
@@ -165,7 +167,7 @@ impl moka::Expiry<[u8; 32], Arc<Verified>> for TtlExpiry {
 /// A `jwt` connector instance.
 pub struct JwtConnector {
     name: String,
-    algorithms: Vec<Algorithm>,
+    algorithms: Vec<Alg>,
     store: Arc<KeyStore>,
     issuers: Vec<String>,
     audiences: Vec<String>,
@@ -369,7 +371,7 @@ impl JwtConnector {
             ));
         };
         let alg = alg_name
-            .parse::<Algorithm>()
+            .parse::<Alg>()
             .ok()
             .filter(|a| self.algorithms.contains(a))
             .ok_or_else(|| {
@@ -425,10 +427,7 @@ impl JwtConnector {
         let mut verified_by = None;
         for key in keys.candidates(alg, kid) {
             tried += 1;
-            if matches!(
-                jsonwebtoken::crypto::verify(sig, message, &key.key, alg),
-                Ok(true)
-            ) {
+            if key.verify(alg, sig, message) {
                 verified_by = Some(key.fingerprint);
                 break;
             }
@@ -751,7 +750,7 @@ impl JwtFactory {
             }
             let alg = SUPPORTED_ALGORITHMS
                 .contains(&a.as_str())
-                .then(|| a.parse::<Algorithm>().ok())
+                .then(|| a.parse::<Alg>().ok())
                 .flatten()
                 .ok_or_else(|| {
                     config_err(
@@ -975,8 +974,8 @@ impl JwtFactory {
             let need = algorithms
                 .iter()
                 .map(|a| match a {
-                    Algorithm::HS384 => 48,
-                    Algorithm::HS512 => 64,
+                    Alg::HS384 => 48,
+                    Alg::HS512 => 64,
                     _ => 32,
                 })
                 .max()

@@ -5,6 +5,7 @@ use gatehouse_testkit::tokens::{
     claims, exp_in, now, time_until_past, unsigned_none_token, TestKey,
 };
 use http::{HeaderMap, Method, Uri};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 const ISS: &str = "https://idp.test";
@@ -225,7 +226,7 @@ async fn none_is_never_allowed() {
         .err()
         .unwrap();
     assert_eq!(e.path, "connectors.t.algorithms[0]");
-    let e = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"ES512\"", ""))
+    let e = build(&inline(&[(&TestKey::rsa(1), "k1")], "\"ES256K\"", ""))
         .await
         .err()
         .unwrap();
@@ -707,4 +708,5 @@ fn jwks_parsing_skips_unusable_keys() {
     assert!(parse_jwks(b"[").is_err());
 }
 
+mod es512;
 mod hardening;
