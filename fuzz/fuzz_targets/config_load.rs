@@ -74,13 +74,16 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         // Built and dropped at once (a jwt connector's tasks stop on drop).
-        if let Err(e) = RT.block_on(registry.build(name, section, &metrics)) {
-            check_error(&e);
-            assert!(
-                e.path.starts_with(&format!("connectors.{name}")),
-                "error {:?} outside its section",
-                e.path
-            );
+        if let Err(errs) = RT.block_on(registry.build(name, section, &metrics)) {
+            assert!(!errs.0.is_empty(), "a refused section says why");
+            for e in &errs.0 {
+                check_error(e);
+                assert!(
+                    e.path.starts_with(&format!("connectors.{name}")),
+                    "error {:?} outside its section",
+                    e.path
+                );
+            }
         }
     }
 });

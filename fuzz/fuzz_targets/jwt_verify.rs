@@ -280,12 +280,14 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
-        Verdict::Deny(r) => {
+        Verdict::Deny(d) => {
+            let r = &d.rejection;
             assert!(
                 r.status.is_client_error() || r.status.is_server_error(),
                 "deny with status {}",
                 r.status
             );
+            assert_eq!(r.reason, d.failure.reason, "typed failure and response disagree");
         }
     }
 });

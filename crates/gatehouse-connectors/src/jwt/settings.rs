@@ -1,9 +1,5 @@
 //! `kind = "jwt"` settings, as written in the config.
 
-use crate::errors::{CustomErrorConfig, ErrorStyle};
-use crate::inject::InjectConfig;
-use crate::policy::GroupConfig;
-use crate::token::TokenSourceConfig;
 use gatehouse_config::HumanDuration;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -34,7 +30,10 @@ pub enum SecretEncoding {
     Base64,
 }
 
-/// `[connectors.NAME]` with `kind = "jwt"`.
+/// `[connectors.NAME]` with `kind = "jwt"`: the kind's own keys (the shared
+/// ones — `inject_headers`, `policy`, `required_claims`, `token_sources`,
+/// `max_token_size`, `realm`, `error_style`, `custom_error` — are
+/// [`crate::kit::CommonSettings`]).
 #[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSettings {
@@ -94,39 +93,15 @@ pub struct JwtSettings {
     /// Maximum age from `iat` (the original's `token_expiry_override`).
     #[serde(default)]
     pub max_token_age: Option<HumanDuration>,
-    /// Claims that must be present.
-    #[serde(default)]
-    pub required_claims: Vec<String>,
-    /// Claim policy: AND of OR-groups.
-    #[serde(default)]
-    pub policy: Vec<GroupConfig>,
-    /// Upstream headers from claims.
-    #[serde(default)]
-    pub inject_headers: InjectConfig,
     /// Header receiving base64url(claims JSON).
     #[serde(default)]
     pub forward_claims_header: Option<String>,
     /// Keep the token's carrier on the upstream request.
     #[serde(default = "yes")]
     pub forward_authorization: bool,
-    /// Where the token is looked for, in order (default: `Authorization: Bearer`).
-    #[serde(default)]
-    pub token_sources: Vec<TokenSourceConfig>,
-    /// Longest token accepted, in bytes.
-    #[serde(default = "d_max_token")]
-    pub max_token_size: usize,
     /// Verified-token cache capacity (0 disables the cache).
     #[serde(default = "d_cache")]
     pub token_cache_size: u64,
-    /// Realm in `WWW-Authenticate` (default: the connector name).
-    #[serde(default)]
-    pub realm: Option<String>,
-    /// `rfc6750` (default) or `mashery`.
-    #[serde(default)]
-    pub error_style: ErrorStyle,
-    /// Custom error response (the original's `customizeErrorEnable`).
-    #[serde(default)]
-    pub custom_error: Option<CustomErrorConfig>,
 }
 
 impl JwtSettings {
@@ -160,9 +135,6 @@ fn d_timeout() -> HumanDuration {
 }
 fn d_leeway() -> HumanDuration {
     HumanDuration::from_secs(60)
-}
-fn d_max_token() -> usize {
-    8 * 1024
 }
 fn d_cache() -> u64 {
     100_000

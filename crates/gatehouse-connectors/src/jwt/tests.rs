@@ -6,7 +6,7 @@ use gatehouse_testkit::tokens::{
 };
 use http::{HeaderMap, Method, Uri};
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "api";

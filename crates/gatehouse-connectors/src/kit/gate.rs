@@ -60,10 +60,10 @@ impl ClaimGate {
         injector: &Injector,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, Failure> {
         let v = &self.voice;
-        let missing = |c: &str| {
+        let missing = |c: &str, class| {
             Failure::new(
                 Reason::MissingClaim,
-                FailureClass::InsufficientScope,
+                class,
                 v.claims_code,
                 format!("{} has no {c} claim", v.subject),
             )
@@ -73,7 +73,7 @@ impl ClaimGate {
             .iter()
             .find(|c| doc.get(c.as_str()).is_none_or(Value::is_null))
         {
-            return Err(missing(c));
+            return Err(missing(c, v.required_class));
         }
         if let Err(f) = self.policy.evaluate(doc) {
             return Err(Failure::new(
@@ -84,7 +84,7 @@ impl ClaimGate {
             ));
         }
         injector.apply(doc).map_err(|e| match e {
-            InjectError::Missing(c) => missing(&c),
+            InjectError::Missing(c) => missing(&c, FailureClass::InsufficientScope),
             InjectError::InvalidValue(h) => Failure::new(
                 Reason::InvalidHeaderValue,
                 v.bad_value_class,

@@ -50,6 +50,10 @@ pub struct Voice {
     pub token_code: &'static str,
     /// Legacy code for required-claim, policy and injection refusals.
     pub claims_code: &'static str,
+    /// Class of a missing `required_claims` entry (a JWT without a required
+    /// claim is an invalid token, 401; a userinfo answer without one is a
+    /// valid identity without the rights, 403).
+    pub required_class: FailureClass,
     /// Class of "a value to inject is not a valid header value".
     pub bad_value_class: FailureClass,
     /// Its legacy code.

@@ -47,6 +47,7 @@ const VOICE: Voice = Voice {
     subject: "userinfo",
     missing_code: "InvalidAuthorizationHeaderValue",
     token_code: "InvalidAuthorizationHeaderValue",
+    required_class: FailureClass::InsufficientScope,
     claims_code: "PolicyFailure",
     bad_value_class: FailureClass::InsufficientScope,
     bad_value_code: "PolicyFailure",

@@ -2,6 +2,9 @@
 //! config bounds, ambiguous carriers, redirects, and the key-removal purge.
 
 use super::*;
+use crate::jwt::cache::{bounded_secs, MAX_CACHE_TTL};
+use crate::jwt::verify::ago;
+use crate::kit::clock;
 use gatehouse_testkit::{MockIdp, MockResponse};
 use jsonwebtoken::EncodingKey;
 
@@ -40,6 +43,7 @@ async fn build_jwt(body: &str) -> Result<Arc<JwtConnector>, ConfigError> {
             metrics: prometheus::Registry::new(),
         })
         .await
+        .map_err(|mut e| e.0.remove(0))
 }
 
 #[tokio::test]
@@ -270,7 +274,7 @@ async fn a_verification_in_flight_cannot_undo_a_key_purge() {
     let cache = c.cache.clone().unwrap();
 
     // 1. Verification completes with k1 (not cached yet).
-    let v = c.verify(&t, now_secs()).await.unwrap();
+    let v = c.check_uncached(&t, clock::now()).await.unwrap();
     // 2. k1 is removed from the key set; its cached tokens are purged.
     let (k2_set, _) = parse_jwks(jwks(&[(&k2, "k2")]).to_string().as_bytes()).unwrap();
     c.store.set(k2_set);
@@ -284,7 +288,7 @@ async fn a_verification_in_flight_cannot_undo_a_key_purge() {
     let c = build_jwt(&inline(&[(&k1, "k1")], "\"RS256\"", ""))
         .await
         .unwrap();
-    let v = c.verify(&t, now_secs()).await.unwrap();
+    let v = c.check_uncached(&t, clock::now()).await.unwrap();
     c.cache_verified(key, v);
     assert!(c.cache.as_ref().unwrap().get(&key).is_some());
     let (k2_set, _) = parse_jwks(jwks(&[(&k2, "k2")]).to_string().as_bytes()).unwrap();
