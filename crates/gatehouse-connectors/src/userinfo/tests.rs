@@ -249,3 +249,40 @@ fn stale_answers_never_outlive_the_token_exp() {
         Some((Duration::MAX, Duration::MAX))
     );
 }
+
+#[tokio::test]
+async fn a_cookie_token_is_sent_as_bearer_and_removed_upstream() {
+    let idp = MockIdp::start();
+    idp.route(
+        "GET",
+        "/ui",
+        MockResponse::json(200, serde_json::json!({"sub": "u"})),
+    );
+    let c = build(&format!(
+        "default_endpoint = \"{}\"\ntoken_sources = [{{ cookie = \"session\" }}]\ninject_headers = {{ \"X-User\" = \"sub\" }}",
+        idp.url("/ui")
+    ))
+    .await
+    .unwrap();
+    let v = check(&*c, &[("cookie", "theme=dark; session=opaque-1")]).await;
+    let Verdict::Allow(e) = v else {
+        panic!("expected allow, got {v:?}")
+    };
+    assert_eq!(
+        idp.requests("/ui")[0].header("authorization"),
+        Some("Bearer opaque-1")
+    );
+    assert!(
+        e.set
+            .iter()
+            .any(|(n, v)| n == http::header::COOKIE && v == "theme=dark"),
+        "the token cookie must be removed, the rest kept: {e:?}"
+    );
+    assert!(
+        e.set.iter().any(|(n, v)| n == "x-user" && v == "u"),
+        "{e:?}"
+    );
+    // No cookie: the Authorization header is not a source any more.
+    let v = check(&*c, &[("authorization", "Bearer opaque-1")]).await;
+    assert_eq!(rejection(&v).reason, Reason::MissingToken);
+}
