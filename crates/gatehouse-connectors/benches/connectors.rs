@@ -7,7 +7,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse_connectors::inject::{InjectConfig, Injector};
 use gatehouse_connectors::jwt::JwtFactory;
 use gatehouse_connectors::policy::{GroupConfig, Policy};
-use gatehouse_connectors::{BuildContext, Connector, ConnectorFactory, RequestView, Verdict};
+use gatehouse_connectors::{
+    run_chain, BuildContext, ChainOutcome, Connector, ConnectorFactory, RequestView, Step, Verdict,
+};
 use gatehouse_testkit::jwks;
 use gatehouse_testkit::tokens::{claims, TestKey};
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -154,5 +156,68 @@ fn userinfo_warm(c: &mut Criterion) {
     assert_eq!(idp.calls("/userinfo"), 1, "the loop ran on the cache");
 }
 
-criterion_group!(benches, jwt, policy_and_injection, userinfo_warm);
+/// A connector for issuer `iss` with its own key.
+fn issuer_connector(
+    rt: &tokio::runtime::Runtime,
+    key: &TestKey,
+    alg: &str,
+    iss: &str,
+) -> Arc<dyn Connector> {
+    let body = format!(
+        "jwks = '''{}'''\nalgorithms = [\"{alg}\"]\nissuers = [\"{iss}\"]\naudiences = [\"api\"]\n[inject_headers]\n\"X-User-Id\" = \"sub\"",
+        jwks(&[(key, "k1")])
+    );
+    let settings: toml::Table = toml::from_str(&body).unwrap();
+    rt.block_on(JwtFactory::default().build(BuildContext {
+        name: iss.into(),
+        path: "connectors.bench".into(),
+        settings,
+        metrics: prometheus::Registry::new(),
+    }))
+    .unwrap()
+}
+
+/// Any-of groups: what a member costs when it is skipped (the token's
+/// unverified `iss` is another issuer's), alone and inside a group whose
+/// second member allows from its cache, against that member alone.
+fn any_of(c: &mut Criterion) {
+    let rt = rt();
+    let (corp_key, partner_key) = (TestKey::rsa(1), TestKey::ec256(1));
+    let corp = issuer_connector(&rt, &corp_key, "RS256", "https://corp.test");
+    let partner = issuer_connector(&rt, &partner_key, "ES256", "https://partner.test");
+    let t = partner_key.mint(
+        &claims("user-1", "https://partner.test", "api", 3600),
+        Some("k1"),
+    );
+    let h = headers(&t);
+    let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
+    let view = RequestView {
+        method: &m,
+        uri: &u,
+        headers: &h,
+        client: None,
+        request_id: "r",
+    };
+    assert!(
+        corp.precheck(&view).is_some(),
+        "corp must skip a partner token"
+    );
+    c.bench_function("anyof/skip_other_issuer", |b| {
+        b.iter(|| corp.precheck(&view).is_some())
+    });
+    let alone = [Step::one(partner.clone())];
+    let group = [Step::any(vec![corp.clone(), partner.clone()])];
+    let allowed = |o: ChainOutcome| assert!(matches!(o, ChainOutcome::Allow(_)));
+    allowed(rt.block_on(run_chain(&alone, &view, |_, _, _, _| {})));
+    c.bench_function("anyof/partner_alone_cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { allowed(run_chain(&alone, &view, |_, _, _, _| {}).await) })
+    });
+    c.bench_function("anyof/group_corp_skipped_partner_cached", |b| {
+        b.to_async(&rt)
+            .iter(|| async { allowed(run_chain(&group, &view, |_, _, _, _| {}).await) })
+    });
+}
+
+criterion_group!(benches, jwt, policy_and_injection, userinfo_warm, any_of);
 criterion_main!(benches);
