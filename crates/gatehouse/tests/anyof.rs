@@ -68,7 +68,7 @@ connectors = [{{ any = ["corp", "partner"] }}, "tier"]
 }
 
 struct World {
-    _echo: EchoUpstream,
+    echo: EchoUpstream,
     _idps: (MockIdp, MockIdp),
     gh: Gatehouse,
     corp: TestKey,
@@ -86,7 +86,7 @@ fn world() -> World {
     );
     let gh = Gatehouse::start(BIN, &config(&echo, &corp_idp, &partner_idp)).unwrap();
     World {
-        _echo: echo,
+        echo,
         _idps: (corp_idp, partner_idp),
         gh,
         corp,
@@ -273,4 +273,30 @@ async fn check_prints_groups_and_inspect_explains_each_member() {
     );
     assert!(text.contains("partner (jwt): ACCEPTED"), "{text}");
     assert!(text.contains("sets x-partner-id: bob"), "{text}");
+}
+
+#[tokio::test]
+async fn a_token_claiming_another_issuer_never_passes() {
+    let w = world();
+    let before = w.echo.requests();
+    // Partner's issuer, corp's key (RS256, kid of corp): corp skips it by its
+    // `iss`, partner refuses its algorithm; nothing reaches the upstream.
+    let cross = w
+        .corp
+        .mint(&claims("mallory", PARTNER, AUD, 600), Some("c1"));
+    // Corp's issuer, partner's key and kid.
+    let cross2 = w
+        .partner
+        .mint(&claims("mallory", CORP, AUD, 600), Some("p1"));
+    // Corp's issuer, unsigned (`alg: none`).
+    let none = gatehouse_testkit::tokens::unsigned_none_token(&claims("mallory", CORP, AUD, 600));
+    for t in [&cross, &cross2, &none] {
+        let r = send(&w.gh, "/api/x", Some(t)).await;
+        assert_eq!(r.status(), 401, "{t}");
+    }
+    assert_eq!(
+        w.echo.requests(),
+        before,
+        "a refused request reached the upstream"
+    );
 }
