@@ -66,7 +66,7 @@ fn exercise(set: &KeySet) {
     for k in &set.keys {
         if let Some(kid) = k.kid.as_deref() {
             assert!(set.has_kid(kid));
-            for alg in ALGS {
+            for alg in Alg::ALL {
                 if k.fits(alg) {
                     assert!(
                         set.candidates(alg, Some(kid))
