@@ -23,7 +23,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse_config::ConnectorConfig;
-use gatehouse_connectors::jwt::parse_jwks;
+use gatehouse_connectors::jwt::{parse_jwks, Alg, KeyMaterial};
 use gatehouse_connectors::{Connector, Registry, RequestView, Verdict};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
@@ -131,15 +131,17 @@ static FIX: LazyLock<Fixture> = LazyLock::new(|| {
     let pk = build(&rt, "pk", PK, Some(JWKS));
     let (set, _) = parse_jwks(JWKS.as_bytes()).expect("fixture JWKS");
     let mut pk_keys = Vec::new();
-    for alg in [
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
+    for (alg, jwt_alg) in [
+        (Alg::RS256, Algorithm::RS256),
+        (Alg::PS256, Algorithm::PS256),
+        (Alg::ES256, Algorithm::ES256),
+        (Alg::ES384, Algorithm::ES384),
+        (Alg::EdDSA, Algorithm::EdDSA),
     ] {
         for k in set.candidates(alg, None) {
-            pk_keys.push((alg, k.key.clone()));
+            if let KeyMaterial::Jwt(d) = &k.key {
+                pk_keys.push((jwt_alg, d.clone()));
+            }
         }
     }
     Fixture {

@@ -39,7 +39,7 @@ def jwk(pub, kid, alg=None):
     elif isinstance(pub, ec.EllipticCurvePublicKey):
         n = pub.public_numbers()
         size = (pub.curve.key_size + 7) // 8
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384"}[pub.curve.name]
+        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[pub.curve.name]
         k = {"kty": "EC", "crv": crv, "x": b64u(n.x.to_bytes(size, "big")),
              "y": b64u(n.y.to_bytes(size, "big"))}
     else:
@@ -81,6 +81,23 @@ def write(target, name, data):
     (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
 
 
+def p521_seeds():
+    """jwks_parse seeds for ES512: a P-521 key from a fixed scalar (no key file;
+    the seeds only need its public half), broken variants, and its PEM."""
+    scalar = int.from_bytes(hashlib.sha512(b"gatehouse-fuzz-p521").digest(), "big")
+    pub = ec.derive_private_key(scalar, ec.SECP521R1()).public_key()
+    good = jwk(pub, "p521-1", "ES512")
+    write("jwks_parse", "one-p521-1.json", json.dumps({"keys": [good]}))
+    y = base64.urlsafe_b64decode(good["y"] + "==")
+    off = y[:-1] + bytes([y[-1] ^ 1])
+    write("jwks_parse", "p521-broken.json", json.dumps({"keys": [
+        dict(good, kid="off-curve", y=b64u(off)), dict(good, kid="short", y=b64u(y[1:])),
+        dict(good, kid="long", y=b64u(y + b"\0")), dict(good, kid="es256", alg="ES256"),
+        dict(good, kid="bad-b64", x="!!"), good]}))
+    write("jwks_parse", "pem-p521.pem", pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
 def main():
     rsa1, ec1, ed1, ec384 = (load("rsa-1.pem", True), load("ec256-1.pem", True),
                              load("ed25519-1.pem", True), load("ec384-1.pem", True))
@@ -103,6 +120,7 @@ def main():
     write("jwks_parse", "pem-rsa.pem", (KEYS / "rsa-1.pub.pem").read_bytes())
     write("jwks_parse", "pem-ec.pem", (KEYS / "ec256-1.pub.pem").read_bytes())
     write("jwks_parse", "pem-ed.pem", (KEYS / "ed25519-1.pub.pem").read_bytes())
+    p521_seeds()
 
     # jwt_verify: byte 0 picks the mode (see the target), the rest is the input.
     base = {"sub": "user-1", "iss": "https://idp.fuzz", "aud": "api", "exp": EXP,

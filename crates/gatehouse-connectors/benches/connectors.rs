@@ -85,6 +85,7 @@ fn jwt(c: &mut Criterion) {
     for (name, key, alg) in [
         ("jwt/uncached_rs256", TestKey::rsa(1), "RS256"),
         ("jwt/uncached_es256", TestKey::ec256(1), "ES256"),
+        ("jwt/uncached_es512", TestKey::p521(), "ES512"),
         ("jwt/uncached_eddsa", TestKey::ed25519(), "EdDSA"),
     ] {
         let uncached = connector(&rt, &key, alg, 0);
