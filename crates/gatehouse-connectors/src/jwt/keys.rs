@@ -112,14 +112,67 @@ fn fingerprint(parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
+/// Why a JWKS document or a key was not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The document is not JSON.
+    #[error("JWKS is not JSON: {0}")]
+    NotJson(String),
+    /// No `keys` member.
+    #[error("JWKS has no \"keys\" array")]
+    NoKeys,
+    /// `use` is not `sig`.
+    #[error("not a signature key (use != \"sig\")")]
+    NotSignature,
+    /// An `alg` this build does not know.
+    #[error("unsupported alg \"{0}\"")]
+    UnsupportedAlg(String),
+    /// An EC curve other than P-256, P-384, P-521.
+    #[error("unsupported EC curve")]
+    EcCurve,
+    /// An OKP curve other than Ed25519.
+    #[error("unsupported OKP curve")]
+    OkpCurve,
+    /// A `kty` this build does not know.
+    #[error("unsupported kty")]
+    Kty,
+    /// The JWK's `alg` needs another key type.
+    #[error("alg {0} does not fit the key type")]
+    AlgFamily(Alg),
+    /// The JWK's `alg` needs another curve.
+    #[error("alg {0} does not fit the key's curve")]
+    AlgCurve(Alg),
+    /// The key material does not parse.
+    #[error("unusable key material ({0})")]
+    Material(String),
+    /// A P-521 key that does not parse.
+    #[error(transparent)]
+    P521(#[from] es512::P521Error),
+    /// A PEM that is not UTF-8.
+    #[error("PEM is not text")]
+    PemNotText,
+    /// A private key where a public one is needed.
+    #[error("this is a private key; give the public key")]
+    Private,
+    /// A PEM of another kind.
+    #[error("not an RSA, EC (P-256, P-384, P-521) or Ed25519 public key in PEM form")]
+    PemKind,
+}
+
+impl From<KeyError> for String {
+    fn from(e: KeyError) -> String {
+        e.to_string()
+    }
+}
+
 /// Parses a JWKS document. Keys that cannot be used for signatures (`use =
 /// "enc"`, unknown `kty`, unsupported curves, broken members) are skipped and
 /// described in the second element, not treated as errors.
-pub fn parse_jwks(bytes: &[u8]) -> Result<(KeySet, Vec<String>), String> {
+pub fn parse_jwks(bytes: &[u8]) -> Result<(KeySet, Vec<String>), KeyError> {
     let doc: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        serde_json::from_slice(bytes).map_err(|e| KeyError::NotJson(e.to_string()))?;
     let Some(items) = doc.get("keys").and_then(|k| k.as_array()) else {
-        return Err("JWKS has no \"keys\" array".into());
+        return Err(KeyError::NoKeys);
     };
     let mut keys = Vec::with_capacity(items.len());
     let mut skipped = Vec::new();
@@ -143,17 +196,17 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<(KeySet, Vec<String>), String> {
     Ok((KeySet { keys }, skipped))
 }
 
-fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String> {
+fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, KeyError> {
     if let Some(u) = &jwk.common.public_key_use {
         if *u != PublicKeyUse::Signature {
-            return Err("not a signature key (use != \"sig\")".into());
+            return Err(KeyError::NotSignature);
         }
     }
     let alg = match raw.get("alg").and_then(|a| a.as_str()) {
         None => None,
         Some(a) => Some(
             a.parse::<Alg>()
-                .map_err(|_| format!("unsupported alg \"{a}\""))?,
+                .map_err(|_| KeyError::UnsupportedAlg(a.to_string()))?,
         ),
     };
     let mut p521 = None;
@@ -162,32 +215,32 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
             EllipticCurve::P256 | EllipticCurve::P384 => (Family::Ec, Some(p.curve.clone())),
             EllipticCurve::P521 => {
-                p521 = Some(P521Key::from_jwk(&p.x, &p.y).map_err(|e| e.to_string())?);
+                p521 = Some(P521Key::from_jwk(&p.x, &p.y)?);
                 (Family::Ec, Some(EllipticCurve::P521))
             }
-            _ => return Err("unsupported EC curve".into()),
+            _ => return Err(KeyError::EcCurve),
         },
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
             EllipticCurve::Ed25519 => (Family::Ed, None),
-            _ => return Err("unsupported OKP curve".into()),
+            _ => return Err(KeyError::OkpCurve),
         },
         AlgorithmParameters::OctetKey(_) => (Family::Hmac, None),
-        _ => return Err("unsupported kty".into()),
+        _ => return Err(KeyError::Kty),
     };
     if let Some(a) = alg {
         if a.family() != family {
-            return Err(format!("alg {a} does not fit the key type"));
+            return Err(KeyError::AlgFamily(a));
         }
         if let (Some(want), Some(have)) = (a.curve(), curve.as_ref()) {
             if want != *have {
-                return Err(format!("alg {a} does not fit the key's curve"));
+                return Err(KeyError::AlgCurve(a));
             }
         }
     }
     let key = match p521 {
         Some(k) => KeyMaterial::P521(k),
         None => KeyMaterial::Jwt(
-            DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable key material ({e})"))?,
+            DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Material(e.to_string()))?,
         ),
     };
     // Public members only (never a private or secret member in a fingerprint input we log).
@@ -207,10 +260,10 @@ fn key_from_jwk(jwk: &Jwk, raw: &serde_json::Value) -> Result<VerifyKey, String>
 
 /// Builds a key from a public-key PEM (RSA, EC P-256/P-384/P-521 or
 /// Ed25519, detected).
-pub fn key_from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "PEM is not text".to_string())?;
+pub fn key_from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, KeyError> {
+    let text = std::str::from_utf8(pem).map_err(|_| KeyError::PemNotText)?;
     if text.contains("PRIVATE KEY") {
-        return Err("this is a private key; give the public key".into());
+        return Err(KeyError::Private);
     }
     // The curve of an EC SubjectPublicKeyInfo, read from its AlgorithmIdentifier.
     let spki = es512::pem_block(text, "PUBLIC KEY");
@@ -218,7 +271,7 @@ pub fn key_from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String
     let (family, curve, key) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
         (Family::Rsa, None, KeyMaterial::Jwt(k))
     } else if let (Some(der), Some(es512::OID_P521)) = (spki.as_deref(), curve_oid) {
-        let k = P521Key::from_spki_der(der).map_err(|e| e.to_string())?;
+        let k = P521Key::from_spki_der(der)?;
         (Family::Ec, Some(EllipticCurve::P521), KeyMaterial::P521(k))
     } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
         let curve = match curve_oid {
@@ -230,9 +283,7 @@ pub fn key_from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String
     } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
         (Family::Ed, None, KeyMaterial::Jwt(k))
     } else {
-        return Err(
-            "not an RSA, EC (P-256, P-384, P-521) or Ed25519 public key in PEM form".into(),
-        );
+        return Err(KeyError::PemKind);
     };
     Ok(VerifyKey {
         fingerprint: fingerprint(&[kid.as_deref().unwrap_or("").as_bytes(), pem]),

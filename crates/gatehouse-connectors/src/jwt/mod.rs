@@ -26,10 +26,10 @@ mod store;
 pub mod verify;
 
 pub use alg::{Alg, UnknownAlg};
-pub use keys::{key_from_pem, parse_jwks, Family, KeyMaterial, KeySet, VerifyKey};
+pub use keys::{key_from_pem, parse_jwks, Family, KeyError, KeyMaterial, KeySet, VerifyKey};
 pub use rules::Rules;
 pub use settings::{JwtSettings, PemKeyConfig, SecretEncoding};
-pub use store::{KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
+pub use store::{JwksError, KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
 
 use crate::errors::Failure;
 use crate::errors::FailureClass;
@@ -349,7 +349,7 @@ impl JwtFactory {
                 {
                     Err("no usable signature key".to_string())
                 }
-                other => other.map(|_| ()),
+                other => other.map(|_| ()).map_err(|e| e.to_string()),
             };
             if let Err(e) = loaded {
                 let key = if s.jwks_url.is_some() {

@@ -91,22 +91,47 @@ fn parse_max_age(v: &str) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Why keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// No answer.
+    #[error("request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    /// A redirect (never followed).
+    #[error("{0}")]
+    Redirect(String),
+    /// Another non-2xx answer.
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    /// The body was too large or broke off.
+    #[error(transparent)]
+    Body(#[from] crate::outbound::BodyError),
+    /// The file could not be read.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// The reading task failed.
+    #[error("reading the JWKS file failed: {0}")]
+    Task(String),
+    /// The document is not a usable JWKS.
+    #[error(transparent)]
+    Keys(#[from] super::keys::KeyError),
+}
+
 /// Fetches a JWKS with a size limit.
-pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<Loaded, String> {
+pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<Loaded, JwksError> {
     let mut resp = client
         .get(url.clone())
         .header("accept", "application/json")
         .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        .await?;
     if resp.status().is_redirection() {
-        return Err(crate::outbound::redirect_refused(
+        return Err(JwksError::Redirect(crate::outbound::redirect_refused(
             resp.status(),
             resp.headers(),
-        ));
+        )));
     }
     if !resp.status().is_success() {
-        return Err(format!("answered {}", resp.status()));
+        return Err(JwksError::Status(resp.status()));
     }
     let max_age = resp
         .headers()
@@ -203,7 +228,7 @@ impl KeyStore {
     }
 
     /// One load from the source; on success the keys are installed.
-    pub async fn load(&self) -> Result<Option<Duration>, String> {
+    pub async fn load(&self) -> Result<Option<Duration>, JwksError> {
         let result = match &self.source {
             KeySource::Static => return Ok(None),
             KeySource::Url { url, client } => fetch_url(client, url).await,
@@ -214,14 +239,16 @@ impl KeyStore {
                     crate::files::read_file_limited(&path, MAX_JWKS_BYTES as u64)
                 })
                 .await
-                .map_err(|e| format!("reading the JWKS file failed: {e}"))
-                .and_then(|r| r.map_err(String::from))
+                .map_err(|e| JwksError::Task(e.to_string()))
+                .and_then(|r| r.map_err(JwksError::from))
                 .and_then(|b| {
-                    parse_jwks(&b).map(|(keys, skipped)| Loaded {
-                        keys,
-                        skipped,
-                        max_age: None,
-                    })
+                    parse_jwks(&b)
+                        .map(|(keys, skipped)| Loaded {
+                            keys,
+                            skipped,
+                            max_age: None,
+                        })
+                        .map_err(JwksError::from)
                 })
             }
         };
