@@ -710,3 +710,34 @@ fn jwks_parsing_skips_unusable_keys() {
 
 mod es512;
 mod hardening;
+
+#[tokio::test]
+async fn every_error_of_a_section_is_reported() {
+    let body = "jwks_url = \"ftp://idp/jwks\"\nalgorithms = [\"RS256\", \"XX999\", \"none\"]\nleeway = \"1h\"\nmax_token_size = 10\nforward_claims_header = \"bad header\"\ninject_headers = { \"Content-Length\" = \"sub\" }\nrequired_claims = [\"\"]\n";
+    let settings: toml::Table = toml::from_str(body).unwrap();
+    let errs = JwtFactory::default()
+        .build(BuildContext {
+            name: "t".into(),
+            path: "connectors.t".into(),
+            settings,
+            metrics: prometheus::Registry::new(),
+        })
+        .await
+        .err()
+        .expect("refused");
+    let mut paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "connectors.t.algorithms[1]",
+            "connectors.t.algorithms[2]",
+            "connectors.t.forward_claims_header",
+            "connectors.t.inject_headers.Content-Length",
+            "connectors.t.leeway",
+            "connectors.t.max_token_size",
+            "connectors.t.required_claims[0]",
+        ],
+        "{errs}"
+    );
+}
