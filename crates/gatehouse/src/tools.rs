@@ -339,6 +339,7 @@ pub async fn explain(
         out.push_str(&format!("  {}. {cfg}\n", i + 1));
         let mut best: Option<(&str, Denial)> = None;
         let mut allowed = false;
+        let mut step_unknown = Vec::new();
         for c in &step.members {
             let label = format!("     {} ({})", c.name(), c.kind());
             let offline = registry
@@ -348,7 +349,7 @@ pub async fn explain(
                 out.push_str(&format!(
                     "{label}: not evaluated offline (it calls the identity provider)\n"
                 ));
-                unknown.push(c.name().to_string());
+                step_unknown.push(c.name().to_string());
                 continue;
             }
             let verdict = match group.then(|| c.precheck(&view)).flatten() {
@@ -387,7 +388,9 @@ pub async fn explain(
             continue;
         }
         match best {
-            Some((who, d)) if unknown.is_empty() => {
+            // Refused whatever an unevaluated member of this step would say? Only
+            // when every member was evaluated.
+            Some((who, d)) if step_unknown.is_empty() => {
                 if group {
                     out.push_str(&format!(
                         "  => no member allows; the most specific refusal answers: {who}'s {}\n",
@@ -395,12 +398,17 @@ pub async fn explain(
                     ));
                 }
                 out.push_str(&format!(
-                    "  => the route answers {}\n",
-                    d.rejection.status.as_u16()
+                    "  => the route answers {}{}\n",
+                    d.rejection.status.as_u16(),
+                    if unknown.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (unless {} refuses first)", unknown.join(", "))
+                    }
                 ));
                 return Ok((out, false));
             }
-            _ => {}
+            _ => unknown.extend(step_unknown),
         }
     }
     if !unknown.is_empty() {
