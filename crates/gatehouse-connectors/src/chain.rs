@@ -67,28 +67,33 @@ where
     let mut edits = HeaderEdits::none();
     'steps: for (s, step) in steps.iter().enumerate() {
         let group = step.members.len() > 1;
-        let mut best: Option<(usize, Denial)> = None;
+        let mut best: Option<(usize, Refusal)> = None;
         for (m, c) in step.members.iter().enumerate() {
             let start = Instant::now();
-            let verdict = match group.then(|| c.precheck(req)).flatten() {
-                Some(d) => Verdict::Deny(d),
-                None => c.check(req).await,
-            };
-            match verdict {
-                Verdict::Allow(e) => {
-                    observe(s, m, true, start.elapsed());
-                    edits.merge(e);
-                    continue 'steps;
-                }
-                Verdict::Deny(d) => {
-                    observe(s, m, false, start.elapsed());
-                    if best.as_ref().is_none_or(|(_, b)| d.outranks(b)) {
-                        best = Some((m, d));
+            let refusal = match group.then(|| c.precheck(req)).flatten() {
+                Some(f) => Refusal::Skipped(f),
+                None => match c.check(req).await {
+                    Verdict::Allow(e) => {
+                        observe(s, m, true, start.elapsed());
+                        edits.merge(e);
+                        continue 'steps;
                     }
-                }
+                    Verdict::Deny(d) => Refusal::Denied(d),
+                },
+            };
+            observe(s, m, false, start.elapsed());
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| refusal.reason().specificity() > b.reason().specificity())
+            {
+                best = Some((m, refusal));
             }
         }
-        let (member, denial) = best.unwrap_or_else(|| (0, empty_step()));
+        let (member, denial) = match best {
+            Some((m, Refusal::Denied(d))) => (m, d),
+            Some((m, Refusal::Skipped(f))) => (m, step.members[m].refuse(f, req)),
+            None => (0, empty_step()),
+        };
         return ChainOutcome::Deny {
             step: s,
             member,
@@ -96,6 +101,22 @@ where
         };
     }
     ChainOutcome::Allow(edits)
+}
+
+/// A member's refusal: rendered by its check, or a skip rendered only if it
+/// answers.
+enum Refusal {
+    Denied(Denial),
+    Skipped(Failure),
+}
+
+impl Refusal {
+    fn reason(&self) -> Reason {
+        match self {
+            Refusal::Denied(d) => d.reason(),
+            Refusal::Skipped(f) => f.reason,
+        }
+    }
 }
 
 /// A step without members (refused by config validation; fail closed).

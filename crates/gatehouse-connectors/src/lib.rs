@@ -60,11 +60,34 @@ pub trait Connector: Send + Sync {
     async fn check(&self, req: &RequestView<'_>) -> Verdict;
 
     /// A cheap look at the request before [`Connector::check`], made only for
-    /// members of an any-of group: `Some` refuses at once when the credential
-    /// is plainly not this connector's (a JWT from an issuer it does not
-    /// accept), so the group moves on without verifying a signature.
-    fn precheck(&self, _req: &RequestView<'_>) -> Option<Denial> {
+    /// members of an any-of group: `Some` skips the member at once when the
+    /// credential is plainly not its own (a JWT from an issuer it does not
+    /// accept), so the group moves on without verifying a signature. The
+    /// failure is rendered (with [`Connector::refuse`]) only if it ends up
+    /// answering the client.
+    fn precheck(&self, _req: &RequestView<'_>) -> Option<errors::Failure> {
         None
+    }
+
+    /// Renders `failure` as this connector renders its refusals (realm,
+    /// error style, custom body). The default is a plain RFC 6750-like JSON
+    /// answer; connectors that implement [`Connector::precheck`] override it.
+    fn refuse(&self, failure: errors::Failure, _req: &RequestView<'_>) -> Denial {
+        let status = match failure.class {
+            errors::FailureClass::NoCredential | errors::FailureClass::InvalidToken => {
+                http::StatusCode::UNAUTHORIZED
+            }
+            errors::FailureClass::InvalidRequest => http::StatusCode::BAD_REQUEST,
+            errors::FailureClass::InsufficientScope => http::StatusCode::FORBIDDEN,
+            errors::FailureClass::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let r = Rejection::json(
+            status,
+            failure.reason,
+            "access_denied",
+            &failure.description,
+        );
+        Denial::new(failure, r)
     }
 
     /// Headers this connector may inject upstream. Client-supplied copies of

@@ -353,7 +353,7 @@ pub async fn explain(
                 continue;
             }
             let verdict = match group.then(|| c.precheck(&view)).flatten() {
-                Some(d) => Verdict::Deny(d),
+                Some(f) => Verdict::Deny(c.refuse(f, &view)),
                 None => c.check(&view).await,
             };
             match verdict {

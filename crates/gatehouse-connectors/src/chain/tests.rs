@@ -29,10 +29,13 @@ impl Connector for Fake {
     fn kind(&self) -> &str {
         "test"
     }
-    fn precheck(&self, _req: &RequestView<'_>) -> Option<Denial> {
+    fn precheck(&self, _req: &RequestView<'_>) -> Option<Failure> {
         self.prechecks.fetch_add(1, Ordering::SeqCst);
         self.skip
-            .then(|| refusal(Reason::IssuerNotAllowed, self.name))
+            .then(|| refusal(Reason::IssuerNotAllowed, self.name).failure)
+    }
+    fn refuse(&self, f: Failure, _req: &RequestView<'_>) -> Denial {
+        refusal(f.reason, self.name)
     }
     async fn check(&self, _req: &RequestView<'_>) -> Verdict {
         self.calls.fetch_add(1, Ordering::SeqCst);

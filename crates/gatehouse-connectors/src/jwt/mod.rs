@@ -163,7 +163,7 @@ impl Connector for JwtConnector {
     /// In an any-of group, a token whose unverified `iss` is not among
     /// `issuers` is not this connector's: refused without key lookup or
     /// signature check (not counted as a validation).
-    fn precheck(&self, req: &RequestView<'_>) -> Option<Denial> {
+    fn precheck(&self, req: &RequestView<'_>) -> Option<Failure> {
         if self.rules.issuers.is_empty() {
             return None;
         }
@@ -177,14 +177,15 @@ impl Connector for JwtConnector {
         if iss.is_some_and(|i| self.rules.issuers.contains(&i)) {
             return None;
         }
-        Some(self.common.errors.deny(
-            invalid(
-                Reason::IssuerNotAllowed,
-                "IssNotAuthorized",
-                "token issuer is not among this connector's issuers",
-            ),
-            req.request_id,
+        Some(invalid(
+            Reason::IssuerNotAllowed,
+            "IssNotAuthorized",
+            "token issuer is not among this connector's issuers",
         ))
+    }
+
+    fn refuse(&self, f: Failure, req: &RequestView<'_>) -> Denial {
+        self.common.errors.deny(f, req.request_id)
     }
 
     async fn check(&self, req: &RequestView<'_>) -> Verdict {
