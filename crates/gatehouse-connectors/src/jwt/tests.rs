@@ -741,3 +741,13 @@ async fn every_error_of_a_section_is_reported() {
         "{errs}"
     );
 }
+
+#[test]
+fn source_files_are_found_beside_common_keys() {
+    let body = "algorithms = [\"HS256\"]\nsecret_file = \"/run/secrets/hs\"\nrealm = \"api\"\ninject_headers = { \"X-User\" = \"sub\" }\n[[policy]]\nany = [{ claim = \"sub\", op = \"exists\" }]\n";
+    let settings: toml::Table = toml::from_str(body).unwrap();
+    assert_eq!(
+        JwtFactory::default().source_files(&settings),
+        [std::path::PathBuf::from("/run/secrets/hs")]
+    );
+}
