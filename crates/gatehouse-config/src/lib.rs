@@ -575,7 +575,12 @@ fn validate_resilience(p: &str, up: &UpstreamConfig, errs: &mut Vec<ConfigError>
     count("retries", up.retries, 0, MAX_RETRIES);
     count("unhealthy_after", up.unhealthy_after, 1, 100);
     if let Some(h) = &up.health_check {
-        count("health_check.healthy_threshold", h.healthy_threshold, 1, 100);
+        count(
+            "health_check.healthy_threshold",
+            h.healthy_threshold,
+            1,
+            100,
+        );
         count(
             "health_check.unhealthy_threshold",
             h.unhealthy_threshold,

@@ -261,7 +261,10 @@ fn upstream_resilience_keys_are_bounded_with_paths() {
         ("retries = 6", "upstreams.orders.retries"),
         ("unhealthy_after = 0", "upstreams.orders.unhealthy_after"),
         ("cooldown = \"10ms\"", "upstreams.orders.cooldown"),
-        ("resolve_interval = \"2h\"", "upstreams.orders.resolve_interval"),
+        (
+            "resolve_interval = \"2h\"",
+            "upstreams.orders.resolve_interval",
+        ),
         (
             "health_check = { path = \"health\" }",
             "upstreams.orders.health_check.path",
