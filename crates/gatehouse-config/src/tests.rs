@@ -227,3 +227,73 @@ fn host_normalization() {
     );
     assert_eq!(normalize_host_pattern("*.Example.com"), "*.example.com");
 }
+
+#[test]
+fn upstream_resilience_defaults() {
+    let c = Config::from_toml_str(BASE).unwrap();
+    let u = &c.upstreams["orders"];
+    assert_eq!(u.retries, 1);
+    assert_eq!(u.unhealthy_after, 3);
+    assert_eq!(u.cooldown.get(), std::time::Duration::from_secs(10));
+    assert_eq!(u.resolve_interval.get(), std::time::Duration::from_secs(30));
+    assert!(u.health_check.is_none());
+    let text = BASE.replace(
+        "[upstreams.users]",
+        "[upstreams.orders.health_check]\npath = \"/healthz\"\n\n[upstreams.users]",
+    );
+    let c = Config::from_toml_str(&text).unwrap();
+    let h = c.upstreams["orders"].health_check.clone().unwrap();
+    assert_eq!(h.path, "/healthz");
+    assert_eq!(h.interval.get(), std::time::Duration::from_secs(5));
+    assert_eq!(h.timeout.get(), std::time::Duration::from_secs(1));
+    assert_eq!((h.healthy_threshold, h.unhealthy_threshold), (2, 3));
+}
+
+#[test]
+fn upstream_resilience_keys_are_bounded_with_paths() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "peers = [\"127.0.0.1:9000\"]",
+            &format!("peers = [\"127.0.0.1:9000\"]\n{extra}"),
+        )
+    };
+    for (extra, path) in [
+        ("retries = 6", "upstreams.orders.retries"),
+        ("unhealthy_after = 0", "upstreams.orders.unhealthy_after"),
+        ("cooldown = \"10ms\"", "upstreams.orders.cooldown"),
+        (
+            "resolve_interval = \"2h\"",
+            "upstreams.orders.resolve_interval",
+        ),
+        (
+            "health_check = { path = \"health\" }",
+            "upstreams.orders.health_check.path",
+        ),
+        (
+            "health_check = { interval = \"1s\", timeout = \"2s\" }",
+            "upstreams.orders.health_check.timeout",
+        ),
+        (
+            "health_check = { healthy_threshold = 0 }",
+            "upstreams.orders.health_check.healthy_threshold",
+        ),
+        (
+            "health_check = { unhealthy_threshold = 101 }",
+            "upstreams.orders.health_check.unhealthy_threshold",
+        ),
+        (
+            "health_check = { interval = \"1ms\" }",
+            "upstreams.orders.health_check.interval",
+        ),
+        ("retries = -1", "upstreams.orders.retries"),
+        (
+            "health_check = { bogus = 1 }",
+            "upstreams.orders.health_check.bogus",
+        ),
+    ] {
+        let e = err_of(&with(extra));
+        assert_eq!(e.path, path, "{extra}: {e}");
+    }
+    assert!(Config::from_toml_str(&with("retries = 0")).is_ok());
+    assert!(Config::from_toml_str(&with("retries = 5")).is_ok());
+}

@@ -19,6 +19,7 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod tools;
+pub mod upstream;
 
 /// Checks a configuration file: parse, validate and compile (resolving
 /// upstreams and building connectors), without serving. Returns the summary.

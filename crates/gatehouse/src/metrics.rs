@@ -49,6 +49,10 @@ pub struct Metrics {
     pub last_reload_success: Gauge,
     /// `gatehouse_inflight_requests`.
     pub inflight: IntGauge,
+    peer_healthy: IntGaugeVec,
+    upstream_retries: IntCounterVec,
+    upstream_connect_failures: IntCounterVec,
+    upstream_resolutions: IntCounterVec,
 }
 
 fn hist(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -118,6 +122,34 @@ impl Metrics {
                 "gatehouse_inflight_requests",
                 "Requests being processed now.",
             )?,
+            peer_healthy: IntGaugeVec::new(
+                Opts::new(
+                    "gatehouse_upstream_peer_healthy",
+                    "1 when an upstream peer (address) is in rotation, 0 while it is skipped as unhealthy.",
+                ),
+                &["upstream", "peer"],
+            )?,
+            upstream_retries: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_upstream_retries_total",
+                    "Requests tried again on another peer after a connect failure, by upstream.",
+                ),
+                &["upstream"],
+            )?,
+            upstream_connect_failures: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_upstream_connect_failures_total",
+                    "Failed connection attempts to upstream peers, by upstream.",
+                ),
+                &["upstream"],
+            )?,
+            upstream_resolutions: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_upstream_resolutions_total",
+                    "Background re-resolutions of upstream peer names, by upstream and result (failure keeps the last good addresses).",
+                ),
+                &["upstream", "result"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -131,6 +163,10 @@ impl Metrics {
         r.register(Box::new(m.generation.clone()))?;
         r.register(Box::new(m.last_reload_success.clone()))?;
         r.register(Box::new(m.inflight.clone()))?;
+        r.register(Box::new(m.peer_healthy.clone()))?;
+        r.register(Box::new(m.upstream_retries.clone()))?;
+        r.register(Box::new(m.upstream_connect_failures.clone()))?;
+        r.register(Box::new(m.upstream_resolutions.clone()))?;
         let info = IntGaugeVec::new(
             Opts::new("gatehouse_build_info", "Build information."),
             &["version"],
@@ -200,6 +236,36 @@ impl Metrics {
         }
     }
 
+    /// Resolves the handles of one upstream.
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            name: name.to_string(),
+            peer_healthy: self.peer_healthy.clone(),
+            retries: self.upstream_retries.with_label_values(&[name]),
+            connect_failures: self.upstream_connect_failures.with_label_values(&[name]),
+            resolved_ok: self
+                .upstream_resolutions
+                .with_label_values(&[name, "success"]),
+            resolved_failure: self
+                .upstream_resolutions
+                .with_label_values(&[name, "failure"]),
+        }
+    }
+
+    /// Drops the series of an upstream that left the configuration.
+    pub fn forget_upstream(&self, name: &str, peers: &[std::net::SocketAddr]) {
+        let _ = self.upstream_retries.remove_label_values(&[name]);
+        let _ = self.upstream_connect_failures.remove_label_values(&[name]);
+        for r in ["success", "failure"] {
+            let _ = self.upstream_resolutions.remove_label_values(&[name, r]);
+        }
+        for p in peers {
+            let _ = self
+                .peer_healthy
+                .remove_label_values(&[name, &p.to_string()]);
+        }
+    }
+
     /// Drops the series of a connector that left the configuration.
     pub fn forget_connector(&self, name: &str) {
         let _ = self
@@ -258,5 +324,44 @@ impl ConnectorMetrics {
     /// Records one check.
     pub fn observe(&self, allowed: bool, elapsed: Duration) {
         if allowed { &self.allow } else { &self.deny }.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Handles for one upstream.
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    name: String,
+    peer_healthy: IntGaugeVec,
+    /// `gatehouse_upstream_retries_total{upstream}`.
+    pub retries: IntCounter,
+    /// `gatehouse_upstream_connect_failures_total{upstream}`.
+    pub connect_failures: IntCounter,
+    resolved_ok: IntCounter,
+    resolved_failure: IntCounter,
+}
+
+impl UpstreamMetrics {
+    /// The health gauge of one peer (the label is its address, which comes
+    /// from the config or from DNS answers for a configured name).
+    pub fn peer_gauge(&self, addr: &std::net::SocketAddr) -> IntGauge {
+        self.peer_healthy
+            .with_label_values(&[self.name.as_str(), &addr.to_string()])
+    }
+
+    /// Drops the health series of a peer address that left the upstream.
+    pub fn forget_peer(&self, addr: &std::net::SocketAddr) {
+        let _ = self
+            .peer_healthy
+            .remove_label_values(&[self.name.as_str(), &addr.to_string()]);
+    }
+
+    /// Counts one background re-resolution.
+    pub fn resolved(&self, ok: bool) {
+        if ok {
+            &self.resolved_ok
+        } else {
+            &self.resolved_failure
+        }
+        .inc();
     }
 }

@@ -5,6 +5,7 @@ use crate::canonical::{canonicalise, RawRequest};
 use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::snapshot::Snapshot;
 use crate::state::State;
+use crate::upstream::Peer;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_connectors::{run_chain, ChainOutcome, HeaderEdits, Reason, Rejection, RequestView};
@@ -13,6 +14,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,11 @@ pub struct Ctx {
     /// The canonical `Host`, when the received one differs from it.
     upstream_host: Option<HeaderValue>,
     upstream_start: Option<Instant>,
+    /// The peer of the current upstream attempt.
+    peer: Option<Arc<Peer>>,
+    /// Addresses whose connection failed for this request (not tried again
+    /// while another peer is left).
+    failed: Vec<SocketAddr>,
     /// The step and member whose refusal answered, and why.
     rejected: Option<(usize, usize, Reason)>,
     _inflight: InflightGuard,
@@ -167,6 +174,8 @@ impl ProxyHttp for GatehouseProxy {
             upstream_target: None,
             upstream_host: None,
             upstream_start: None,
+            peer: None,
+            failed: Vec::new(),
             rejected: None,
             _inflight: InflightGuard(self.state.clone()),
         }
@@ -307,9 +316,51 @@ impl ProxyHttp for GatehouseProxy {
                 "no route selected",
             ));
         };
-        let peer = Box::new(route.upstream.next_peer().clone());
+        let Some(peer) = route.upstream.select(&ctx.failed) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "the upstream has no address",
+            ));
+        };
+        let http = Box::new(peer.http.clone());
+        ctx.peer = Some(peer);
         ctx.upstream_start = Some(Instant::now());
-        Ok(peer)
+        Ok(http)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let peer = ctx.peer.take();
+        if let Some(p) = &peer {
+            ctx.failed.push(p.addr);
+        }
+        // Nothing was sent upstream yet: another peer may take the request.
+        let retry = self
+            .route(ctx)
+            .is_some_and(|r| r.upstream.connect_failed(peer.as_deref(), ctx.failed.len()));
+        e.set_retry(retry);
+        e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(p) = &ctx.peer {
+            p.connected();
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(

@@ -211,6 +211,7 @@ impl Reloader {
                 // sees the generation also sees the reload counted.
                 metrics.reloads.with_label_values(&["success"]).inc();
                 metrics.last_reload_success.set(unix_now());
+                next.start_background();
                 self.state.swap(next);
                 tracing::info!(
                     trigger,
@@ -319,6 +320,7 @@ pub async fn initial_load(
 ) -> Result<(Snapshot, Vec<u8>), ConfigErrors> {
     let (config, bytes) = read_config(path)?;
     let snap = compile(config, registry, state_metrics, None, 1).await?;
+    snap.start_background();
     state_metrics.reloads.with_label_values(&["success"]).inc();
     state_metrics.last_reload_success.set(unix_now());
     Ok((snap, bytes))

@@ -5,14 +5,10 @@ use crate::headers::HeaderRules;
 use crate::keyfiles::{self, FileStates};
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
-use gatehouse_config::{
-    split_host_port, Config, ConfigError, ConfigErrors, ConnectorConfig, UpstreamConfig,
-};
+use crate::upstream;
+use gatehouse_config::{Config, ConfigError, ConfigErrors, ConnectorConfig};
 use gatehouse_connectors::{Connector, Registry, Step};
-use pingora::upstreams::peer::HttpPeer;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One immutable, fully compiled configuration.
@@ -64,79 +60,7 @@ pub struct CompiledRoute {
     pub metrics: RouteMetrics,
 }
 
-/// An upstream with its peers resolved.
-pub struct CompiledUpstream {
-    /// Upstream name.
-    pub name: String,
-    /// One prebuilt peer per resolved address.
-    pub peers: Vec<HttpPeer>,
-    /// The resolved addresses (for `check` and logs).
-    pub addrs: Vec<SocketAddr>,
-    next: AtomicUsize,
-}
-
-impl CompiledUpstream {
-    /// The next peer, round-robin.
-    pub fn next_peer(&self) -> &HttpPeer {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.peers[i % self.peers.len()]
-    }
-}
-
-async fn resolve_upstream(
-    name: &str,
-    cfg: &UpstreamConfig,
-) -> Result<CompiledUpstream, ConfigError> {
-    let mut addrs = Vec::new();
-    let mut sni_default = None;
-    for (i, peer) in cfg.peers.iter().enumerate() {
-        let path = format!("upstreams.{name}.peers[{i}]");
-        let (host, port) = split_host_port(peer).map_err(|m| ConfigError::new(&path, m))?;
-        if sni_default.is_none()
-            && host.parse::<std::net::IpAddr>().is_err()
-            && !host.starts_with('[')
-        {
-            sni_default = Some(host.to_string());
-        }
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| ConfigError::new(&path, format!("cannot resolve \"{peer}\": {e}")))?
-            .collect();
-        if found.is_empty() {
-            return Err(ConfigError::new(
-                &path,
-                format!("\"{peer}\" resolved to no address"),
-            ));
-        }
-        for a in found {
-            if !addrs.contains(&a) {
-                addrs.push(a);
-            }
-        }
-    }
-    let sni = cfg.sni.clone().or(sni_default).unwrap_or_default();
-    let peers = addrs
-        .iter()
-        .map(|a| {
-            let mut p = HttpPeer::new(*a, cfg.tls, sni.clone());
-            p.options.connection_timeout = Some(cfg.connect_timeout.get());
-            p.options.total_connection_timeout = Some(cfg.connect_timeout.get() * 2);
-            p.options.read_timeout = Some(cfg.read_timeout.get());
-            p.options.write_timeout = Some(cfg.write_timeout.get());
-            p.options.idle_timeout = Some(cfg.idle_timeout.get());
-            p.options.verify_cert = cfg.verify_cert;
-            p.options.verify_hostname = cfg.verify_cert;
-            p
-        })
-        .collect();
-    Ok(CompiledUpstream {
-        name: name.to_string(),
-        peers,
-        addrs,
-        next: AtomicUsize::new(0),
-    })
-}
+pub use crate::upstream::CompiledUpstream;
 
 /// Compiles `config`: resolves upstreams, builds (or carries over) connectors,
 /// builds the router and resolves metric handles. `previous` is the snapshot
@@ -151,11 +75,22 @@ pub async fn compile(
 ) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Vec::new();
 
-    let mut upstreams = BTreeMap::new();
+    // An upstream whose section is unchanged is carried over with its peers'
+    // health and its background tasks (asked to resolve its names again now);
+    // the others are resolved here and built once the whole config is good.
+    let mut carried = BTreeMap::new();
+    let mut resolved = BTreeMap::new();
     for (name, cfg) in &config.upstreams {
-        match resolve_upstream(name, cfg).await {
-            Ok(u) => {
-                upstreams.insert(name.clone(), Arc::new(u));
+        if let Some(u) = previous
+            .and_then(|p| p.upstreams.get(name))
+            .filter(|u| u.config == *cfg)
+        {
+            carried.insert(name.clone(), u.clone());
+            continue;
+        }
+        match upstream::resolve(name, cfg).await {
+            Ok(r) => {
+                resolved.insert(name.clone(), r);
             }
             Err(e) => errs.push(e),
         }
@@ -218,6 +153,16 @@ pub async fn compile(
         return Err(ConfigErrors(errs));
     }
 
+    let mut upstreams = carried;
+    for u in upstreams.values() {
+        u.resolve_soon();
+    }
+    for (name, r) in resolved {
+        let cfg = &config.upstreams[&name];
+        let u = CompiledUpstream::new(&name, cfg, r, metrics.upstream(&name));
+        upstreams.insert(name, Arc::new(u));
+    }
+
     let mut routes = Vec::with_capacity(config.routes.len());
     for r in &config.routes {
         // validate() guarantees the references exist.
@@ -260,6 +205,24 @@ pub async fn compile(
                 metrics.forget_route(&old.name, old.connector_names());
             }
         }
+        for (name, old) in &prev.upstreams {
+            match upstreams.get(name) {
+                None => metrics.forget_upstream(name, &old.addrs()),
+                Some(new) if !Arc::ptr_eq(new, old) => {
+                    let now = new.addrs();
+                    let gone: Vec<_> = old
+                        .addrs()
+                        .into_iter()
+                        .filter(|a| !now.contains(a))
+                        .collect();
+                    let m = metrics.upstream(name);
+                    for a in gone {
+                        m.forget_peer(&a);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
         for old in prev.connectors.keys() {
             if !connectors.contains_key(old) {
                 metrics.forget_connector(old);
@@ -287,6 +250,15 @@ pub async fn compile(
 }
 
 impl Snapshot {
+    /// Starts the background work of its upstreams (re-resolution, active
+    /// checks); carried-over upstreams are already running. Call once the
+    /// snapshot is about to serve, inside the long-lived runtime.
+    pub fn start_background(&self) {
+        for u in self.upstreams.values() {
+            u.start();
+        }
+    }
+
     /// A one-screen, human summary (used by `gatehouse check`).
     pub fn summary(&self) -> String {
         use std::fmt::Write;
@@ -308,7 +280,7 @@ impl Snapshot {
         let _ = writeln!(s, "upstreams:");
         for (name, u) in &self.upstreams {
             let cfg = &c.upstreams[name];
-            let addrs: Vec<String> = u.addrs.iter().map(|a| a.to_string()).collect();
+            let addrs: Vec<String> = u.addrs().iter().map(|a| a.to_string()).collect();
             let _ = writeln!(
                 s,
                 "  {name:<16} {} -> {}  ({}, connect {}, read {})",
