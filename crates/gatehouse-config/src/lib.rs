@@ -66,8 +66,13 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Proxy listeners (`host:port`), at least one.
+    /// Plain-HTTP proxy listeners (`host:port`). May be empty when
+    /// `[[server.tls]]` listeners exist; at least one listener is required.
+    #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// TLS listeners (`[[server.tls]]`), each with its certificates chosen by SNI.
+    #[serde(default)]
+    pub tls: Vec<TlsListenerConfig>,
     /// Admin listener serving `/metrics`, `/healthz` and `/readyz`.
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,
@@ -115,6 +120,72 @@ pub struct ServerConfig {
     /// from any other peer they are replaced or removed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+}
+
+/// One `[[server.tls]]` entry: TLS listeners sharing certificates and settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsListenerConfig {
+    /// Addresses (`host:port`) to terminate TLS on, at least one.
+    pub listen: Vec<SocketAddr>,
+    /// Certificate chains and keys (PEM), chosen by SNI from each
+    /// certificate's DNS names (`*.example.com` wildcards included); the
+    /// first is the default for unknown names and clients without SNI.
+    /// Re-read on every reload.
+    pub certificates: Vec<CertificateConfig>,
+    /// Lowest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// PEM file of the CAs client certificates must chain to; asks clients
+    /// for a certificate (mutual TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// With `client_ca_file`: `"require"` (default; a client without a valid
+    /// certificate fails the handshake) or `"optional"` (a client may send
+    /// none; one it sends must be valid).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The leaf certificate first, then intermediates.
+    pub cert_file: std::path::PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Whether a client certificate is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No (valid) certificate, no handshake.
+    Require,
+    /// A client may send no certificate; one it sends must be valid.
+    Optional,
+}
+
+impl ServerConfig {
+    /// Every proxy listener address, plain then TLS.
+    pub fn all_listen(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.listen
+            .iter()
+            .chain(self.tls.iter().flat_map(|t| t.listen.iter()))
+    }
 }
 
 /// `[upstreams.NAME]`.
@@ -390,23 +461,57 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
         let s = &self.server;
-        if s.listen.is_empty() {
+        if s.listen.is_empty() && s.tls.is_empty() {
             errs.push(ConfigError::new(
                 "server.listen",
-                "at least one listener is required",
+                "at least one listener is required (server.listen or [[server.tls]])",
             ));
         }
-        for (i, a) in s.listen.iter().enumerate() {
-            if s.listen[..i].contains(a) {
+        let mut seen: Vec<(SocketAddr, String)> = Vec::new();
+        let keyed = s
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("server.listen[{i}]"), a))
+            .chain(s.tls.iter().enumerate().flat_map(|(t, l)| {
+                l.listen
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, a)| (format!("server.tls[{t}].listen[{i}]"), a))
+            }));
+        for (path, a) in keyed {
+            if let Some((_, first)) = seen.iter().find(|(b, _)| b == a) {
                 errs.push(ConfigError::new(
-                    format!("server.listen[{i}]"),
-                    format!("{a} is listed twice"),
+                    &path,
+                    format!("{a} is listed twice (also {first})"),
                 ));
             }
             if s.admin_listen == Some(*a) {
                 errs.push(ConfigError::new(
                     "server.admin_listen",
-                    format!("{a} is also a proxy listener (server.listen[{i}])"),
+                    format!("{a} is also a proxy listener ({path})"),
+                ));
+            }
+            seen.push((*a, path));
+        }
+        for (t, l) in s.tls.iter().enumerate() {
+            let p = format!("server.tls[{t}]");
+            if l.listen.is_empty() {
+                errs.push(ConfigError::new(
+                    format!("{p}.listen"),
+                    "at least one address is required",
+                ));
+            }
+            if l.certificates.is_empty() {
+                errs.push(ConfigError::new(
+                    format!("{p}.certificates"),
+                    "at least one certificate (cert_file, key_file) is required",
+                ));
+            }
+            if l.client_auth.is_some() && l.client_ca_file.is_none() {
+                errs.push(ConfigError::new(
+                    format!("{p}.client_auth"),
+                    "needs client_ca_file (the CAs client certificates must chain to)",
                 ));
             }
         }

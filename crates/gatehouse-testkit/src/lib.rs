@@ -29,6 +29,7 @@
 //! plain `#[test]` functions as well as from `#[tokio::test]` ones; dropping
 //! the handle stops the server.
 
+pub mod certs;
 pub mod echo;
 pub mod http_client;
 pub mod idp;
@@ -40,6 +41,7 @@ pub mod raw;
 mod server;
 pub mod tokens;
 
+pub use certs::{CertFiles, TestCa};
 pub use echo::{EchoRecord, EchoUpstream};
 pub use http_client::http_get_blocking;
 pub use idp::{MockIdp, MockResponse, RecordedRequest};

@@ -4,9 +4,9 @@
 //! `env!("CARGO_BIN_EXE_gatehouse")`, which Cargo defines for the integration
 //! tests of the package that owns the binary and builds before them — writes
 //! a config file into a fresh temporary directory (substituting the
-//! `${LISTEN}` and `${ADMIN}` placeholders with free loopback addresses),
-//! spawns the binary and waits until its admin `/readyz` endpoint answers
-//! `200` and its proxy listener accepts.
+//! `${LISTEN}`, `${TLS_LISTEN}` and `${ADMIN}` placeholders with free
+//! loopback addresses), spawns the binary and waits until its admin `/readyz`
+//! endpoint answers `200` and its proxy listeners accept.
 
 use std::fs;
 use std::io::Write;
@@ -44,7 +44,12 @@ pub struct Gatehouse {
     dir: tempfile::TempDir,
     config_path: PathBuf,
     listen: SocketAddr,
+    tls_listen: SocketAddr,
     admin: SocketAddr,
+    /// Probe `listen` for readiness (unless the config uses only `${TLS_LISTEN}`).
+    probe_plain: bool,
+    /// Probe `tls_listen` for readiness (the config uses `${TLS_LISTEN}`).
+    probe_tls: bool,
 }
 
 impl Gatehouse {
@@ -108,13 +113,20 @@ impl Gatehouse {
         while admin == listen {
             admin = free_addr();
         }
+        let mut tls_listen = free_addr();
+        while tls_listen == listen || tls_listen == admin {
+            tls_listen = free_addr();
+        }
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-test-")
             .tempdir()
             .context("creating temp dir")?;
         let config_path = dir.path().join("gatehouse.toml");
-        fs::write(&config_path, substitute(config, listen, admin))
-            .with_context(|| format!("writing {}", config_path.display()))?;
+        fs::write(
+            &config_path,
+            substitute(config, listen, admin).replace("${TLS_LISTEN}", &tls_listen.to_string()),
+        )
+        .with_context(|| format!("writing {}", config_path.display()))?;
         let stdout = fs::File::create(dir.path().join("stdout.log"))?;
         let stderr = fs::File::create(dir.path().join("stderr.log"))?;
 
@@ -138,7 +150,10 @@ impl Gatehouse {
             dir,
             config_path,
             listen,
+            tls_listen,
             admin,
+            probe_tls: config.contains("${TLS_LISTEN}"),
+            probe_plain: config.contains("${LISTEN}") || !config.contains("${TLS_LISTEN}"),
         })
     }
 
@@ -159,14 +174,24 @@ impl Gatehouse {
             }
             match http_get_blocking(self.admin, "/readyz") {
                 Ok((200, _)) => {
-                    match TcpStream::connect_timeout(&self.listen, Duration::from_millis(500)) {
-                        Ok(_) => return Ok(()),
-                        Err(e) => {
-                            last_err = format!(
-                                "/readyz is 200 but the proxy listener {} refuses: {e}",
-                                self.listen
-                            )
-                        }
+                    let probe = |a: &SocketAddr| {
+                        TcpStream::connect_timeout(a, Duration::from_millis(500)).map_err(|e| {
+                            format!("/readyz is 200 but the proxy listener {a} refuses: {e}")
+                        })
+                    };
+                    let plain = if self.probe_plain {
+                        probe(&self.listen).map(drop)
+                    } else {
+                        Ok(())
+                    };
+                    let tls = if self.probe_tls {
+                        probe(&self.tls_listen).map(drop)
+                    } else {
+                        Ok(())
+                    };
+                    match plain.and(tls) {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last_err = e,
                     }
                 }
                 Ok((code, body)) => last_err = format!("/readyz returned {code}: {body}"),
@@ -193,6 +218,11 @@ impl Gatehouse {
     /// The proxy listener address (`${LISTEN}`).
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The TLS proxy listener address (`${TLS_LISTEN}`).
+    pub fn tls_listen_addr(&self) -> SocketAddr {
+        self.tls_listen
     }
 
     /// The admin listener address (`${ADMIN}`).

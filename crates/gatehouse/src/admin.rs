@@ -37,6 +37,7 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
     }
     match path {
         "/metrics" => {
+            crate::tls::refresh_expiry(state);
             let mut buf = Vec::with_capacity(16 * 1024);
             let enc = TextEncoder::new();
             match enc.encode(&state.metrics.registry.gather(), &mut buf) {

@@ -58,12 +58,18 @@ pub fn connector_files(registry: &Registry, cfg: &ConnectorConfig) -> Vec<PathBu
     out
 }
 
-/// The files every connector of `config` reads.
+/// The files every connector of `config` reads, and the certificates, keys
+/// and client CAs of `[[server.tls]]`.
 pub fn config_files(registry: &Registry, config: &Config) -> BTreeSet<PathBuf> {
     config
         .connectors
         .values()
         .flat_map(|c| connector_files(registry, c))
+        .chain(
+            crate::tls::files(&config.server.tls)
+                .iter()
+                .map(|p| absolute(p)),
+        )
         .collect()
 }
 

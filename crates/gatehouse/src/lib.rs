@@ -18,6 +18,7 @@ pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod tls;
 pub mod tools;
 pub mod upstream;
 
@@ -30,5 +31,9 @@ pub async fn check(
     let metrics = metrics::Metrics::new()
         .map_err(|e| gatehouse_config::ConfigError::new("", format!("metrics: {e}")))?;
     let (snapshot, _) = reload::initial_load(path, registry, &metrics).await?;
-    Ok(snapshot.summary())
+    let mut out = snapshot.summary();
+    for w in tls::expiry_warnings(&snapshot.tls, tls::unix_now()) {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    Ok(out)
 }

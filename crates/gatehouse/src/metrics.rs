@@ -4,7 +4,7 @@
 use gatehouse_connectors::metrics::ReasonCounters;
 use gatehouse_connectors::Reason;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 use std::time::Duration;
@@ -53,6 +53,12 @@ pub struct Metrics {
     upstream_retries: IntCounterVec,
     upstream_connect_failures: IntCounterVec,
     upstream_resolutions: IntCounterVec,
+    /// `gatehouse_tls_handshakes_total{result, version}`.
+    pub tls_handshakes: IntCounterVec,
+    /// `gatehouse_tls_client_hellos_total`: ClientHellos that reached certificate selection.
+    pub tls_client_hellos: IntCounter,
+    /// `gatehouse_tls_certificate_expiry_seconds{file}` (set when scraped).
+    pub tls_cert_expiry: GaugeVec,
 }
 
 fn hist(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -150,6 +156,24 @@ impl Metrics {
                 ),
                 &["upstream", "result"],
             )?,
+            tls_handshakes: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_tls_handshakes_total",
+                    "TLS handshakes on the TLS listeners, by result (success, refused_version) and TLS version.",
+                ),
+                &["result", "version"],
+            )?,
+            tls_client_hellos: IntCounter::new(
+                "gatehouse_tls_client_hellos_total",
+                "TLS ClientHellos that reached certificate selection (minus successful and refused handshakes: handshakes that failed later).",
+            )?,
+            tls_cert_expiry: GaugeVec::new(
+                Opts::new(
+                    "gatehouse_tls_certificate_expiry_seconds",
+                    "Seconds until the notAfter of each serving TLS certificate, by certificate file (negative: expired).",
+                ),
+                &["file"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -167,6 +191,9 @@ impl Metrics {
         r.register(Box::new(m.upstream_retries.clone()))?;
         r.register(Box::new(m.upstream_connect_failures.clone()))?;
         r.register(Box::new(m.upstream_resolutions.clone()))?;
+        r.register(Box::new(m.tls_handshakes.clone()))?;
+        r.register(Box::new(m.tls_client_hellos.clone()))?;
+        r.register(Box::new(m.tls_cert_expiry.clone()))?;
         let info = IntGaugeVec::new(
             Opts::new("gatehouse_build_info", "Build information."),
             &["version"],

@@ -388,7 +388,10 @@ impl ProxyHttp for GatehouseProxy {
         let proto = rules
             .trusted_proto(&up.headers, trusted)
             .cloned()
-            .unwrap_or(HeaderValue::from_static("http"));
+            .unwrap_or_else(|| {
+                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                HeaderValue::from_static(if tls { "https" } else { "http" })
+            });
         for h in rules.to_remove(&up.headers, trusted) {
             up.remove_header(&h);
         }

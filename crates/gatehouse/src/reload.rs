@@ -102,11 +102,17 @@ impl Reloader {
     /// (the content the serving snapshot was compiled from).
     pub fn new(path: PathBuf, registry: Registry, state: Arc<State>, bytes: Vec<u8>) -> Self {
         // The fingerprints the serving connectors were built with.
-        let files: FileStates = state
-            .current()
+        let current = state.current();
+        let files: FileStates = current
             .connectors
             .values()
             .flat_map(|b| b.files.clone())
+            .chain(keyfiles::fingerprint_all(
+                &crate::tls::files(&current.config.server.tls)
+                    .iter()
+                    .map(|p| keyfiles::absolute(p))
+                    .collect::<Vec<_>>(),
+            ))
             .collect();
         let watched = keyfiles::watch_targets(&files.keys().cloned().collect());
         Self {
@@ -184,6 +190,18 @@ impl Reloader {
             {
                 tracing::warn!(
                     "server.listen, server.admin_listen and server.threads changes take effect only after a restart; the running listeners are kept"
+                );
+            }
+            let settings = |c: &Config| {
+                c.server
+                    .tls
+                    .iter()
+                    .map(|t| (t.listen.clone(), t.min_version, t.client_ca_file.clone(), t.client_auth))
+                    .collect::<Vec<_>>()
+            };
+            if settings(&previous.config) != settings(&config) {
+                tracing::warn!(
+                    "server.tls listeners, min_version, client_ca_file and client_auth change only after a restart; certificates are reloaded now"
                 );
             }
             let generation = previous.generation + 1;

@@ -114,10 +114,19 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
         std::net::TcpListener::bind(addr)
             .with_context(|| format!("server.listen[{i}]: cannot listen on {addr}"))?;
     }
+    for (t, l) in server_cfg.tls.iter().enumerate() {
+        for (i, addr) in l.listen.iter().enumerate() {
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("server.tls[{t}].listen[{i}]: cannot listen on {addr}"))?;
+        }
+    }
 
     // Ready only once Pingora has bound every proxy listener.
     {
-        let (state, addrs) = (state.clone(), server_cfg.listen.clone());
+        let (state, addrs) = (
+            state.clone(),
+            server_cfg.all_listen().copied().collect::<Vec<_>>(),
+        );
         bg.spawn(async move {
             loop {
                 let mut all = true;
@@ -185,6 +194,14 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
     for addr in &server_cfg.listen {
         service.add_tcp(&addr.to_string());
         tracing::info!("proxy listener on http://{addr}");
+    }
+    let initial_tls = state.current().tls.clone();
+    for (t, (l, initial)) in server_cfg.tls.iter().zip(initial_tls).enumerate() {
+        for addr in &l.listen {
+            let settings = crate::tls::settings(&state, t, l, initial.clone())?;
+            service.add_tls_with_settings(&addr.to_string(), None, settings);
+            tracing::info!("proxy listener on https://{addr} (server.tls[{t}], h2 and http/1.1)");
+        }
     }
     server.add_service(service);
     server.run(RunArgs {

@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub path_rules: PathRules,
     /// Which client headers reach the upstream.
     pub headers: HeaderRules,
+    /// Certificates of each `[[server.tls]]` entry, in config order
+    /// (read by the listeners' certificate resolvers at every handshake).
+    pub tls: Vec<Arc<crate::tls::CompiledTls>>,
 }
 
 /// A connector instance and the section it came from (for carry-over).
@@ -95,6 +98,15 @@ pub async fn compile(
             Err(e) => errs.push(e),
         }
     }
+
+    // Re-read on every load: a bad certificate refuses the whole reload.
+    let tls = match crate::tls::load_all(&config.server.tls) {
+        Ok(t) => t,
+        Err(e) => {
+            errs.extend(e);
+            Vec::new()
+        }
+    };
 
     let mut connectors = BTreeMap::new();
     for (name, cfg) in &config.connectors {
@@ -245,6 +257,7 @@ pub async fn compile(
         unmatched: metrics.route("_none", &[], &[]),
         connectors,
         upstreams,
+        tls,
         config,
     })
 }
@@ -277,6 +290,19 @@ impl Snapshot {
                 .map_or("auto".to_string(), |t| t.to_string()),
             c.server.grace_period
         );
+        for (t, (l, compiled)) in c.server.tls.iter().zip(&self.tls).enumerate() {
+            let listen: Vec<String> = l.listen.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(s, "tls[{t}]: {}", listen.join(", "));
+            for cert in &compiled.certs.certs {
+                let _ = writeln!(
+                    s,
+                    "  {}  names: {}  expires in {} days",
+                    cert.cert_file.display(),
+                    cert.names.join(", "),
+                    (cert.not_after - crate::tls::unix_now()) / 86400
+                );
+            }
+        }
         let _ = writeln!(s, "upstreams:");
         for (name, u) in &self.upstreams {
             let cfg = &c.upstreams[name];

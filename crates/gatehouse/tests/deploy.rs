@@ -48,12 +48,20 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
         "/userinfo",
         MockResponse::json(200, json!({"sub": "u1", "email": "u1@example.com"})),
     );
+    // A TLS listener, so the TLS families are exported too.
+    let certs = tempfile::tempdir().unwrap();
+    let ca = gatehouse_testkit::TestCa::new(certs.path(), "ca").unwrap();
+    let api = ca.server("api", &["api.test"]).unwrap();
     let cfg = format!(
         r#"
 [server]
 listen = ["${{LISTEN}}"]
 admin_listen = "${{ADMIN}}"
 threads = 1
+
+[[server.tls]]
+listen = ["${{TLS_LISTEN}}"]
+certificates = [{{ cert_file = "{cert}", key_file = "{key}" }}]
 
 [upstreams.echo]
 peers = ["{echo}"]
@@ -85,7 +93,9 @@ connectors = ["geo"]
 "#,
         echo = echo.addr(),
         jwks = idp.url("/jwks"),
-        ui = idp.url("/userinfo")
+        ui = idp.url("/userinfo"),
+        cert = api.cert.display(),
+        key = api.key.display(),
     );
     let gh = Gatehouse::start(BIN, &cfg).unwrap();
     let cl = client();
@@ -116,6 +126,17 @@ connectors = ["geo"]
         cl.get(gh.url("/nowhere")).send().await.unwrap().status(),
         404
     );
+
+    let tls = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let resp = tls
+        .get(format!("https://{}/nowhere", gh.tls_listen_addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 
     let text = gh.metrics().unwrap();
     let families: BTreeSet<&str> = text

@@ -108,6 +108,16 @@ fn taken_port_at_start_exits_1_naming_the_listener() {
 
 #[test]
 fn check_accepts_every_shipped_config() {
+    // configs/tls.toml points at certificates this script generates
+    // (configs/certs/, git-ignored); paths are relative to the repository root.
+    let gen = Command::new(repo_root().join("scripts/gen-example-certs.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
     let mut n = 0;
     for entry in std::fs::read_dir(repo_root().join("configs")).unwrap() {
         let path = entry.unwrap().path();
@@ -118,6 +128,7 @@ fn check_accepts_every_shipped_config() {
         let out = Command::new(BIN)
             .args(["check", "--config"])
             .arg(&path)
+            .current_dir(repo_root())
             .output()
             .unwrap();
         assert!(
