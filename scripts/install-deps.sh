@@ -5,6 +5,8 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# TLS tests and scripts/gen-example-certs.sh make certificates with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # A real NGINX is one upstream of the adversarial end-to-end suite
 # (crates/gatehouse/tests/adversarial.rs); Debian installs it in /usr/sbin.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
