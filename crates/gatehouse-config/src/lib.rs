@@ -496,6 +496,16 @@ impl Config {
         }
         for (t, l) in s.tls.iter().enumerate() {
             let p = format!("server.tls[{t}]");
+            if l.min_version == TlsVersion::Tls13 {
+                // Pingora 0.9's rustls listener always enables TLS 1.2 and a
+                // ClientHello does not show which versions a client offers to
+                // the certificate resolver: "1.3" could not be enforced, and a
+                // setting that is silently not enforced is worse than none.
+                errs.push(ConfigError::new(
+                    format!("{p}.min_version"),
+                    "\"1.3\" cannot be enforced yet (Pingora 0.9's rustls listeners always accept TLS 1.2); use \"1.2\"",
+                ));
+            }
             if l.listen.is_empty() {
                 errs.push(ConfigError::new(
                     format!("{p}.listen"),

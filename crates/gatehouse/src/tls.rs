@@ -13,11 +13,12 @@
 //!
 //! What Pingora 0.9 does not let us set: `TlsSettings::build` always builds
 //! the `ServerConfig` with TLS 1.2 and 1.3 (`builder_with_protocol_versions(
-//! &[&TLS12, &TLS13])`). `min_version = "1.3"` is therefore enforced in the
-//! resolver: a ClientHello offering no TLS 1.3 cipher suite gets no
-//! certificate, so the handshake fails (a client that offers TLS 1.3 suites
-//! negotiates 1.3, since the server supports it and rustls prefers it). Nor
-//! does it report failed handshakes to a hook: `gatehouse_tls_handshakes_total`
+//! &[&TLS12, &TLS13])`). The resolver refuses a ClientHello offering no TLS
+//! 1.3 cipher suite when `min_version = "1.3"`, but that is not enforcement:
+//! a TLS 1.2-only rustls client still lists 1.3 suites and got through (test
+//! `tls::min_version_1_3_is_refused_until_it_can_be_enforced` records why), so
+//! the configuration refuses `"1.3"` until Pingora lets the versions be set.
+//! Nor does it report failed handshakes to a hook: `gatehouse_tls_handshakes_total`
 //! counts successful handshakes (by version) and those refused here; the
 //! ClientHellos that reached certificate selection are counted separately.
 

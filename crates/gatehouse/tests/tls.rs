@@ -412,3 +412,31 @@ fn check_reports_a_bad_certificate_with_its_path() {
         "{err}"
     );
 }
+
+/// `min_version = "1.3"` is refused by configuration: Pingora 0.9 always
+/// enables TLS 1.2 on its rustls listeners, and a resolver-side check let a
+/// TLS 1.2-only client through (this test's first version proved it).
+#[test]
+fn min_version_1_3_is_refused_until_it_can_be_enforced() {
+    let s = setup();
+    let secret = s._dir.path().join("hs.key");
+    std::fs::write(&secret, SECRET).unwrap();
+    let cfg = config(&s, "127.0.0.1:9".parse().unwrap(), &secret, "")
+        .replace(
+            "[[server.tls]]\n",
+            "[[server.tls]]\nmin_version = \"1.3\"\n",
+        )
+        .replace("${LISTEN}", "127.0.0.1:1")
+        .replace("${TLS_LISTEN}", "127.0.0.1:2")
+        .replace("${ADMIN}", "127.0.0.1:3");
+    let path = s._dir.path().join("v13.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("server.tls[0].min_version"), "{text}");
+}
