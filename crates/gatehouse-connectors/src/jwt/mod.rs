@@ -173,7 +173,7 @@ impl Connector for JwtConnector {
         if token.len() > self.common.max_token {
             return None;
         }
-        let iss = verify::unverified_issuer(token.split('.').nth(1)?)?;
+        let iss = verify::unverified_issuer(&token)?;
         if iss.is_some_and(|i| self.rules.issuers.contains(&i)) {
             return None;
         }

@@ -354,14 +354,14 @@ pub fn check_times(rules: &Rules, t: Times, now: f64) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The `iss` of an unverified payload: `None` when the payload does not
+/// The `iss` of an unverified token: `None` when the payload does not
 /// decode (the full check reports it), `Some(None)` when it has no string `iss`.
-pub fn unverified_issuer(payload: &str) -> Option<Option<String>> {
+pub fn unverified_issuer(token: &str) -> Option<Option<String>> {
     #[derive(serde::Deserialize)]
     struct Iss {
         iss: Option<Value>,
     }
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = crate::kit::unverified_payload(token)?;
     let p: Iss = serde_json::from_slice(&bytes).ok()?;
     Some(match p.iss {
         Some(Value::String(s)) => Some(s),

@@ -37,6 +37,17 @@ pub use problems::Problems;
 use crate::errors::FailureClass;
 use serde_json::Value;
 
+/// The payload of a JWT-shaped token, base64url-decoded, **unverified**:
+/// only for decisions that never allow (skipping an any-of member, capping a
+/// cache lifetime). `None` for anything else (opaque tokens, bad base64).
+pub fn unverified_payload(token: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+}
+
 /// How a kind words the failures the kit produces for it (the legacy codes
 /// are the original product's error names, shown in `mashery` style).
 #[derive(Debug, Clone, Copy)]

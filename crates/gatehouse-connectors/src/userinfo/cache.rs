@@ -5,8 +5,6 @@ use super::rules::CacheRules;
 use crate::errors::Failure;
 use crate::kit::clock;
 use crate::Denial;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 use serde_json::Value;
@@ -166,8 +164,7 @@ impl AnswerCache {
 /// The `exp` of a JWT-shaped token, read without verification (only used to
 /// cap how long an answer is cached and served stale).
 pub fn unverified_exp(token: &str) -> Option<f64> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = crate::kit::unverified_payload(token)?;
     serde_json::from_slice::<Value>(&bytes)
         .ok()?
         .get("exp")?
