@@ -159,7 +159,7 @@ impl Metrics {
             tls_handshakes: IntCounterVec::new(
                 Opts::new(
                     "gatehouse_tls_handshakes_total",
-                    "TLS handshakes on the TLS listeners, by result (success, refused_version) and TLS version.",
+                    "TLS handshakes on the TLS listeners, by result (success) and TLS version.",
                 ),
                 &["result", "version"],
             )?,

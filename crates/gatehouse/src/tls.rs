@@ -13,17 +13,18 @@
 //!
 //! What Pingora 0.9 does not let us set: `TlsSettings::build` always builds
 //! the `ServerConfig` with TLS 1.2 and 1.3 (`builder_with_protocol_versions(
-//! &[&TLS12, &TLS13])`). The resolver refuses a ClientHello offering no TLS
-//! 1.3 cipher suite when `min_version = "1.3"`, but that is not enforcement:
-//! a TLS 1.2-only rustls client still lists 1.3 suites and got through (test
-//! `tls::min_version_1_3_is_refused_until_it_can_be_enforced` records why), so
-//! the configuration refuses `"1.3"` until Pingora lets the versions be set.
+//! &[&TLS12, &TLS13])`). Refusing a ClientHello without TLS 1.3 cipher suites
+//! in the resolver was tried and is not enforcement (a TLS 1.2-only rustls
+//! client still lists 1.3 suites and got through; test
+//! `tls::min_version_1_3_is_refused_until_it_can_be_enforced`), so the
+//! configuration refuses `min_version = "1.3"` until Pingora lets the versions
+//! be set.
 //! Nor does it report failed handshakes to a hook: `gatehouse_tls_handshakes_total`
 //! counts successful handshakes (by version) and those refused here; the
 //! ClientHellos that reached certificate selection are counted separately.
 
 use crate::state::State;
-use gatehouse_config::{ClientAuth, ConfigError, TlsListenerConfig, TlsVersion};
+use gatehouse_config::{ClientAuth, ConfigError, TlsListenerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -295,35 +296,20 @@ pub struct SniResolver {
     state: Arc<State>,
     index: usize,
     fallback: Arc<CompiledTls>,
-    tls13_only: bool,
 }
 
 impl std::fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SniResolver")
             .field("index", &self.index)
-            .field("tls13_only", &self.tls13_only)
             .finish_non_exhaustive()
     }
-}
-
-fn offers_tls13(hello: &ClientHello<'_>) -> bool {
-    hello
-        .cipher_suites()
-        .iter()
-        .any(|cs| (0x1301..=0x1305).contains(&u16::from(*cs)))
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let m = &self.state.metrics;
         m.tls_client_hellos.inc();
-        if self.tls13_only && !offers_tls13(&hello) {
-            m.tls_handshakes
-                .with_label_values(&["refused_version", "TLSv1_2"])
-                .inc();
-            return None;
-        }
         let snap = self.state.current();
         let set = snap.tls.get(self.index).unwrap_or(&self.fallback);
         Some(set.certs.select(hello.server_name()).key.clone())
@@ -419,7 +405,6 @@ pub fn settings(
         state: state.clone(),
         index,
         fallback: initial,
-        tls13_only: cfg.min_version == TlsVersion::Tls13,
     }));
     if let Some(ca) = &cfg.client_ca_file {
         let key = format!("server.tls[{index}].client_ca_file");
