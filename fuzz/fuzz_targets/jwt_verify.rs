@@ -265,6 +265,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &headers,
         client: None,
         request_id: "fuzz",
+        peer_cert: None,
     };
     let (connector, keys) = if mode % 2 == 0 {
         (&fix.hs, &fix.hs_keys)

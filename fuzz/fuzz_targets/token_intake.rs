@@ -117,6 +117,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &headers,
         client: None,
         request_id: "",
+        peer_cert: None,
     };
 
     for sources in SOURCES.iter() {

@@ -67,6 +67,7 @@ async fn check(c: &dyn Connector, h: &HeaderMap) {
             headers: h,
             client: None,
             request_id: "r",
+            peer_cert: None,
         })
         .await;
     assert!(matches!(v, Verdict::Allow(_)));
@@ -198,6 +199,7 @@ fn any_of(c: &mut Criterion) {
         headers: &h,
         client: None,
         request_id: "r",
+        peer_cert: None,
     };
     assert!(
         corp.precheck(&view).is_some(),

@@ -1,7 +1,9 @@
 //! Identity headers for the upstream, computed from verified claims (JWT) or
-//! a userinfo document (OIDC). One implementation for every connector.
+//! a userinfo document (OIDC), and from the client certificate of a mutual
+//! TLS connection. One implementation for every connector.
 
 use crate::claims::{render, ClaimPath};
+use crate::PeerCertificate;
 use gatehouse_config::ConfigError;
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -10,7 +12,7 @@ use std::collections::BTreeMap;
 
 /// One mapping as written in the config: a claim name / JSONPath, or a table.
 #[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum InjectSource {
     /// `"X-User-Id" = "sub"`.
     Claim(String),
@@ -22,6 +24,25 @@ pub enum InjectSource {
         #[serde(default)]
         required: bool,
     },
+    /// `"X-Client-Thumbprint" = { certificate = "thumbprint" }`: from the
+    /// client certificate verified on the connection (omitted without one).
+    Certificate {
+        /// `subject`, `san` or `thumbprint`.
+        certificate: CertField,
+    },
+}
+
+/// What of the client certificate a header carries.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CertField {
+    /// The subject DN, RFC 4514 form (`CN=svc,O=Example`).
+    Subject,
+    /// The DNS, email and URI subjectAltNames, comma-separated (a comma
+    /// inside a name is sent as `%2C`).
+    San,
+    /// base64url SHA-256 of the certificate (RFC 8705 `x5t#S256`).
+    Thumbprint,
 }
 
 /// The `inject_headers` table as written in the config.
@@ -51,6 +72,7 @@ pub enum InjectError {
 #[derive(Debug, Clone, Default)]
 pub struct Injector {
     rules: Vec<InjectRule>,
+    certificate: Vec<(HeaderName, CertField)>,
     headers: Vec<HeaderName>,
 }
 
@@ -71,6 +93,8 @@ impl Injector {
     /// Compiles the table found at `path` (e.g. `connectors.corp.inject_headers`).
     pub fn compile(path: &str, cfg: &InjectConfig) -> Result<Self, ConfigError> {
         let mut rules = Vec::with_capacity(cfg.len());
+        let mut certificate = Vec::new();
+        let mut headers: Vec<HeaderName> = Vec::with_capacity(cfg.len());
         for (name, src) in cfg {
             let p = format!("{path}.{name}");
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -82,25 +106,33 @@ impl Injector {
                     format!("\"{name}\" cannot be injected"),
                 ));
             }
-            let (claim, required) = match src {
-                InjectSource::Claim(c) => (c.as_str(), false),
-                InjectSource::Detailed { claim, required } => (claim.as_str(), *required),
-            };
-            let source = ClaimPath::parse(&p, claim)?;
-            if rules.iter().any(|r: &InjectRule| r.header == header) {
+            if headers.contains(&header) {
                 return Err(ConfigError::new(
                     &p,
                     format!("header \"{name}\" is mapped twice (names are case-insensitive)"),
                 ));
             }
+            headers.push(header.clone());
+            let (claim, required) = match src {
+                InjectSource::Claim(c) => (c.as_str(), false),
+                InjectSource::Detailed { claim, required } => (claim.as_str(), *required),
+                InjectSource::Certificate { certificate: f } => {
+                    certificate.push((header, *f));
+                    continue;
+                }
+            };
+            let source = ClaimPath::parse(&p, claim)?;
             rules.push(InjectRule {
                 header,
                 source,
                 required,
             });
         }
-        let headers = rules.iter().map(|r| r.header.clone()).collect();
-        Ok(Self { rules, headers })
+        Ok(Self {
+            rules,
+            certificate,
+            headers,
+        })
     }
 
     /// True when there is nothing to inject.
@@ -113,9 +145,39 @@ impl Injector {
         &self.headers
     }
 
-    /// The mappings.
+    /// The claim mappings.
     pub fn rules(&self) -> &[InjectRule] {
         &self.rules
+    }
+
+    /// The headers taken from the client certificate, computed per request
+    /// (never cached with a token: one token may arrive on connections with
+    /// different certificates). Nothing without a certificate; a value that
+    /// is not a valid header value (control bytes) is left out.
+    pub fn certificate(&self, peer: Option<&PeerCertificate>) -> Vec<(HeaderName, HeaderValue)> {
+        let Some(peer) = peer.filter(|_| !self.certificate.is_empty()) else {
+            return Vec::new();
+        };
+        self.certificate
+            .iter()
+            .filter_map(|(h, f)| {
+                let text = match f {
+                    CertField::Subject => peer.subject.clone(),
+                    CertField::Thumbprint => peer.thumbprint.clone(),
+                    CertField::San => peer
+                        .sans
+                        .iter()
+                        .map(|s| s.replace(',', "%2C"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                };
+                let ok = !text.is_empty() && !text.bytes().any(|b| b.is_ascii_control());
+                let value = HeaderValue::from_bytes(text.as_bytes())
+                    .ok()
+                    .filter(|_| ok)?;
+                Some((h.clone(), value))
+            })
+            .collect()
     }
 
     /// Computes the header values from `doc`.
@@ -208,5 +270,65 @@ mod tests {
         assert!(e.message.contains("cannot be injected"));
         let e = injector("\"X-A\" = \"sub\"\n\"x-a\" = \"sub\"").unwrap_err();
         assert!(e.message.contains("mapped twice"));
+        let e = injector("\"X-A\" = \"sub\"\n\"x-a\" = { certificate = \"san\" }").unwrap_err();
+        assert!(e.message.contains("mapped twice"));
+        for bad in [
+            "\"X-A\" = { certificate = \"issuer\" }",
+            "\"X-A\" = { claim = \"sub\", certificate = \"san\" }",
+        ] {
+            assert!(toml::from_str::<InjectConfig>(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn peer() -> PeerCertificate {
+        PeerCertificate {
+            thumbprint: "abc-_1".into(),
+            subject: "CN=svc,O=Example".into(),
+            sans: vec!["svc.test".into(), "spiffe://t/ns/a,b".into()],
+        }
+    }
+
+    #[test]
+    fn certificate_headers_come_from_the_connection_not_the_claims() {
+        let inj = injector(
+            "\"X-Sub\" = \"sub\"\n\"X-Cert-Subject\" = { certificate = \"subject\" }\n\"X-Cert-San\" = { certificate = \"san\" }\n\"X-Cert-Thumb\" = { certificate = \"thumbprint\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            inj.headers().len(),
+            4,
+            "every header is stripped from clients"
+        );
+        let claims = inj
+            .apply(&json!({"sub": "u1", "x-cert-subject": "forged"}))
+            .unwrap();
+        assert_eq!(claims.len(), 1, "claims never fill certificate headers");
+        let got: Vec<(String, String)> = inj
+            .certificate(Some(&peer()))
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "x-cert-san".to_string(),
+                    "svc.test,spiffe://t/ns/a%2Cb".to_string()
+                ),
+                ("x-cert-subject".into(), "CN=svc,O=Example".into()),
+                ("x-cert-thumb".into(), "abc-_1".into()),
+            ]
+        );
+        assert!(inj.certificate(None).is_empty());
+        let mut bad = peer();
+        bad.subject = "CN=a\r\nX-Admin: 1".into();
+        bad.sans.clear();
+        let got = inj.certificate(Some(&bad));
+        assert_eq!(
+            got.len(),
+            1,
+            "control bytes and empty SANs are left out: {got:?}"
+        );
+        assert_eq!(got[0].0.as_str(), "x-cert-thumb");
     }
 }

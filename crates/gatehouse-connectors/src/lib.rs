@@ -42,7 +42,7 @@ mod verdict;
 
 pub use chain::{run_chain, ChainOutcome, Step};
 pub use registry::{BuildContext, Capabilities, ConnectorFactory, Registry};
-pub use verdict::{Denial, HeaderEdits, Reason, Rejection, RequestView, Verdict};
+pub use verdict::{Denial, HeaderEdits, PeerCertificate, Reason, Rejection, RequestView, Verdict};
 
 use async_trait::async_trait;
 
@@ -96,5 +96,12 @@ pub trait Connector: Send + Sync {
     /// upstream can only come from Gatehouse.
     fn injected_headers(&self) -> &[http::HeaderName] {
         &[]
+    }
+
+    /// True when this connector refuses every request that arrives without
+    /// a verified client certificate (e.g. certificate-bound tokens), so
+    /// `gatehouse check` can warn when no listener asks for one.
+    fn needs_client_certificate(&self) -> bool {
+        false
     }
 }

@@ -19,6 +19,20 @@ pub struct RequestView<'a> {
     pub client: Option<IpAddr>,
     /// The request id Gatehouse assigned or accepted (for error bodies).
     pub request_id: &'a str,
+    /// The client certificate verified on this connection (mutual TLS), if any.
+    pub peer_cert: Option<&'a PeerCertificate>,
+}
+
+/// A client certificate the TLS listener verified against its
+/// `client_ca_file`, as connectors see it. Computed once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// base64url (no padding) SHA-256 of the DER: RFC 8705 `x5t#S256`.
+    pub thumbprint: String,
+    /// The subject distinguished name (RFC 4514 string form).
+    pub subject: String,
+    /// DNS, email and URI subjectAltNames, in certificate order.
+    pub sans: Vec<String>,
 }
 
 /// Changes a connector asks for on the upstream request.
@@ -162,13 +176,16 @@ pub enum Reason {
     IdpUnavailable,
     /// The identity provider answered something unusable.
     IdpBadResponse,
+    /// The token is bound to a client certificate (RFC 8705) that is not
+    /// the one presented, or no certificate was presented.
+    CertificateMismatch,
     /// A connector-specific refusal not covered above.
     Denied,
 }
 
 impl Reason {
     /// Every reason, in a fixed order (see [`Reason::index`]).
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::MissingToken,
         Reason::Malformed,
         Reason::AmbiguousToken,
@@ -190,6 +207,7 @@ impl Reason {
         Reason::IdpRejected,
         Reason::IdpUnavailable,
         Reason::IdpBadResponse,
+        Reason::CertificateMismatch,
         Reason::Denied,
     ];
 
@@ -227,6 +245,7 @@ impl Reason {
             | Reason::AudienceNotAllowed
             | Reason::MissingClaim
             | Reason::PolicyDenied
+            | Reason::CertificateMismatch
             | Reason::InvalidHeaderValue => 4,
         }
     }
@@ -255,6 +274,7 @@ impl Reason {
             Reason::IdpRejected => "idp_rejected",
             Reason::IdpUnavailable => "idp_unavailable",
             Reason::IdpBadResponse => "idp_bad_response",
+            Reason::CertificateMismatch => "certificate_mismatch",
             Reason::Denied => "denied",
         }
     }

@@ -28,6 +28,7 @@ fn quoted_empty_cookie_is_not_a_token() {
             headers: &headers,
             client: None,
             request_id: "",
+            peer_cert: None,
         };
         if let Intake::Found(token, _) = find_token(&sources, &req) {
             assert!(!token.is_empty(), "{cookie:?}: empty token found");
@@ -57,6 +58,7 @@ fn cookie_item_without_equals_does_not_panic() {
             headers: &headers,
             client: None,
             request_id: "",
+            peer_cert: None,
         };
         let _ = find_token(&sources, &req);
     }

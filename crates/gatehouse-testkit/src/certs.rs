@@ -29,6 +29,14 @@ pub struct TestCa {
     name: String,
 }
 
+/// How long an issued certificate is valid.
+enum Validity {
+    /// From now, for this many days.
+    Days(u32),
+    /// Between two `YYYYMMDDHHMMSSZ` times.
+    Between(&'static str, &'static str),
+}
+
 /// Paths of a certificate and its key.
 #[derive(Debug, Clone)]
 pub struct CertFiles {
@@ -82,6 +90,23 @@ impl TestCa {
         dns: &[&str],
         days: u32,
     ) -> anyhow::Result<CertFiles> {
+        let sans: Vec<String> = dns.iter().map(|n| format!("DNS:{n}")).collect();
+        let usage = if dns.is_empty() {
+            "clientAuth"
+        } else {
+            "serverAuth"
+        };
+        self.issue(file, cn, usage, &sans, Validity::Days(days))
+    }
+
+    fn issue(
+        &self,
+        file: &str,
+        cn: &str,
+        usage: &str,
+        sans: &[String],
+        validity: Validity,
+    ) -> anyhow::Result<CertFiles> {
         let d = &self.dir;
         let key = format!("{file}.key");
         let csr = format!("{file}.csr");
@@ -104,42 +129,103 @@ impl TestCa {
                 &csr,
             ],
         )?;
-        let mut extfile = String::from("basicConstraints=CA:FALSE\n");
-        if dns.is_empty() {
-            extfile.push_str("extendedKeyUsage=clientAuth\n");
-        } else {
-            extfile.push_str("extendedKeyUsage=serverAuth\nsubjectAltName=");
-            let sans: Vec<String> = dns.iter().map(|n| format!("DNS:{n}")).collect();
-            extfile.push_str(&sans.join(","));
-            extfile.push('\n');
+        let mut extfile = format!("basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n");
+        if !sans.is_empty() {
+            extfile.push_str(&format!("subjectAltName={}\n", sans.join(",")));
         }
         std::fs::write(d.join(&ext), extfile)?;
         let ca_pem = format!("{}.pem", self.name);
         let ca_key = format!("{}.key", self.name);
         let out = format!("{file}.pem");
-        let days_s = days.to_string();
-        let args = [
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            &days_s,
-            "-extfile",
-            &ext,
-            "-out",
-            &out,
-        ];
-        openssl(d, &args)?;
+        match validity {
+            Validity::Days(days) => {
+                let days_s = days.to_string();
+                openssl(
+                    d,
+                    &[
+                        "x509",
+                        "-req",
+                        "-in",
+                        &csr,
+                        "-CA",
+                        &ca_pem,
+                        "-CAkey",
+                        &ca_key,
+                        "-CAcreateserial",
+                        "-days",
+                        &days_s,
+                        "-extfile",
+                        &ext,
+                        "-out",
+                        &out,
+                    ],
+                )?;
+            }
+            Validity::Between(start, end) => {
+                // `openssl x509` cannot set notBefore before OpenSSL 3.4; `openssl ca` can.
+                let db = format!("{file}.index");
+                std::fs::write(d.join(&db), "")?;
+                std::fs::write(d.join(format!("{file}.serial")), "01\n")?;
+                let cnf = format!("{file}.cnf");
+                std::fs::write(
+                    d.join(&cnf),
+                    format!(
+                        "[ca]\ndefault_ca = d\n[d]\ndatabase = {db}\nnew_certs_dir = .\n\
+                         certificate = {ca_pem}\nprivate_key = {ca_key}\nserial = {file}.serial\n\
+                         default_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n"
+                    ),
+                )?;
+                openssl(
+                    d,
+                    &[
+                        "ca",
+                        "-batch",
+                        "-config",
+                        &cnf,
+                        "-in",
+                        &csr,
+                        "-out",
+                        &out,
+                        "-startdate",
+                        start,
+                        "-enddate",
+                        end,
+                        "-extfile",
+                        &ext,
+                        "-notext",
+                    ],
+                )?;
+            }
+        }
         Ok(CertFiles {
             cert: d.join(out),
             key: d.join(key),
         })
+    }
+
+    /// A server certificate for `dns` whose validity starts in 2099 (not yet valid).
+    pub fn server_not_yet_valid(&self, file: &str, dns: &[&str]) -> anyhow::Result<CertFiles> {
+        let sans: Vec<String> = dns.iter().map(|n| format!("DNS:{n}")).collect();
+        let validity = Validity::Between("20990101000000Z", "20990201000000Z");
+        self.issue(
+            file,
+            dns.first().copied().unwrap_or(file),
+            "serverAuth",
+            &sans,
+            validity,
+        )
+    }
+
+    /// A client certificate with common name `cn` and the subjectAltNames
+    /// `sans`, in OpenSSL's form (`URI:spiffe://…`, `DNS:…`, `email:…`).
+    pub fn client_with_sans(
+        &self,
+        file: &str,
+        cn: &str,
+        sans: &[&str],
+    ) -> anyhow::Result<CertFiles> {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        self.issue(file, cn, "clientAuth", &sans, Validity::Days(10))
     }
 
     /// A server certificate for `dns`, valid now for 10 days.

@@ -32,7 +32,10 @@ pub async fn check(
         .map_err(|e| gatehouse_config::ConfigError::new("", format!("metrics: {e}")))?;
     let (snapshot, _) = reload::initial_load(path, registry, &metrics).await?;
     let mut out = snapshot.summary();
-    for w in tls::expiry_warnings(&snapshot.tls, tls::unix_now()) {
+    let warnings = tls::expiry_warnings(&snapshot.tls, tls::unix_now())
+        .into_iter()
+        .chain(tls::client_certificate_warnings(&snapshot));
+    for w in warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
     Ok(out)

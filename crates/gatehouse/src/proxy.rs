@@ -274,6 +274,7 @@ impl ProxyHttp for GatehouseProxy {
             headers: &req.headers,
             client,
             request_id: rid_str,
+            peer_cert: crate::tls::session_peer(session),
         };
         let outcome = run_chain(&route.chain, &view, |s, m, ok, d| {
             route.chain_metrics[s][m].observe(ok, d);

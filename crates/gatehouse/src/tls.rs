@@ -25,6 +25,7 @@
 
 use crate::state::State;
 use gatehouse_config::{ClientAuth, ConfigError, TlsListenerConfig};
+use gatehouse_connectors::PeerCertificate;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -316,48 +317,43 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// What a verified client certificate says, attached to the connection
-/// (Pingora's `SslDigest::extension`) for connectors to read.
-#[derive(Debug, Clone)]
-pub struct ClientCertInfo {
-    /// base64url (no padding) SHA-256 of the DER: RFC 8705 `x5t#S256`.
-    pub thumbprint: String,
-    /// The subject DN (RFC 4514 string form).
-    pub subject: String,
-    /// DNS, email and URI subjectAltNames.
-    pub sans: Vec<String>,
-}
-
-impl ClientCertInfo {
-    /// Parses a DER client certificate.
-    pub fn from_der(der: &[u8]) -> Self {
-        use base64::Engine;
-        let thumbprint =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der));
-        let (subject, sans) = match x509_parser::parse_x509_certificate(der) {
-            Ok((_, c)) => {
-                let mut sans = Vec::new();
-                if let Ok(Some(san)) = c.subject_alternative_name() {
-                    use x509_parser::extensions::GeneralName as G;
-                    for n in &san.value.general_names {
-                        match n {
-                            G::DNSName(s) | G::RFC822Name(s) | G::URI(s) => {
-                                sans.push((*s).to_string())
-                            }
-                            _ => {}
-                        }
+/// What connectors see of a verified client certificate (`x5t#S256`
+/// thumbprint, subject, subjectAltNames), computed once per connection and
+/// attached to it (Pingora's `SslDigest::extension`).
+pub fn peer_certificate(der: &[u8]) -> PeerCertificate {
+    use base64::Engine;
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der));
+    let (subject, sans) = match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => {
+            let mut sans = Vec::new();
+            if let Ok(Some(san)) = c.subject_alternative_name() {
+                use x509_parser::extensions::GeneralName as G;
+                for n in &san.value.general_names {
+                    match n {
+                        G::DNSName(s) | G::RFC822Name(s) | G::URI(s) => sans.push((*s).to_string()),
+                        _ => {}
                     }
                 }
-                (c.subject().to_string(), sans)
             }
-            Err(_) => (String::new(), Vec::new()),
-        };
-        Self {
-            thumbprint,
-            subject,
-            sans,
+            (c.subject().to_string(), sans)
         }
+        Err(_) => (String::new(), Vec::new()),
+    };
+    PeerCertificate {
+        thumbprint,
+        subject,
+        sans,
     }
+}
+
+/// The client certificate verified on the connection of `session`, if any.
+pub fn session_peer(session: &pingora::proxy::Session) -> Option<&PeerCertificate> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<PeerCertificate>()
 }
 
 /// Pingora's post-handshake hook: counts the handshake by TLS version and
@@ -382,10 +378,35 @@ impl pingora::listeners::TlsAccept for HandshakeCallbacks {
             .tls_handshakes
             .with_label_values(&["success", version])
             .inc();
-        tls.peer_certificate_der().map(|der| {
-            Arc::new(ClientCertInfo::from_der(der)) as Arc<dyn std::any::Any + Send + Sync>
-        })
+        tls.peer_certificate_der()
+            .map(|der| Arc::new(peer_certificate(der)) as Arc<dyn std::any::Any + Send + Sync>)
     }
+}
+
+/// Connectors that need a client certificate (`require_certificate_binding`)
+/// when no `[[server.tls]]` listener asks for one: they would refuse
+/// every request.
+pub fn client_certificate_warnings(snapshot: &crate::snapshot::Snapshot) -> Vec<String> {
+    if snapshot
+        .config
+        .server
+        .tls
+        .iter()
+        .any(|t| t.client_ca_file.is_some())
+    {
+        return Vec::new();
+    }
+    snapshot
+        .connectors
+        .iter()
+        .filter(|(_, b)| b.connector.needs_client_certificate())
+        .map(|(name, _)| {
+            format!(
+                "connectors.{name} needs a client certificate, but no [[server.tls]] listener has \
+                 client_ca_file: it will refuse every request"
+            )
+        })
+        .collect()
 }
 
 /// The Pingora TLS settings of the `index`-th `[[server.tls]]` entry.

@@ -332,6 +332,7 @@ pub async fn explain(
         headers: &headers,
         client: None,
         request_id: "inspect",
+        peer_cert: None,
     };
     let mut unknown = Vec::new();
     for (i, (step, cfg)) in compiled.chain.iter().zip(&rc.connectors).enumerate() {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use base64::Engine;
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
 use gatehouse_testkit::{CertFiles, EchoUpstream, Gatehouse, TestCa};
@@ -14,20 +13,6 @@ use std::path::Path;
 use std::time::Duration;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-/// The DER of the first certificate of a PEM file.
-fn der_of(pem_path: &Path) -> Vec<u8> {
-    let text = std::fs::read_to_string(pem_path).unwrap();
-    let b64: String = text
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap()
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -375,6 +360,41 @@ async fn mismatched_key_is_refused_on_reload_and_the_old_certificate_kept() {
         der_of(&s.api.cert),
         "old certificate kept"
     );
+    echoed(resp).await;
+}
+
+#[tokio::test]
+async fn not_yet_valid_certificate_is_refused_on_reload_and_the_old_one_kept() {
+    let s = setup();
+    let echo = EchoUpstream::start();
+    let (gh, _k) = start(&s, &echo, "");
+    let before = gh
+        .metric("gatehouse_config_reloads_total", &[("result", "failure")])
+        .unwrap_or(0.0);
+    let future = s.ca.server_not_yet_valid("future", &["api.test"]).unwrap();
+    let old = der_of(&s.api.cert);
+    std::fs::copy(&future.cert, &s.api.cert).unwrap();
+    std::fs::copy(&future.key, &s.api.key).unwrap();
+    gh.sighup();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            gh.metric("gatehouse_config_reloads_total", &[("result", "failure")])
+                .unwrap_or(0.0)
+                > before
+        })
+        .await,
+        "{}",
+        gh.logs()
+    );
+    let logs = gh.logs();
+    assert!(
+        logs.contains("server.tls[0].certificates[0].cert_file: ")
+            && logs.contains("not valid yet"),
+        "{logs}"
+    );
+    let c = tls_client(&s.ca, &gh, &["api.test"], false);
+    let resp = c.get(url(&gh, "api.test", "/public")).send().await.unwrap();
+    assert_eq!(peer_cert(&resp), old, "the old certificate is kept");
     echoed(resp).await;
 }
 

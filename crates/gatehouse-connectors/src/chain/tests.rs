@@ -90,6 +90,7 @@ async fn run(steps: &[Step]) -> (ChainOutcome, Vec<(usize, usize, bool)>) {
         headers: &h,
         client: None,
         request_id: "r1",
+        peer_cert: None,
     };
     let mut seen = vec![];
     let out = run_chain(steps, &req, |s, m, ok, _| seen.push((s, m, ok))).await;

@@ -21,6 +21,9 @@ pub struct Entry {
     pub edits: Vec<(HeaderName, HeaderValue)>,
     /// Fingerprint of the verifying key (its removal purges the entry).
     pub key: u64,
+    /// The token's `cnf."x5t#S256"`, kept when binding is required and
+    /// compared with the connection's certificate on every hit.
+    pub bound_to: Option<Box<str>>,
     /// Lifetime in the cache.
     pub ttl: Duration,
 }

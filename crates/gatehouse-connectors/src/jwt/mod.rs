@@ -115,10 +115,15 @@ impl JwtConnector {
                 edits.push((hn.clone(), h));
             }
         }
+        let bound_to = match self.rules.require_binding {
+            true => verify::confirmation_thumbprint(&v.claims).map(Box::from),
+            false => None,
+        };
         Ok(cache::Entry {
             times: v.times,
             edits,
             key: v.key,
+            bound_to,
             ttl: cache::ttl(v.times, self.rules.leeway, self.rules.max_age, now),
         })
     }
@@ -160,6 +165,10 @@ impl Connector for JwtConnector {
         &self.injected
     }
 
+    fn needs_client_certificate(&self) -> bool {
+        self.rules.require_binding
+    }
+
     /// In an any-of group, a token whose unverified `iss` is not among
     /// `issuers` is not this connector's: refused without key lookup or
     /// signature check (not counted as a validation).
@@ -194,6 +203,13 @@ impl Connector for JwtConnector {
             Err(f) => return self.deny(f, req),
         };
         let token: &str = &token;
+        let peer = req.peer_cert.map(|c| c.thumbprint.as_str());
+        if self.rules.require_binding && peer.is_none() {
+            // No certificate on this connection: refused before any key work.
+            if let Err(f) = verify::check_binding(None, None) {
+                return self.deny(f, req);
+            }
+        }
         let now = clock::now();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let verified = match self.cache.as_ref().and_then(|c| c.get(&key)) {
@@ -217,9 +233,18 @@ impl Connector for JwtConnector {
                 }
             }
         };
+        if self.rules.require_binding {
+            // Checked on cache hits too: the cache key is the token alone.
+            if let Err(f) = verify::check_binding(verified.bound_to.as_deref(), peer) {
+                return self.deny(f, req);
+            }
+        }
         self.m.valid.inc();
         let mut edits = carrier_edits(&self.common.sources[source], req, self.forward);
         edits.set.extend(verified.edits.iter().cloned());
+        edits
+            .set
+            .extend(self.common.injector.certificate(req.peer_cert));
         Verdict::Allow(edits)
     }
 }

@@ -23,6 +23,8 @@ pub struct Rules {
     pub require_exp: bool,
     /// Oldest `iat` accepted, in seconds before now.
     pub max_age: Option<f64>,
+    /// Tokens must be bound to the connection's client certificate (RFC 8705).
+    pub require_binding: bool,
 }
 
 impl Rules {
@@ -105,6 +107,7 @@ impl Rules {
                 audiences: s.audiences.clone(),
                 leeway: leeway?.as_secs_f64(),
                 require_exp: s.require_exp,
+                require_binding: s.require_certificate_binding,
                 max_age: max_age?.map(|d| d.as_secs_f64()),
             })
         })();

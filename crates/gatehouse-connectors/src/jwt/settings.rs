@@ -102,6 +102,10 @@ pub struct JwtSettings {
     /// Verified-token cache capacity (0 disables the cache).
     #[serde(default = "d_cache")]
     pub token_cache_size: u64,
+    /// RFC 8705: the token's `cnf."x5t#S256"` must be the thumbprint of the
+    /// client certificate verified on the connection (mutual TLS listener).
+    #[serde(default)]
+    pub require_certificate_binding: bool,
 }
 
 impl JwtSettings {

@@ -43,6 +43,7 @@ async fn check_with(c: &dyn Connector, headers: HeaderMap, uri: &str) -> Verdict
         headers: &headers,
         client: None,
         request_id: "rid",
+        peer_cert: None,
     })
     .await
 }
@@ -708,6 +709,7 @@ fn jwks_parsing_skips_unusable_keys() {
     assert!(parse_jwks(b"[").is_err());
 }
 
+mod binding;
 mod es512;
 mod hardening;
 

@@ -368,3 +368,34 @@ pub fn unverified_issuer(token: &str) -> Option<Option<String>> {
         _ => None,
     })
 }
+
+/// The `cnf."x5t#S256"` of verified claims (RFC 8705 §3.1), when it is a string.
+pub fn confirmation_thumbprint(claims: &Value) -> Option<&str> {
+    claims.get("cnf")?.get("x5t#S256")?.as_str()
+}
+
+/// RFC 8705 §3: a certificate-bound token is accepted only on a connection
+/// that presented the certificate it is bound to. `bound_to` is the token's
+/// `cnf."x5t#S256"`; `peer` the thumbprint of the connection's verified
+/// client certificate.
+pub fn check_binding(bound_to: Option<&str>, peer: Option<&str>) -> Result<(), Failure> {
+    let code = "InvalidJWTToken";
+    match (bound_to, peer) {
+        (_, None) => Err(invalid(
+            Reason::CertificateMismatch,
+            code,
+            "the token must be presented with a client certificate (mutual TLS)",
+        )),
+        (None, Some(_)) => Err(invalid(
+            Reason::CertificateMismatch,
+            code,
+            "the token is not bound to a certificate (no cnf.x5t#S256 claim)",
+        )),
+        (Some(b), Some(p)) if b == p => Ok(()),
+        (Some(_), Some(_)) => Err(invalid(
+            Reason::CertificateMismatch,
+            code,
+            "the token is bound to another client certificate",
+        )),
+    }
+}

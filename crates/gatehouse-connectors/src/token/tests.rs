@@ -8,6 +8,7 @@ fn view<'a>(m: &'a Method, u: &'a Uri, h: &'a HeaderMap) -> RequestView<'a> {
         headers: h,
         client: None,
         request_id: "",
+        peer_cert: None,
     }
 }
 

@@ -129,12 +129,17 @@ impl UserinfoConnector {
         outcome
     }
 
-    fn answer(&self, o: &Outcome, req: &RequestView<'_>, source: usize) -> Verdict {
+    /// The verdict for outcome `o` of a token read from token source
+    /// `source` and judged by endpoint `idx`. Certificate headers are
+    /// computed here, per request: the cached outcome is per token.
+    fn answer(&self, o: &Outcome, req: &RequestView<'_>, (source, idx): (usize, usize)) -> Verdict {
         let errors = &self.common.errors;
         match o {
             Outcome::Valid(edits) => {
                 let mut e = carrier_edits(&self.common.sources[source], req, self.rules.forward);
                 e.set.extend(edits.iter().cloned());
+                let injector = &self.rules.endpoints[idx].injector;
+                e.set.extend(injector.certificate(req.peer_cert));
                 Verdict::Allow(e)
             }
             Outcome::Denied(f) => Verdict::Deny(errors.deny(f.clone(), req.request_id)),
@@ -192,7 +197,7 @@ impl Connector for UserinfoConnector {
                     Outcome::Rejected(_) => self.m.negative_hit.inc(),
                     _ => self.m.hit.inc(),
                 }
-                return self.answer(&e.outcome, req, source);
+                return self.answer(&e.outcome, req, (source, idx));
             }
             Lookup::Stale(e) => Some(e),
             Lookup::Miss => None,
@@ -207,10 +212,10 @@ impl Connector for UserinfoConnector {
             // the cache may evict lazily.
             if matches!(e.outcome, Outcome::Valid(_)) && Instant::now() < e.keep_until {
                 self.m.stale_hit.inc();
-                return self.answer(&e.outcome, req, source);
+                return self.answer(&e.outcome, req, (source, idx));
             }
         }
-        self.answer(&outcome, req, source)
+        self.answer(&outcome, req, (source, idx))
     }
 }
 

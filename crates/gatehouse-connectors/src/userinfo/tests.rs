@@ -126,6 +126,7 @@ async fn check(c: &dyn Connector, headers: &[(&str, &str)]) -> Verdict {
         headers: &h,
         client: None,
         request_id: "rid",
+        peer_cert: None,
     })
     .await
 }

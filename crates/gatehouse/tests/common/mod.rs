@@ -75,3 +75,18 @@ pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> 
     }
     false
 }
+
+/// The DER of the first certificate of a PEM file.
+pub fn der_of(pem_path: &Path) -> Vec<u8> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(pem_path).unwrap();
+    let b64: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
