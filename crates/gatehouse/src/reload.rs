@@ -196,12 +196,12 @@ impl Reloader {
                 c.server
                     .tls
                     .iter()
-                    .map(|t| (t.listen.clone(), t.min_version, t.client_ca_file.clone(), t.client_auth))
+                    .map(|t| (t.listen.clone(), t.min_version, t.client_ca_file.is_some()))
                     .collect::<Vec<_>>()
             };
             if settings(&previous.config) != settings(&config) {
                 tracing::warn!(
-                    "server.tls listeners, min_version, client_ca_file and client_auth change only after a restart; certificates are reloaded now"
+                    "server.tls listeners, min_version, and adding or removing client_ca_file change only after a restart; certificates, client CAs and client_auth are reloaded now"
                 );
             }
             let generation = previous.generation + 1;

@@ -198,7 +198,7 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
     let initial_tls = state.current().tls.clone();
     for (t, (l, initial)) in server_cfg.tls.iter().zip(initial_tls).enumerate() {
         for addr in &l.listen {
-            let settings = crate::tls::settings(&state, t, l, initial.clone())?;
+            let settings = crate::tls::settings(&state, t, initial.clone())?;
             service.add_tls_with_settings(&addr.to_string(), None, settings);
             tracing::info!("proxy listener on https://{addr} (server.tls[{t}], h2 and http/1.1)");
         }

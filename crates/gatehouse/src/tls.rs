@@ -23,15 +23,17 @@
 //! counts successful handshakes (by version) and those refused here; the
 //! ClientHellos that reached certificate selection are counted separately.
 
+mod client_auth;
+
+pub use client_auth::{client_certificate_warnings, peer_certificate, session_peer};
+
 use crate::state::State;
-use gatehouse_config::{ClientAuth, ConfigError, TlsListenerConfig};
-use gatehouse_connectors::PeerCertificate;
+use gatehouse_config::{ConfigError, TlsListenerConfig};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::RootCertStore;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -88,7 +90,7 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -98,7 +100,10 @@ fn read(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
 }
 
 /// Reads the PEM certificates of `path` (`key` names it in errors).
-fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn read_certs(
+    path: &Path,
+    key: &str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let pem = read(path, key)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
@@ -192,6 +197,9 @@ pub fn load_cert(
 pub struct CompiledTls {
     /// Its certificates.
     pub certs: CertSet,
+    /// Its client-certificate verifier (`client_ca_file`), read by the
+    /// listener's [`client_auth::ReloadingVerifier`] at every handshake.
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 /// Loads the certificates of every `[[server.tls]]` entry, all errors at once.
@@ -208,13 +216,16 @@ pub fn load_all(tls: &[TlsListenerConfig]) -> Result<Vec<Arc<CompiledTls>>, Vec<
                 Err(e) => errs.push(e),
             }
         }
-        if let Some(ca) = &l.client_ca_file {
-            if let Err(e) = client_roots(ca, &format!("server.tls[{t}].client_ca_file")) {
+        let client_verifier = match client_auth::verifier(t, l) {
+            Ok(v) => v,
+            Err(e) => {
                 errs.push(e);
+                None
             }
-        }
+        };
         out.push(Arc::new(CompiledTls {
             certs: CertSet { certs },
+            client_verifier,
         }));
     }
     if errs.is_empty() {
@@ -280,16 +291,6 @@ pub fn refresh_expiry(state: &State) {
     }
 }
 
-fn client_roots(path: &Path, key: &str) -> Result<Arc<RootCertStore>, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    for c in read_certs(path, key)? {
-        roots.add(c).map_err(|e| {
-            ConfigError::new(key, format!("{}: not a usable CA: {e}", path.display()))
-        })?;
-    }
-    Ok(Arc::new(roots))
-}
-
 /// The certificate resolver of the `index`-th `[[server.tls]]` entry: reads
 /// the certificates of the serving snapshot, falling back to those loaded at
 /// start if a reload removed the entry (listeners change only on restart).
@@ -315,45 +316,6 @@ impl ResolvesServerCert for SniResolver {
         let set = snap.tls.get(self.index).unwrap_or(&self.fallback);
         Some(set.certs.select(hello.server_name()).key.clone())
     }
-}
-
-/// What connectors see of a verified client certificate (`x5t#S256`
-/// thumbprint, subject, subjectAltNames), computed once per connection and
-/// attached to it (Pingora's `SslDigest::extension`).
-pub fn peer_certificate(der: &[u8]) -> PeerCertificate {
-    use base64::Engine;
-    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der));
-    let (subject, sans) = match x509_parser::parse_x509_certificate(der) {
-        Ok((_, c)) => {
-            let mut sans = Vec::new();
-            if let Ok(Some(san)) = c.subject_alternative_name() {
-                use x509_parser::extensions::GeneralName as G;
-                for n in &san.value.general_names {
-                    match n {
-                        G::DNSName(s) | G::RFC822Name(s) | G::URI(s) => sans.push((*s).to_string()),
-                        _ => {}
-                    }
-                }
-            }
-            (c.subject().to_string(), sans)
-        }
-        Err(_) => (String::new(), Vec::new()),
-    };
-    PeerCertificate {
-        thumbprint,
-        subject,
-        sans,
-    }
-}
-
-/// The client certificate verified on the connection of `session`, if any.
-pub fn session_peer(session: &pingora::proxy::Session) -> Option<&PeerCertificate> {
-    session
-        .digest()?
-        .ssl_digest
-        .as_ref()?
-        .extension
-        .get::<PeerCertificate>()
 }
 
 /// Pingora's post-handshake hook: counts the handshake by TLS version and
@@ -383,61 +345,29 @@ impl pingora::listeners::TlsAccept for HandshakeCallbacks {
     }
 }
 
-/// Connectors that need a client certificate (`require_certificate_binding`)
-/// when no `[[server.tls]]` listener asks for one: they would refuse
-/// every request.
-pub fn client_certificate_warnings(snapshot: &crate::snapshot::Snapshot) -> Vec<String> {
-    if snapshot
-        .config
-        .server
-        .tls
-        .iter()
-        .any(|t| t.client_ca_file.is_some())
-    {
-        return Vec::new();
-    }
-    snapshot
-        .connectors
-        .iter()
-        .filter(|(_, b)| b.connector.needs_client_certificate())
-        .map(|(name, _)| {
-            format!(
-                "connectors.{name} needs a client certificate, but no [[server.tls]] listener has \
-                 client_ca_file: it will refuse every request"
-            )
-        })
-        .collect()
-}
-
 /// The Pingora TLS settings of the `index`-th `[[server.tls]]` entry.
 pub fn settings(
     state: &Arc<State>,
     index: usize,
-    cfg: &TlsListenerConfig,
     initial: Arc<CompiledTls>,
 ) -> anyhow::Result<pingora::listeners::tls::TlsSettings> {
-    use anyhow::Context;
     let mut s =
         pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(HandshakeCallbacks {
             state: state.clone(),
         }))
         .map_err(|e| anyhow::anyhow!("server.tls[{index}]: {e}"))?;
+    if let Some(v) = initial.client_verifier.clone() {
+        s.set_client_cert_verifier(Arc::new(client_auth::ReloadingVerifier::new(
+            state.clone(),
+            index,
+            v,
+        )));
+    }
     s.set_cert_resolver(Arc::new(SniResolver {
         state: state.clone(),
         index,
         fallback: initial,
     }));
-    if let Some(ca) = &cfg.client_ca_file {
-        let key = format!("server.tls[{index}].client_ca_file");
-        let roots = client_roots(ca, &key).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
-        let builder = match cfg.client_auth.unwrap_or(ClientAuth::Require) {
-            ClientAuth::Require => builder,
-            ClientAuth::Optional => builder.allow_unauthenticated(),
-        };
-        let verifier = builder.build().with_context(|| key.clone())?;
-        s.set_client_cert_verifier(verifier);
-    }
     s.enable_h2();
     Ok(s)
 }

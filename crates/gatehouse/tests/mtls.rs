@@ -274,3 +274,44 @@ fn check_warns_when_binding_has_no_client_certificates_to_bind_to() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_rotated_client_ca_applies_to_new_handshakes_without_a_restart() {
+    let p = pki();
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(BIN, &config(&p, echo.addr(), "require")).unwrap();
+    let next_ca = TestCa::new(p.dir.path(), "clients-next").unwrap();
+    let carol = next_ca.client("carol", "carol").unwrap();
+    let passes = async |id: &CertFiles| {
+        client(&p, &gh, Some(id), false)
+            .get(url(&gh, "/public"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    };
+    assert!(!passes(&carol).await, "the next CA is not trusted yet");
+    let bob_before = client(&p, &gh, Some(&p.bob), false);
+    echoed(get(&bob_before, &gh, "/public", None).await).await;
+    // Rotation, step 1: trust both CAs (a bundle), then step 2: only the new one.
+    let ca_file = p.clients_ca.cert_path();
+    let old_pem = std::fs::read_to_string(&ca_file).unwrap();
+    let next_pem = std::fs::read_to_string(next_ca.cert_path()).unwrap();
+    std::fs::write(&ca_file, format!("{old_pem}{next_pem}")).unwrap();
+    gh.sighup();
+    assert!(
+        eventually(Duration::from_secs(10), async || passes(&carol).await).await,
+        "the bundle is trusted after the reload\n{}",
+        gh.logs()
+    );
+    assert!(passes(&p.bob).await, "both CAs during the overlap");
+    std::fs::write(&ca_file, &next_pem).unwrap();
+    gh.sighup();
+    assert!(
+        eventually(Duration::from_secs(10), async || !passes(&p.bob).await).await,
+        "the retired CA is refused for new handshakes\n{}",
+        gh.logs()
+    );
+    assert!(passes(&carol).await);
+    // A connection opened before the rotation keeps its session.
+    echoed(get(&bob_before, &gh, "/public", None).await).await;
+}

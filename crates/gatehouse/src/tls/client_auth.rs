@@ -1,0 +1,193 @@
+//! Mutual TLS: the client-certificate verifier of a `[[server.tls]]` entry
+//! (re-read on every reload, like the certificates), what connectors see of
+//! a verified certificate, and `check` warnings about it.
+
+use super::{provider, read_certs};
+use crate::state::State;
+use gatehouse_config::{ClientAuth, ConfigError, TlsListenerConfig};
+use gatehouse_connectors::PeerCertificate;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+
+fn client_roots(path: &Path, key: &str) -> Result<Arc<RootCertStore>, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(path, key)? {
+        roots.add(c).map_err(|e| {
+            ConfigError::new(key, format!("{}: not a usable CA: {e}", path.display()))
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The verifier of entry `index` (`None` without `client_ca_file`).
+pub fn verifier(
+    index: usize,
+    cfg: &TlsListenerConfig,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, ConfigError> {
+    let Some(ca) = &cfg.client_ca_file else {
+        return Ok(None);
+    };
+    let key = format!("server.tls[{index}].client_ca_file");
+    let roots = client_roots(ca, &key)?;
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    let builder = match cfg.client_auth.unwrap_or(ClientAuth::Require) {
+        ClientAuth::Require => builder,
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+    };
+    let v = builder
+        .build()
+        .map_err(|e| ConfigError::new(&key, format!("{}: {e}", ca.display())))?;
+    Ok(Some(v))
+}
+
+/// The verifier a listener is built with: delegates every handshake to the
+/// verifier of the serving snapshot, so a new `client_ca_file` content (CA
+/// rotation) and `client_auth` apply to new handshakes on reload. Sends no
+/// CA names in the CertificateRequest (rustls lends them from the verifier,
+/// which changes on reload); clients with one certificate send it anyway.
+pub struct ReloadingVerifier {
+    state: Arc<State>,
+    index: usize,
+    fallback: Arc<dyn ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for ReloadingVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingVerifier")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadingVerifier {
+    /// The verifier of entry `index`, starting from `initial`.
+    pub fn new(state: Arc<State>, index: usize, initial: Arc<dyn ClientCertVerifier>) -> Self {
+        Self {
+            state,
+            index,
+            fallback: initial,
+        }
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.state
+            .current()
+            .tls
+            .get(self.index)
+            .and_then(|t| t.client_verifier.clone())
+            .unwrap_or_else(|| self.fallback.clone())
+    }
+}
+
+impl ClientCertVerifier for ReloadingVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        self.current().client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
+/// What connectors see of a verified client certificate (`x5t#S256`
+/// thumbprint, subject, subjectAltNames), computed once per connection and
+/// attached to it (Pingora's `SslDigest::extension`).
+pub fn peer_certificate(der: &[u8]) -> PeerCertificate {
+    use base64::Engine;
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(der));
+    let (subject, sans) = match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => {
+            let mut sans = Vec::new();
+            if let Ok(Some(san)) = c.subject_alternative_name() {
+                use x509_parser::extensions::GeneralName as G;
+                for n in &san.value.general_names {
+                    match n {
+                        G::DNSName(s) | G::RFC822Name(s) | G::URI(s) => sans.push((*s).to_string()),
+                        _ => {}
+                    }
+                }
+            }
+            (c.subject().to_string(), sans)
+        }
+        Err(_) => (String::new(), Vec::new()),
+    };
+    PeerCertificate {
+        thumbprint,
+        subject,
+        sans,
+    }
+}
+
+/// The client certificate verified on the connection of `session`, if any.
+pub fn session_peer(session: &pingora::proxy::Session) -> Option<&PeerCertificate> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<PeerCertificate>()
+}
+
+/// Connectors that need a client certificate (`require_certificate_binding`)
+/// when no `[[server.tls]]` listener asks for one: they would refuse
+/// every request.
+pub fn client_certificate_warnings(snapshot: &crate::snapshot::Snapshot) -> Vec<String> {
+    if snapshot
+        .config
+        .server
+        .tls
+        .iter()
+        .any(|t| t.client_ca_file.is_some())
+    {
+        return Vec::new();
+    }
+    snapshot
+        .connectors
+        .iter()
+        .filter(|(_, b)| b.connector.needs_client_certificate())
+        .map(|(name, _)| {
+            format!(
+                "connectors.{name} needs a client certificate, but no [[server.tls]] listener has \
+                 client_ca_file: it will refuse every request"
+            )
+        })
+        .collect()
+}
