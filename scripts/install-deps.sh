@@ -10,6 +10,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # A real NGINX is one upstream of the adversarial end-to-end suite
 # (crates/gatehouse/tests/adversarial.rs); Debian installs it in /usr/sbin.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# A real Redis backs the shared userinfo cache tests (crates/gatehouse/tests/shared_cache.rs).
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -21,11 +21,13 @@
 //! assert_eq!(cfg.routes[0].upstream, "app");
 //! ```
 
+mod cache;
 mod duration;
 mod error;
 mod request;
 mod steps;
 
+pub use cache::{CacheConfig, CacheKind};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use request::{
@@ -57,6 +59,9 @@ pub struct Config {
     /// Named connector instances (`kind` plus settings).
     #[serde(default)]
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// Named shared caches (`[caches.NAME]`), used by connectors as an L2.
+    #[serde(default)]
+    pub caches: BTreeMap<String, CacheConfig>,
     /// Routes, matched by host, longest path prefix and method.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -460,6 +465,9 @@ impl Config {
     /// Cross-checks the sections: names, references, duplicates, limits.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
+        for (name, c) in &self.caches {
+            c.validate(&format!("caches.{name}"), &mut errs);
+        }
         let s = &self.server;
         if s.listen.is_empty() && s.tls.is_empty() {
             errs.push(ConfigError::new(

@@ -39,6 +39,7 @@ fn connector(
         path: "connectors.bench".into(),
         settings,
         metrics: prometheus::Registry::new(),
+        shared_caches: Default::default(),
     }))
     .unwrap()
 }
@@ -147,6 +148,7 @@ fn userinfo_warm(c: &mut Criterion) {
             path: "connectors.bench".into(),
             settings,
             metrics: prometheus::Registry::new(),
+            shared_caches: Default::default(),
         }))
         .unwrap();
     let mut h = headers("opaque-token-123");
@@ -175,6 +177,7 @@ fn issuer_connector(
         path: "connectors.bench".into(),
         settings,
         metrics: prometheus::Registry::new(),
+        shared_caches: Default::default(),
     }))
     .unwrap()
 }

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 mod registry;
+pub mod shared;
 pub mod token;
 pub mod userinfo;
 mod verdict;

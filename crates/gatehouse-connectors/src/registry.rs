@@ -19,6 +19,9 @@ pub struct BuildContext {
     pub settings: toml::Table,
     /// Shared Prometheus registry for the connector's own metric families.
     pub metrics: prometheus::Registry,
+    /// The configuration's shared caches (`[caches.NAME]`), for sections
+    /// naming one with `shared_cache`.
+    pub shared_caches: crate::shared::SharedCaches,
 }
 
 /// What a kind can do, for tools and the proxy (which never name a kind).
@@ -69,6 +72,7 @@ pub trait ConnectorFactory: Send + Sync {
 #[derive(Clone, Default)]
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn ConnectorFactory>>,
+    cache_families: Arc<crate::outbound::LazyFamilies<crate::shared::Families>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -128,12 +132,27 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Builds the shared cache `name` (`[caches.NAME]`), registering the
+    /// shared-cache metric families in `metrics` the first time.
+    pub fn build_cache(
+        &self,
+        name: &str,
+        cfg: &gatehouse_config::CacheConfig,
+        metrics: &prometheus::Registry,
+    ) -> Result<Arc<crate::shared::SharedCache>, ConfigErrors> {
+        let families = self.cache_families.get(&format!("caches.{name}"), || {
+            crate::shared::Families::new(metrics)
+        })?;
+        crate::shared::SharedCache::build(name, cfg, &families).map(Arc::new)
+    }
+
     /// Builds the connector `name` from its section.
     pub async fn build(
         &self,
         name: &str,
         cfg: &ConnectorConfig,
         metrics: &prometheus::Registry,
+        shared_caches: &crate::shared::SharedCaches,
     ) -> Result<Arc<dyn Connector>, ConfigErrors> {
         let path = format!("connectors.{name}");
         let Some(factory) = self.kinds.get(cfg.kind.as_str()) else {
@@ -157,6 +176,7 @@ impl Registry {
                 path,
                 settings: cfg.settings.clone(),
                 metrics: metrics.clone(),
+                shared_caches: shared_caches.clone(),
             })
             .await
     }

@@ -23,6 +23,8 @@
 //! - [`raw::raw_exchange`]: writes hostile bytes verbatim on a raw socket and
 //!   reads the responses back.
 //! - [`Nginx`]: a real NGINX (Debian `nginx-light`) as an upstream.
+//! - [`RedisServer`]: a real Redis (Debian `redis-server`), stoppable and
+//!   restartable on its port, for the shared-cache tests.
 //!
 //! All servers listen on `127.0.0.1` only. Each one runs on its own
 //! dedicated tokio runtime in a background thread, so it can be used from
@@ -38,6 +40,7 @@ pub mod net;
 pub mod nginx;
 pub mod process;
 pub mod raw;
+pub mod redis;
 mod server;
 pub mod tokens;
 
@@ -49,4 +52,5 @@ pub use metrics::parse_metric;
 pub use net::free_addr;
 pub use nginx::Nginx;
 pub use process::Gatehouse;
+pub use redis::RedisServer;
 pub use tokens::{jwks, TestKey};

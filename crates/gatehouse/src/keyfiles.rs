@@ -58,18 +58,30 @@ pub fn connector_files(registry: &Registry, cfg: &ConnectorConfig) -> Vec<PathBu
     out
 }
 
-/// The files every connector of `config` reads, and the certificates, keys
-/// and client CAs of `[[server.tls]]`.
+/// The files every connector of `config` reads, and [`server_files`].
 pub fn config_files(registry: &Registry, config: &Config) -> BTreeSet<PathBuf> {
     config
         .connectors
         .values()
         .flat_map(|c| connector_files(registry, c))
+        .chain(server_files(config))
+        .collect()
+}
+
+/// The certificates, keys and client CAs of `[[server.tls]]` and the secret
+/// files of `[caches.*]`, absolute.
+pub fn server_files(config: &Config) -> Vec<PathBuf> {
+    crate::tls::files(&config.server.tls)
+        .iter()
         .chain(
-            crate::tls::files(&config.server.tls)
-                .iter()
-                .map(|p| absolute(p)),
+            config
+                .caches
+                .values()
+                .flat_map(|c| c.files())
+                .collect::<Vec<_>>()
+                .iter(),
         )
+        .map(|p| absolute(p))
         .collect()
 }
 

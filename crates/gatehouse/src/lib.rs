@@ -32,9 +32,21 @@ pub async fn check(
         .map_err(|e| gatehouse_config::ConfigError::new("", format!("metrics: {e}")))?;
     let (snapshot, _) = reload::initial_load(path, registry, &metrics).await?;
     let mut out = snapshot.summary();
+    let unsealed = snapshot
+        .config
+        .caches
+        .iter()
+        .filter(|(_, c)| c.encryption_key_file.is_none())
+        .map(|(name, _)| {
+            format!(
+                "caches.{name} has no encryption_key_file: Redis holds identities in clear, and \
+                 whoever can write to it can make Gatehouse accept any identity for a token"
+            )
+        });
     let warnings = tls::expiry_warnings(&snapshot.tls, tls::unix_now())
         .into_iter()
-        .chain(tls::client_certificate_warnings(&snapshot));
+        .chain(tls::client_certificate_warnings(&snapshot))
+        .chain(unsealed);
     for w in warnings {
         out.push_str(&format!("warning: {w}\n"));
     }

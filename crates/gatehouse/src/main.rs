@@ -223,6 +223,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    // One process-wide rustls provider (clients that build their TLS config
+    // from the default, such as rediss:// connections, find it).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let registry = gatehouse_connectors::Registry::builtin();
     match cli.command.unwrap_or(Command::Run) {

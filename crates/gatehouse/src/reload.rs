@@ -107,12 +107,9 @@ impl Reloader {
             .connectors
             .values()
             .flat_map(|b| b.files.clone())
-            .chain(keyfiles::fingerprint_all(
-                &crate::tls::files(&current.config.server.tls)
-                    .iter()
-                    .map(|p| keyfiles::absolute(p))
-                    .collect::<Vec<_>>(),
-            ))
+            .chain(keyfiles::fingerprint_all(&keyfiles::server_files(
+                &current.config,
+            )))
             .collect();
         let watched = keyfiles::watch_targets(&files.keys().cloned().collect());
         Self {

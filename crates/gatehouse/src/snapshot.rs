@@ -7,6 +7,7 @@ use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
 use crate::upstream;
 use gatehouse_config::{Config, ConfigError, ConfigErrors, ConnectorConfig};
+use gatehouse_connectors::shared::SharedCaches;
 use gatehouse_connectors::{Connector, Registry, Step};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +35,19 @@ pub struct Snapshot {
     /// Certificates of each `[[server.tls]]` entry, in config order
     /// (read by the listeners' certificate resolvers at every handshake).
     pub tls: Vec<Arc<crate::tls::CompiledTls>>,
+    /// Shared caches by name, with the section and files they came from.
+    pub caches: BTreeMap<String, BuiltCache>,
+}
+
+/// A shared cache and what it was built from (carried over on reload, with
+/// its connection, while both are unchanged).
+pub struct BuiltCache {
+    /// The section.
+    pub config: gatehouse_config::CacheConfig,
+    /// Its files, fingerprinted before it was built.
+    pub files: FileStates,
+    /// The cache.
+    pub cache: Arc<gatehouse_connectors::shared::SharedCache>,
 }
 
 /// A connector instance and the section it came from (for carry-over).
@@ -108,6 +122,53 @@ pub async fn compile(
         }
     };
 
+    // Shared caches keep their connection across reloads that keep their
+    // section and files.
+    let mut caches = BTreeMap::new();
+    for (name, cfg) in &config.caches {
+        let files = keyfiles::fingerprint_all(
+            &cfg.files()
+                .iter()
+                .map(|p| keyfiles::absolute(p))
+                .collect::<Vec<_>>(),
+        );
+        let reused = previous
+            .and_then(|p| p.caches.get(name))
+            .filter(|b| b.config == *cfg && b.files == files && keyfiles::all_readable(&files))
+            .map(|b| b.cache.clone());
+        let built = match reused {
+            Some(c) => Ok(c),
+            None => registry.build_cache(name, cfg, &metrics.registry),
+        };
+        match built {
+            Ok(cache) => {
+                caches.insert(
+                    name.clone(),
+                    BuiltCache {
+                        config: cfg.clone(),
+                        files,
+                        cache,
+                    },
+                );
+            }
+            Err(e) => errs.extend(e.0),
+        }
+    }
+    let shared: SharedCaches = Arc::new(
+        caches
+            .iter()
+            .map(|(n, b)| (n.clone(), b.cache.clone()))
+            .collect(),
+    );
+    // A connector naming a shared cache is carried over only with that cache.
+    let same_cache = |cfg: &ConnectorConfig| {
+        let Some(n) = cfg.settings.get("shared_cache").and_then(|v| v.as_str()) else {
+            return true;
+        };
+        let old = previous.and_then(|p| p.caches.get(n)).map(|b| &b.cache);
+        matches!((old, shared.get(n)), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    };
+
     let mut connectors = BTreeMap::new();
     for (name, cfg) in &config.connectors {
         // Carried over only when the section and the content of every file
@@ -116,10 +177,11 @@ pub async fn compile(
         let reused = previous
             .and_then(|p| p.connectors.get(name))
             .filter(|b| b.config == *cfg && b.files == files && keyfiles::all_readable(&files))
+            .filter(|_| same_cache(cfg))
             .map(|b| b.connector.clone());
         let built = match reused {
             Some(c) => Ok(c),
-            None => registry.build(name, cfg, &metrics.registry).await,
+            None => registry.build(name, cfg, &metrics.registry, &shared).await,
         };
         match built {
             Ok(connector) => {
@@ -258,6 +320,7 @@ pub async fn compile(
         connectors,
         upstreams,
         tls,
+        caches,
         config,
     })
 }

@@ -25,6 +25,7 @@ async fn build(body: &str) -> Result<Built, ConfigError> {
             path: "connectors.t".into(),
             settings,
             metrics: metrics.clone(),
+            shared_caches: Default::default(),
         })
         .await
         .map_err(|mut e| e.0.remove(0))?;
@@ -723,6 +724,7 @@ async fn every_error_of_a_section_is_reported() {
             path: "connectors.t".into(),
             settings,
             metrics: prometheus::Registry::new(),
+            shared_caches: Default::default(),
         })
         .await
         .err()

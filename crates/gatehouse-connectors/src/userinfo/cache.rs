@@ -37,6 +37,30 @@ pub enum IdpRejection {
     Own(Failure),
 }
 
+/// What one resolution of a missed key produced: the outcome, how long it
+/// may be cached when that is already decided (an answer from the shared
+/// cache keeps its remaining lifetime), and a stale entry to fall back on.
+#[derive(Clone)]
+pub struct Resolved {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// (fresh, kept) from now; `None`: computed from the TTLs and the token.
+    pub window: Option<(Duration, Duration)>,
+    /// A valid answer past its freshness, usable while the IdP fails.
+    pub stale: Option<Arc<Entry>>,
+}
+
+impl Resolved {
+    /// An outcome the IdP just gave.
+    pub fn fresh(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            window: None,
+            stale: None,
+        }
+    }
+}
+
 /// A cached outcome and how long it may serve.
 pub struct Entry {
     /// The outcome.
@@ -74,7 +98,7 @@ pub struct AnswerCache {
     ttl: Duration,
     negative_ttl: Duration,
     stale: Option<Duration>,
-    inflight: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
+    inflight: Mutex<HashMap<Key, Arc<OnceCell<Resolved>>>>,
 }
 
 impl AnswerCache {
@@ -105,9 +129,9 @@ impl AnswerCache {
 
     /// Runs `call` once for all concurrent requests with the same key, and
     /// caches what can be cached (`token` bounds the lifetime by its `exp`).
-    pub async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Outcome
+    pub async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Resolved
     where
-        F: Future<Output = Outcome>,
+        F: Future<Output = Resolved>,
     {
         let cell = {
             let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,9 +141,9 @@ impl AnswerCache {
         };
         let outcome = cell
             .get_or_init(|| async {
-                let o = call.await;
-                self.store(key, token, &o);
-                o
+                let r = call.await;
+                self.store(key, token, &r);
+                r
             })
             .await
             .clone();
@@ -130,20 +154,41 @@ impl AnswerCache {
         outcome
     }
 
-    fn store(&self, key: Key, token: &str, o: &Outcome) {
+    /// How long an answer may be cached (fresh, kept) from now: a valid one
+    /// (`valid`) for the TTL plus stale-if-error, a rejection for the
+    /// negative TTL, neither past the token's `exp`. `None`: not at all.
+    pub fn window(&self, valid: bool, token: &str) -> Option<(Duration, Duration)> {
+        let (ttl, stale) = match valid {
+            true => (self.ttl, self.stale),
+            false => (self.negative_ttl, None),
+        };
+        let exp_in = unverified_exp(token).map(|e| e - clock::now());
+        cache_window(ttl, stale, exp_in)
+    }
+
+    fn store(&self, key: Key, token: &str, r: &Resolved) {
         let Some(cache) = &self.cache else { return };
-        let ttl = match o {
-            Outcome::Valid(_) | Outcome::Denied(_) => self.ttl,
-            Outcome::Rejected(_) => self.negative_ttl,
+        let o = &r.outcome;
+        let valid = match o {
+            Outcome::Valid(_) | Outcome::Denied(_) => true,
+            Outcome::Rejected(_) => false,
             Outcome::Unavailable(_) => return,
         };
         let now = Instant::now();
-        let stale = match o {
-            Outcome::Valid(_) => self.stale,
-            _ => None,
+        // Stale-if-error only for valid answers (a gate refusal is not served stale).
+        let computed = self.window(valid, token).map(|(f, k)| {
+            if matches!(o, Outcome::Valid(_)) {
+                (f, k)
+            } else {
+                (f, f)
+            }
+        });
+        // An answer from the shared cache keeps what is left of its lifetime.
+        let window = match (r.window, computed) {
+            (Some((f, k)), Some((cf, ck))) => Some((f.min(cf), k.min(ck))),
+            (_, c) => c,
         };
-        let exp_in = unverified_exp(token).map(|e| e - clock::now());
-        let Some((fresh, keep)) = cache_window(ttl, stale, exp_in) else {
+        let Some((fresh, keep)) = window.filter(|(f, _)| !f.is_zero()) else {
             return;
         };
         let (Some(fresh_until), Some(keep_until)) = (now.checked_add(fresh), now.checked_add(keep))

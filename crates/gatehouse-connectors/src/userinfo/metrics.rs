@@ -30,7 +30,7 @@ impl Families {
                 &["connector", "endpoint"],
             )?,
             cache: IntCounterVec::new(
-                Opts::new("gatehouse_userinfo_cache_requests_total", "Userinfo cache lookups, by connector and result (hit/miss/negative_hit/stale)."),
+                Opts::new("gatehouse_userinfo_cache_requests_total", "Userinfo cache lookups, by connector and result (hit/miss/negative_hit/stale; with a shared cache, misses go on as l2_hit/l2_miss/l2_waited)."),
                 &["connector", "result"],
             )?,
             inflight: IntGaugeVec::new(Opts::new("gatehouse_userinfo_inflight", "Userinfo calls in flight, by connector."), &["connector"])?,
@@ -59,6 +59,9 @@ impl Families {
             miss: self.cache.with_label_values(&[name, "miss"]),
             negative_hit: self.cache.with_label_values(&[name, "negative_hit"]),
             stale_hit: self.cache.with_label_values(&[name, "stale"]),
+            l2_hit: self.cache.with_label_values(&[name, "l2_hit"]),
+            l2_miss: self.cache.with_label_values(&[name, "l2_miss"]),
+            l2_waited: self.cache.with_label_values(&[name, "l2_waited"]),
             inflight: self.inflight.with_label_values(&[name]),
         }
     }
@@ -86,6 +89,12 @@ pub struct ConnectorMetrics {
     pub negative_hit: IntCounter,
     /// Stale answers served while the IdP failed.
     pub stale_hit: IntCounter,
+    /// Misses answered by the shared cache.
+    pub l2_hit: IntCounter,
+    /// Misses the shared cache could not answer either.
+    pub l2_miss: IntCounter,
+    /// Answers another replica fetched while this one waited on the lock.
+    pub l2_waited: IntCounter,
     /// Calls in flight.
     pub inflight: IntGauge,
 }

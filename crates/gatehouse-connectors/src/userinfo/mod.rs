@@ -9,8 +9,12 @@
 //! claim gate (required claims → policy → header injection, per-region map or
 //! the flat one).
 //!
+//! With `shared_cache`, a miss asks the shared cache (L2, `shared.rs`) before
+//! the IdP, and replicas take a short lock so one of them asks the IdP.
+//!
 //! Files: `settings.rs` (the kind's keys), `rules.rs` (compiled), `classify.rs`
-//! (the pure decision), `client.rs` (the call), `cache.rs`, `metrics.rs`.
+//! (the pure decision), `client.rs` (the call), `cache.rs`, `shared.rs`,
+//! `metrics.rs`.
 
 mod cache;
 mod classify;
@@ -18,6 +22,7 @@ mod client;
 mod metrics;
 mod rules;
 mod settings;
+mod shared;
 
 pub use classify::{classify, Answer};
 pub use client::CallError;
@@ -30,7 +35,7 @@ use crate::outbound::{client as http_client, LazyFamilies};
 use crate::token::carrier_edits;
 use crate::{BuildContext, Connector, ConnectorFactory, Reason, RequestView, Verdict};
 use async_trait::async_trait;
-use cache::{AnswerCache, IdpRejection, Lookup, Outcome};
+use cache::{AnswerCache, Entry, IdpRejection, Lookup, Outcome, Resolved};
 use client::IdpClient;
 use gatehouse_config::{deserialize_section, ConfigErrors};
 use http::{HeaderName, StatusCode};
@@ -66,6 +71,7 @@ pub struct UserinfoConnector {
     rules: Rules,
     client: IdpClient,
     cache: AnswerCache,
+    l2: Option<shared::L2>,
     endpoints: Vec<EndpointMetrics>,
     m: ConnectorMetrics,
 }
@@ -106,8 +112,89 @@ impl UserinfoConnector {
         }
     }
 
-    /// One call to the IdP, classified and judged, with its metrics.
-    async fn call(&self, idx: usize, token: &str) -> Outcome {
+    /// A missed key resolved: from the shared cache when it has the answer
+    /// (or another replica is fetching it), else from the IdP (stored in the
+    /// shared cache for the others).
+    async fn resolve(&self, idx: usize, token: &str, hash: &[u8; 32]) -> Resolved {
+        let Some(l2) = &self.l2 else {
+            return Resolved::fresh(self.judge(idx, self.call(idx, token).await));
+        };
+        let mut stale = None;
+        let mut reachable = true;
+        match l2.lookup(idx, hash).await {
+            shared::Found::Fresh(answer, window) => {
+                self.m.l2_hit.inc();
+                return self.from_l2(idx, answer, window);
+            }
+            shared::Found::Stale(answer, keep) => {
+                let outcome = self.judge(idx, answer);
+                let now = Instant::now();
+                if matches!(outcome, Outcome::Valid(_)) {
+                    stale = now.checked_add(keep).map(|keep_until| {
+                        Arc::new(Entry {
+                            outcome,
+                            fresh_until: now,
+                            keep_until,
+                        })
+                    });
+                }
+            }
+            shared::Found::Miss => {}
+            // No second Redis round trip for this request: at most one timeout.
+            shared::Found::Unavailable => reachable = false,
+        }
+        self.m.l2_miss.inc();
+        let mut locked = false;
+        if let Some(wait) = l2.single_flight().filter(|_| reachable) {
+            // The lock outlives one IdP call by a little; its holder stores
+            // the answer, then releases it.
+            let ttl = self.rules.call.timeout + std::time::Duration::from_millis(250);
+            match l2.lock(idx, hash, ttl).await {
+                crate::shared::Lock::Held => {
+                    if let Some((answer, window)) = l2.wait_fresh(idx, hash, wait).await {
+                        self.m.l2_waited.inc();
+                        return self.from_l2(idx, answer, window);
+                    }
+                }
+                crate::shared::Lock::Acquired => locked = true,
+                crate::shared::Lock::Unavailable => {}
+            }
+        }
+        let answer = self.call(idx, token).await;
+        let valid = matches!(answer, Answer::Identity(_));
+        match self.cache.window(valid, token) {
+            // Only valid answers are served stale; a refusal is kept while fresh.
+            Some(w) if !matches!(answer, Answer::Unavailable(_)) => {
+                let w = if valid { w } else { (w.0, w.0) };
+                l2.store(idx, hash, &answer, w, locked);
+            }
+            _ if locked => l2.unlock(idx, hash),
+            _ => {}
+        }
+        Resolved {
+            outcome: self.judge(idx, answer),
+            window: None,
+            stale,
+        }
+    }
+
+    /// An answer found in the shared cache, judged here, with what is left
+    /// of its lifetime.
+    fn from_l2(
+        &self,
+        idx: usize,
+        answer: Answer,
+        window: (std::time::Duration, std::time::Duration),
+    ) -> Resolved {
+        Resolved {
+            outcome: self.judge(idx, answer),
+            window: Some(window),
+            stale: None,
+        }
+    }
+
+    /// One call to the IdP, classified, with its metrics.
+    async fn call(&self, idx: usize, token: &str) -> Answer {
         let (ep, m) = (&self.rules.endpoints[idx], &self.endpoints[idx]);
         self.m.inflight.inc();
         let start = Instant::now();
@@ -116,17 +203,16 @@ impl UserinfoConnector {
             Err(e) => Answer::Unavailable(e.to_string()),
         };
         m.duration.observe(start.elapsed().as_secs_f64());
-        let outcome = self.judge(idx, answer);
-        match &outcome {
-            Outcome::Valid(_) | Outcome::Denied(_) => m.ok.inc(),
-            Outcome::Rejected(_) => m.rejected.inc(),
-            Outcome::Unavailable(why) => {
+        match &answer {
+            Answer::Identity(_) => m.ok.inc(),
+            Answer::Rejected(_) => m.rejected.inc(),
+            Answer::Unavailable(why) => {
                 m.error.inc();
                 tracing::warn!(connector = %self.name, endpoint = %ep.label, "userinfo call failed: {why}");
             }
         }
         self.m.inflight.dec();
-        outcome
+        answer
     }
 
     /// The verdict for outcome `o` of a token read from token source
@@ -203,11 +289,12 @@ impl Connector for UserinfoConnector {
             Lookup::Miss => None,
         };
         self.m.miss.inc();
-        let outcome = self
+        let resolved = self
             .cache
-            .single_flight(key, token, self.call(idx, token))
+            .single_flight(key, token, self.resolve(idx, token, &key.1))
             .await;
-        if let (Outcome::Unavailable(_), Some(e)) = (&outcome, stale) {
+        let outcome = resolved.outcome;
+        if let (Outcome::Unavailable(_), Some(e)) = (&outcome, stale.or(resolved.stale)) {
             // keep_until never passes the token's exp; checked here too, as
             // the cache may evict lazily.
             if matches!(e.outcome, Outcome::Valid(_)) && Instant::now() < e.keep_until {
@@ -253,6 +340,27 @@ impl ConnectorFactory for UserinfoFactory {
             .as_ref()
             .and_then(|r| p.check(http_client(path, r.call.timeout, s.http_proxy.as_deref())));
         let f = p.check(self.families.get(path, || Families::new(&ctx.metrics)));
+        let shared = match &s.shared_cache {
+            Some(n) => match ctx.shared_caches.get(n) {
+                Some(c) => Some(c.clone()),
+                None => {
+                    let known: Vec<&str> = ctx.shared_caches.keys().map(String::as_str).collect();
+                    p.push(gatehouse_config::ConfigError::new(
+                        format!("{path}.shared_cache"),
+                        format!(
+                            "no [caches.{n}] (known: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
         let (common, rules, client, f) = p.finish(
             common
                 .zip(rules)
@@ -270,6 +378,10 @@ impl ConnectorFactory for UserinfoFactory {
             m: f.connector(&name),
             client: IdpClient::new(client, &rules.call),
             cache: AnswerCache::new(&rules.cache),
+            l2: shared.map(|c| {
+                let urls: Vec<&str> = rules.endpoints.iter().map(|e| e.url.as_str()).collect();
+                shared::L2::new(c, &ctx.settings, &urls)
+            }),
             name,
             common,
             rules,

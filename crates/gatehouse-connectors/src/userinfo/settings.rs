@@ -72,6 +72,9 @@ pub struct UserinfoSettings {
     /// Cache capacity (0 disables caching).
     #[serde(default = "d_cache_size")]
     pub cache_size: u64,
+    /// A `[caches.NAME]` used as a shared L2 behind the in-process cache.
+    #[serde(default)]
+    pub shared_cache: Option<String>,
     /// Per-region header maps, replacing `inject_headers` for that region.
     #[serde(default)]
     pub region_inject_headers: BTreeMap<String, InjectConfig>,

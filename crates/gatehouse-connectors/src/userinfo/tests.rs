@@ -17,6 +17,7 @@ async fn build_all(body: &str) -> Result<Arc<dyn Connector>, ConfigErrors> {
             path: "connectors.u".into(),
             settings,
             metrics: prometheus::Registry::new(),
+            shared_caches: Default::default(),
         })
         .await
 }

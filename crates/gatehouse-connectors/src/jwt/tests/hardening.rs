@@ -41,6 +41,7 @@ async fn build_jwt(body: &str) -> Result<Arc<JwtConnector>, ConfigError> {
             path: "connectors.t".into(),
             settings,
             metrics: prometheus::Registry::new(),
+            shared_caches: Default::default(),
         })
         .await
         .map_err(|mut e| e.0.remove(0))

@@ -1,0 +1,245 @@
+//! Userinfo answers in a shared cache (`shared_cache = "NAME"`), the L2
+//! behind the in-process cache: what the IdP said (the identity document or
+//! its refusal) and until when, keyed by the token's SHA-256, the endpoint
+//! and a fingerprint of every setting that shapes the answer or the verdict
+//! (endpoint URL, method, error text, required claims, policy, header
+//! maps). A changed policy therefore never meets an old entry, and every
+//! hit is judged again by this connector's gate.
+
+use super::classify::Answer;
+use crate::errors::IdpRefusal;
+use crate::shared::{Lock, SharedCache};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Settings of a section that shape an answer or the verdict on it.
+const FINGERPRINTED: &[&str] = &[
+    "method",
+    "post_token_in_body",
+    "max_response_bytes",
+    "error_metadata_location",
+    "error_header_name",
+    "error_payload_location",
+    "required_claims",
+    "policy",
+    "inject_headers",
+    "region_inject_headers",
+];
+
+/// Format of stored entries (part of the fingerprint).
+const FORMAT: &str = "gatehouse userinfo v1";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    /// Fresh until (Unix milliseconds).
+    fresh: u64,
+    /// Kept for stale-if-error until (Unix milliseconds).
+    keep: u64,
+    answer: StoredAnswer,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoredAnswer {
+    Identity(Value),
+    Rejected {
+        status: u16,
+        challenge: Option<String>,
+        error: Option<String>,
+        text: String,
+    },
+}
+
+/// What the shared cache holds for a key.
+pub enum Found {
+    /// Fresh: the answer, and how long it stays fresh and kept from now.
+    Fresh(Answer, (Duration, Duration)),
+    /// Past its freshness: a valid answer usable while the IdP fails, for
+    /// this long from now.
+    Stale(Answer, Duration),
+    /// Nothing usable.
+    Miss,
+    /// Redis did not answer (the request goes on without it).
+    Unavailable,
+}
+
+/// One connector's view of a shared cache.
+pub struct L2 {
+    cache: Arc<SharedCache>,
+    /// Key namespace per endpoint (`ui:<fingerprint>`).
+    namespaces: Vec<String>,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl L2 {
+    /// The L2 of a connector whose section is `settings` and whose endpoints
+    /// call `urls`.
+    pub fn new(cache: Arc<SharedCache>, settings: &toml::Table, urls: &[&str]) -> Self {
+        let shaping: toml::Table = settings
+            .iter()
+            .filter(|(k, _)| FINGERPRINTED.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let shaping = toml::to_string(&shaping).unwrap_or_default();
+        let namespaces = urls
+            .iter()
+            .map(|url| {
+                let mut h = Sha256::new();
+                for part in [FORMAT, url, &shaping] {
+                    h.update((part.len() as u64).to_be_bytes());
+                    h.update(part.as_bytes());
+                }
+                let d = h.finalize();
+                let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+                format!("ui:{hex}")
+            })
+            .collect();
+        Self { cache, namespaces }
+    }
+
+    fn key(&self, idx: usize, token_hash: &[u8; 32]) -> String {
+        let ns = self.namespaces.get(idx).map_or("ui:?", String::as_str);
+        self.cache.key(ns, token_hash)
+    }
+
+    /// Fleet single flight: how long to wait for another replica's answer.
+    pub fn single_flight(&self) -> Option<Duration> {
+        self.cache.single_flight()
+    }
+
+    /// What is stored for (`idx`, token).
+    pub async fn lookup(&self, idx: usize, token_hash: &[u8; 32]) -> Found {
+        let bytes = match self.cache.get(&self.key(idx, token_hash)).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return Found::Miss,
+            Err(_) => return Found::Unavailable,
+        };
+        let Ok(s) = serde_json::from_slice::<Stored>(&bytes) else {
+            return Found::Miss;
+        };
+        let now = unix_ms();
+        let left = |until: u64| Duration::from_millis(until.saturating_sub(now));
+        let answer = match s.answer {
+            StoredAnswer::Identity(doc @ Value::Object(_)) => Answer::Identity(doc),
+            StoredAnswer::Identity(_) => return Found::Miss,
+            StoredAnswer::Rejected {
+                status,
+                challenge,
+                error,
+                text,
+            } => {
+                let Ok(status) = http::StatusCode::from_u16(status) else {
+                    return Found::Miss;
+                };
+                if !status.is_client_error() {
+                    return Found::Miss;
+                }
+                Answer::Rejected(IdpRefusal {
+                    status,
+                    challenge: challenge.and_then(|c| http::HeaderValue::from_str(&c).ok()),
+                    error,
+                    text,
+                })
+            }
+        };
+        let keep = s.keep;
+        if now < s.fresh {
+            Found::Fresh(answer, (left(s.fresh), left(keep)))
+        } else if now < keep && matches!(answer, Answer::Identity(_)) {
+            Found::Stale(answer, left(keep))
+        } else {
+            Found::Miss
+        }
+    }
+
+    /// Releases the fleet lock this replica took for (`idx`, token), in the
+    /// background.
+    pub fn unlock(&self, idx: usize, token_hash: &[u8; 32]) {
+        let (cache, key) = (self.cache.clone(), self.key(idx, token_hash));
+        tokio::spawn(async move { cache.unlock(&key).await });
+    }
+
+    /// Stores `answer` for (`idx`, token), fresh and kept for `window` from
+    /// now, in the background; then releases the fleet lock when `locked`.
+    pub fn store(
+        &self,
+        idx: usize,
+        token_hash: &[u8; 32],
+        answer: &Answer,
+        window: (Duration, Duration),
+        locked: bool,
+    ) {
+        let answer = match answer {
+            Answer::Identity(doc) => StoredAnswer::Identity(doc.clone()),
+            Answer::Rejected(r) => StoredAnswer::Rejected {
+                status: r.status.as_u16(),
+                challenge: r
+                    .challenge
+                    .as_ref()
+                    .and_then(|c| c.to_str().ok())
+                    .map(str::to_string),
+                error: r.error.clone(),
+                text: r.text.clone(),
+            },
+            Answer::Unavailable(_) => return,
+        };
+        let now = unix_ms();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let stored = Stored {
+            fresh: now.saturating_add(ms(window.0)),
+            keep: now.saturating_add(ms(window.1)),
+            answer,
+        };
+        let Ok(bytes) = serde_json::to_vec(&stored) else {
+            return;
+        };
+        let (cache, key) = (self.cache.clone(), self.key(idx, token_hash));
+        tokio::spawn(async move {
+            cache.put(&key, &bytes, window.1).await;
+            if locked {
+                cache.unlock(&key).await;
+            }
+        });
+    }
+
+    /// Takes the fleet lock for (`idx`, token) for `ttl`.
+    pub async fn lock(&self, idx: usize, token_hash: &[u8; 32], ttl: Duration) -> Lock {
+        self.cache.lock(&self.key(idx, token_hash), ttl).await
+    }
+
+    /// Waits up to `wait` for another replica to store a fresh answer; gives
+    /// up early when the lock is released without one (that replica got no
+    /// usable answer, or what it stored cannot be read here).
+    pub async fn wait_fresh(
+        &self,
+        idx: usize,
+        token_hash: &[u8; 32],
+        wait: Duration,
+    ) -> Option<(Answer, (Duration, Duration))> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(25));
+            if let Found::Fresh(a, w) = self.lookup(idx, token_hash).await {
+                return Some((a, w));
+            }
+            if self.cache.locked(&self.key(idx, token_hash)).await != Some(true) {
+                return None;
+            }
+        }
+    }
+}
