@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         // Built and dropped at once (a jwt connector's tasks stop on drop).
-        if let Err(errs) = RT.block_on(registry.build(name, section, &metrics)) {
+        if let Err(errs) = RT.block_on(registry.build(name, section, &metrics, &Default::default())) {
             assert!(!errs.0.is_empty(), "a refused section says why");
             for e in &errs.0 {
                 check_error(e);

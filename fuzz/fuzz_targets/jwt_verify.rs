@@ -101,7 +101,7 @@ fn build(
     }
     let registry = Registry::builtin();
     let metrics = prometheus::Registry::new();
-    rt.block_on(registry.build(name, &cfg, &metrics))
+    rt.block_on(registry.build(name, &cfg, &metrics, &Default::default()))
         .unwrap_or_else(|e| panic!("fixture connector {name}: {e}"))
 }
 

@@ -71,10 +71,16 @@ kind = "jwt"
 jwks_url = "{jwks}"
 algorithms = ["RS256"]
 
+[caches.l2]
+kind = "redis"
+url = "redis://127.0.0.1:9/0"
+timeout = "5ms"
+
 [connectors.geo]
 kind = "oidc_userinfo"
 region_header = "X-Region"
 default_endpoint = "{ui}"
+shared_cache = "l2"
 
 [connectors.geo.endpoints]
 EU = "{ui}"

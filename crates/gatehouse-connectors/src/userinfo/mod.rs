@@ -28,6 +28,7 @@ pub use classify::{classify, Answer};
 pub use client::CallError;
 pub use rules::{ErrorText, Rules};
 pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
+pub use shared::{decode as decode_shared_entry, Found as SharedEntry};
 
 use crate::errors::{Failure, FailureClass};
 use crate::kit::{self, Common, CommonSettings, KindDefaults, Problems, Voice};
@@ -124,9 +125,12 @@ impl UserinfoConnector {
         match l2.lookup(idx, hash).await {
             shared::Found::Fresh(answer, window) => {
                 self.m.l2_hit.inc();
-                return self.from_l2(idx, answer, window);
+                return self.judged_l2(idx, answer, window);
             }
             shared::Found::Stale(answer, keep) => {
+                // Never kept longer than this connector would keep it.
+                let cap = self.cache.window(true, token).map_or(keep, |w| w.1);
+                let keep = keep.min(cap);
                 let outcome = self.judge(idx, answer);
                 let now = Instant::now();
                 if matches!(outcome, Outcome::Valid(_)) {
@@ -153,7 +157,7 @@ impl UserinfoConnector {
                 crate::shared::Lock::Held => {
                     if let Some((answer, window)) = l2.wait_fresh(idx, hash, wait).await {
                         self.m.l2_waited.inc();
-                        return self.from_l2(idx, answer, window);
+                        return self.judged_l2(idx, answer, window);
                     }
                 }
                 crate::shared::Lock::Acquired => locked = true,
@@ -180,7 +184,7 @@ impl UserinfoConnector {
 
     /// An answer found in the shared cache, judged here, with what is left
     /// of its lifetime.
-    fn from_l2(
+    fn judged_l2(
         &self,
         idx: usize,
         answer: Answer,

@@ -66,6 +66,45 @@ pub enum Found {
     Unavailable,
 }
 
+/// What a value read from Redis means at `now` (Unix milliseconds):
+/// anything that is not an entry this format wrote is a miss.
+pub fn decode(bytes: &[u8], now: u64) -> Found {
+    let Ok(s) = serde_json::from_slice::<Stored>(bytes) else {
+        return Found::Miss;
+    };
+    let left = |until: u64| Duration::from_millis(until.saturating_sub(now));
+    let answer = match s.answer {
+        StoredAnswer::Identity(doc @ Value::Object(_)) => Answer::Identity(doc),
+        StoredAnswer::Identity(_) => return Found::Miss,
+        StoredAnswer::Rejected {
+            status,
+            challenge,
+            error,
+            text,
+        } => {
+            let Some(status) = http::StatusCode::from_u16(status)
+                .ok()
+                .filter(|s| s.is_client_error())
+            else {
+                return Found::Miss;
+            };
+            Answer::Rejected(IdpRefusal {
+                status,
+                challenge: challenge.and_then(|c| http::HeaderValue::from_str(&c).ok()),
+                error,
+                text,
+            })
+        }
+    };
+    if now < s.fresh {
+        Found::Fresh(answer, (left(s.fresh), left(s.keep.max(s.fresh))))
+    } else if now < s.keep && matches!(answer, Answer::Identity(_)) {
+        Found::Stale(answer, left(s.keep))
+    } else {
+        Found::Miss
+    }
+}
+
 /// One connector's view of a shared cache.
 pub struct L2 {
     cache: Arc<SharedCache>,
@@ -123,42 +162,7 @@ impl L2 {
             Ok(None) => return Found::Miss,
             Err(_) => return Found::Unavailable,
         };
-        let Ok(s) = serde_json::from_slice::<Stored>(&bytes) else {
-            return Found::Miss;
-        };
-        let now = unix_ms();
-        let left = |until: u64| Duration::from_millis(until.saturating_sub(now));
-        let answer = match s.answer {
-            StoredAnswer::Identity(doc @ Value::Object(_)) => Answer::Identity(doc),
-            StoredAnswer::Identity(_) => return Found::Miss,
-            StoredAnswer::Rejected {
-                status,
-                challenge,
-                error,
-                text,
-            } => {
-                let Ok(status) = http::StatusCode::from_u16(status) else {
-                    return Found::Miss;
-                };
-                if !status.is_client_error() {
-                    return Found::Miss;
-                }
-                Answer::Rejected(IdpRefusal {
-                    status,
-                    challenge: challenge.and_then(|c| http::HeaderValue::from_str(&c).ok()),
-                    error,
-                    text,
-                })
-            }
-        };
-        let keep = s.keep;
-        if now < s.fresh {
-            Found::Fresh(answer, (left(s.fresh), left(keep)))
-        } else if now < keep && matches!(answer, Answer::Identity(_)) {
-            Found::Stale(answer, left(keep))
-        } else {
-            Found::Miss
-        }
+        decode(&bytes, unix_ms())
     }
 
     /// Releases the fleet lock this replica took for (`idx`, token), in the
@@ -240,6 +244,75 @@ impl L2 {
             if self.cache.locked(&self.key(idx, token_hash)).await != Some(true) {
                 return None;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(answer: Value, fresh: u64, keep: u64) -> Vec<u8> {
+        serde_json::to_vec(&json!({"fresh": fresh, "keep": keep, "answer": answer})).unwrap()
+    }
+
+    #[test]
+    fn entries_are_fresh_then_stale_then_gone() {
+        let id = json!({"identity": {"sub": "u1"}});
+        let e = entry(id.clone(), 2_000, 5_000);
+        assert!(
+            matches!(decode(&e, 1_000), Found::Fresh(Answer::Identity(_), (f, k))
+            if f == Duration::from_secs(1) && k == Duration::from_secs(4))
+        );
+        assert!(matches!(decode(&e, 3_000), Found::Stale(_, k) if k == Duration::from_secs(2)));
+        assert!(matches!(decode(&e, 5_000), Found::Miss));
+        let rejected = entry(
+            json!({"rejected": {"status": 401, "challenge": "Bearer", "error": null, "text": "no"}}),
+            2_000,
+            9_000,
+        );
+        assert!(matches!(
+            decode(&rejected, 1_000),
+            Found::Fresh(Answer::Rejected(_), _)
+        ));
+        assert!(
+            matches!(decode(&rejected, 3_000), Found::Miss),
+            "rejections are never stale"
+        );
+    }
+
+    #[test]
+    fn anything_else_is_a_miss() {
+        let bad = [
+            b"".to_vec(),
+            b"garbage".to_vec(),
+            entry(json!({"identity": "not an object"}), 9, 9),
+            entry(json!({"identity": ["x"]}), 9, 9),
+            entry(
+                json!({"rejected": {"status": 200, "challenge": null, "error": null, "text": ""}}),
+                9,
+                9,
+            ),
+            entry(
+                json!({"rejected": {"status": 503, "challenge": null, "error": null, "text": ""}}),
+                9,
+                9,
+            ),
+            entry(
+                json!({"rejected": {"status": 70000, "challenge": null, "error": null, "text": ""}}),
+                9,
+                9,
+            ),
+            entry(json!({"other": 1}), 9, 9),
+            br#"{"fresh": -1, "keep": 1e99, "answer": {"identity": {}}}"#.to_vec(),
+        ];
+        for b in bad {
+            assert!(
+                matches!(decode(&b, 1), Found::Miss),
+                "{}",
+                String::from_utf8_lossy(&b)
+            );
         }
     }
 }
