@@ -43,10 +43,12 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## bench: criterion micro-benchmarks, the loopback load benchmark against HAProxy, NGINX and
-## Pingap, then instructions per request under callgrind
+## Pingap (plain, then TLS), the shared-cache benchmark (Redis), then instructions per request
+## under callgrind
 bench: deps release
 	$(CARGO) bench -p gatehouse-connectors --bench connectors
 	benches/load.sh $(BENCH_ARGS)
+	benches/shared_cache.sh
 	benches/instructions.sh
 
 ## fuzz: every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (default 60), one at a time;

@@ -4,7 +4,10 @@
 # Prints a table (median req/s, p50/p99 latency per target) and the ratios the performance issue tracks.
 #
 #   benches/load.sh [--threads N] [--duration SECONDS] [--rounds R] [--connections C] [--distinct N]
-#                   [--no-pingap] [--no-pin]
+#                   [--no-pingap] [--no-pin] [--no-tls]
+#
+# Then the TLS targets (benches/tls.sh, same threads/duration/rounds/connections/pinning): Gatehouse,
+# HAProxy and NGINX terminating TLS with one ECDSA P-256 certificate; --no-tls skips them.
 #
 # When the machine has more cores than --threads, the proxies are pinned to the first --threads cores
 # and wrk, the upstream and the IdP to the others (taskset), so every proxy gets the same CPU and the
@@ -17,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000 WITH_PINGAP=1 PIN=1
+THREADS=1 DURATION=5 ROUNDS=3 CONNS=32 DISTINCT=100000 WITH_PINGAP=1 PIN=1 WITH_TLS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
     --distinct) DISTINCT=$2; shift 2 ;;
     --no-pingap) WITH_PINGAP=0; shift ;;
     --no-pin) PIN=0; shift ;;
+    --no-tls) WITH_TLS=0; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -232,3 +236,9 @@ for n, what in (("gatehouse-jwt", "JWT"), ("gatehouse-userinfo", "userinfo")):
         print(f"{'p99 added by a cached ' + what + ' check (us)':<52}{lmed[n][1] - lmed['gatehouse-public'][1]:>7.0f}   target < 100")
 print(f"{'gatehouse RSS after the run (MiB, ' + sys.argv[4] + ' tokens cached)':<52}{int(sys.argv[2]) / 1024:>7.1f}   target < 150")
 PY
+if [ "$WITH_TLS" = 1 ]; then
+  cleanup; pids=()
+  tls_args=(--threads "$THREADS" --duration "$DURATION" --rounds "$ROUNDS" --connections "$CONNS")
+  [ "$PIN" = 1 ] || tls_args+=(--no-pin)
+  benches/tls.sh "${tls_args[@]}"
+fi

@@ -39,7 +39,7 @@ UP=$(port) IDP=$(port) RD=$(port)
 mkdir -p "$W/up"
 upstream_conf "$W/up" "$UP"
 nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
-redis-server --bind 127.0.0.1 --port "$RD" --save "" --appendonly no --dir "$W" --loglevel warning & pids+=($!)
+redis-server --bind 127.0.0.1 --port "$RD" --save "" --appendonly no --dir "$W" --loglevel warning >/dev/null & pids+=($!)
 target/release/gatehouse-soak-idp --listen "127.0.0.1:$IDP" >/dev/null 2>&1 & pids+=($!)
 
 # start_fleet NAME EXTRA_CACHE_SETTINGS — three replicas; prints "listen admin" per line into $W/NAME.fleet.

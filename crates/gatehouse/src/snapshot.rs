@@ -366,6 +366,30 @@ impl Snapshot {
                 );
             }
         }
+        if !c.caches.is_empty() {
+            let _ = writeln!(s, "caches:");
+        }
+        for (name, cache) in &c.caches {
+            // Credentials in a URL are never printed.
+            let url = match cache.url.split_once("://") {
+                Some((scheme, rest)) => match rest.rsplit_once('@') {
+                    Some((_, host)) => format!("{scheme}://…@{host}"),
+                    None => cache.url.clone(),
+                },
+                None => cache.url.clone(),
+            };
+            let _ = writeln!(
+                s,
+                "  {name:<16} {url}  (timeout {}, {}, single flight {})",
+                cache.timeout,
+                if cache.encryption_key_file.is_some() {
+                    "encrypted"
+                } else {
+                    "NOT encrypted"
+                },
+                if cache.single_flight { "on" } else { "off" },
+            );
+        }
         let _ = writeln!(s, "upstreams:");
         for (name, u) in &self.upstreams {
             let cfg = &c.upstreams[name];

@@ -242,7 +242,11 @@ impl L2 {
                 return Some((a, w));
             }
             if self.cache.locked(&self.key(idx, token_hash)).await != Some(true) {
-                return None;
+                // Released: the holder stores before it releases, so one last look.
+                return match self.lookup(idx, token_hash).await {
+                    Found::Fresh(a, w) => Some((a, w)),
+                    _ => None,
+                };
             }
         }
     }
