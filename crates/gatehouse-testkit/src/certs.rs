@@ -216,6 +216,18 @@ impl TestCa {
         )
     }
 
+    /// A server certificate for `cn` with the subjectAltNames `sans` in
+    /// OpenSSL's form (`DNS:localhost`, `IP:127.0.0.1`), valid now for 10 days.
+    pub fn server_with_sans(
+        &self,
+        file: &str,
+        cn: &str,
+        sans: &[&str],
+    ) -> anyhow::Result<CertFiles> {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        self.issue(file, cn, "serverAuth", &sans, Validity::Days(10))
+    }
+
     /// A client certificate with common name `cn` and the subjectAltNames
     /// `sans`, in OpenSSL's form (`URI:spiffe://…`, `DNS:…`, `email:…`).
     pub fn client_with_sans(

@@ -20,6 +20,8 @@ pub struct RedisServer {
     child: Option<Child>,
     addr: SocketAddr,
     password: Option<String>,
+    /// TLS certificate and key (`--tls-port` instead of `--port`).
+    tls: Option<crate::CertFiles>,
     dir: tempfile::TempDir,
 }
 
@@ -39,15 +41,35 @@ impl RedisServer {
             child: None,
             addr: free_addr(),
             password: password.map(str::to_string),
+            tls: None,
             dir: tempfile::tempdir()?,
         };
         r.resume()?;
         Ok(r)
     }
 
-    /// `redis://127.0.0.1:PORT/0` (no credentials).
+    /// Starts Redis speaking only TLS (`rediss://`) with `cert` (its chain
+    /// must verify for `127.0.0.1`), without client certificates.
+    pub fn start_tls(password: Option<&str>, cert: crate::CertFiles) -> anyhow::Result<Self> {
+        let mut r = Self {
+            child: None,
+            addr: free_addr(),
+            password: password.map(str::to_string),
+            tls: Some(cert),
+            dir: tempfile::tempdir()?,
+        };
+        r.resume()?;
+        Ok(r)
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` with TLS; no credentials).
     pub fn url(&self) -> String {
-        format!("redis://{}/0", self.addr)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{}/0", self.addr)
     }
 
     /// Its address.
@@ -72,11 +94,24 @@ impl RedisServer {
         let Some(server) = bin("redis-server") else {
             bail!("redis-server is not installed: run scripts/install-deps.sh (or `apt-get install redis-server`)");
         };
-        let mut args = vec![
-            "--bind".to_string(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            self.addr.port().to_string(),
+        let port = self.addr.port().to_string();
+        let mut args = vec!["--bind".to_string(), "127.0.0.1".into()];
+        match &self.tls {
+            Some(c) => args.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port,
+                "--tls-cert-file".into(),
+                c.cert.display().to_string(),
+                "--tls-key-file".into(),
+                c.key.display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ]),
+            None => args.extend(["--port".into(), port]),
+        }
+        args.extend([
             "--save".into(),
             String::new(),
             "--appendonly".into(),
@@ -85,7 +120,7 @@ impl RedisServer {
             self.dir.path().display().to_string(),
             "--loglevel".into(),
             "warning".into(),
-        ];
+        ]);
         if let Some(p) = &self.password {
             args.extend(["--requirepass".to_string(), p.clone()]);
         }
@@ -111,6 +146,10 @@ impl RedisServer {
         let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else {
             return false;
         };
+        if self.tls.is_some() {
+            // Accepting connections is enough: PING would need a TLS client here.
+            return true;
+        }
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         let cmd = match &self.password {
             Some(p) => format!("AUTH {p}\r\nPING\r\n"),
