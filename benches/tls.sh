@@ -161,7 +161,8 @@ for n, (https, resumed, full, cpu, h2) in med.items():
 def ratio(label, a, b, i, target, inverse=False):
     if a in med and b in med and med[b][i] > 0 and med[a][i] > 0:
         v = med[b][i] / med[a][i] if inverse else med[a][i] / med[b][i]
-        print(f"{label:<58}{v:>7.2f}   target {target}")
+        met = "" if not target.startswith(">=") else ("met" if v >= float(target.split()[1]) else "NOT MET")
+        print(f"{label:<58}{v:>7.2f}   target {target:<9} {met}")
 print("\nratios")
 ratio("keep-alive HTTPS: gatehouse / haproxy", "gatehouse", "haproxy", 0, ">= 1.0")
 ratio("new connections (resumed): gatehouse / nginx", "gatehouse", "nginx", 1, ">= 0.9")

@@ -196,6 +196,18 @@ impl ProxyHttp for GatehouseProxy {
         };
         ctx.request_id = Some(rid.clone());
 
+        if crate::tls::client_certificate_refused(session) {
+            respond_json_error(
+                session,
+                StatusCode::FORBIDDEN,
+                "client_certificate_refused",
+                "the client certificate of this TLS session is no longer accepted; reconnect with a valid certificate",
+                &rid,
+            )
+            .await?;
+            return Ok(true);
+        }
+
         let raw = RawRequest {
             method: &req.method,
             target: req.raw_path(),

@@ -196,10 +196,18 @@ impl Reloader {
                     .map(|t| (t.listen.clone(), t.min_version, t.client_ca_file.is_some()))
                     .collect::<Vec<_>>()
             };
+            // TLS listeners take entry i of the file at every reload: a reload
+            // that adds, removes or reorders entries, or adds or removes
+            // client certificates, would hand a running listener another
+            // entry's CA, client_auth or certificates. Refused; restart to apply.
             if settings(&previous.config) != settings(&config) {
-                tracing::warn!(
-                    "server.tls listeners, min_version, and adding or removing client_ca_file change only after a restart; certificates, client CAs and client_auth are reloaded now"
-                );
+                return Err(ConfigError::new(
+                    "server.tls",
+                    "the [[server.tls]] entries (their number, order, listen, min_version, and whether \
+                     client_ca_file is set) change only with a restart; this reload would change them \
+                     and is refused (certificates, client CA contents and client_auth reload)",
+                )
+                .into());
             }
             let generation = previous.generation + 1;
             let next = compile(config, &self.registry, metrics, Some(&previous), generation).await?;

@@ -25,7 +25,9 @@
 
 mod client_auth;
 
-pub use client_auth::{client_certificate_warnings, peer_certificate, session_peer};
+pub use client_auth::{
+    client_certificate_refused, client_certificate_warnings, peer_certificate, session_peer,
+};
 
 use crate::state::State;
 use gatehouse_config::{ConfigError, TlsListenerConfig};
@@ -322,6 +324,8 @@ impl ResolvesServerCert for SniResolver {
 /// attaches the client certificate, if any.
 pub struct HandshakeCallbacks {
     state: Arc<State>,
+    /// The `[[server.tls]]` entry of the listener.
+    index: usize,
 }
 
 #[async_trait::async_trait]
@@ -340,8 +344,7 @@ impl pingora::listeners::TlsAccept for HandshakeCallbacks {
             .tls_handshakes
             .with_label_values(&["success", version])
             .inc();
-        tls.peer_certificate_der()
-            .map(|der| Arc::new(peer_certificate(der)) as Arc<dyn std::any::Any + Send + Sync>)
+        client_auth::judge_peer(&self.state, self.index, tls)
     }
 }
 
@@ -354,6 +357,7 @@ pub fn settings(
     let mut s =
         pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(HandshakeCallbacks {
             state: state.clone(),
+            index,
         }))
         .map_err(|e| anyhow::anyhow!("server.tls[{index}]: {e}"))?;
     if let Some(v) = initial.client_verifier.clone() {

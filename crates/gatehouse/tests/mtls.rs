@@ -312,6 +312,24 @@ async fn a_rotated_client_ca_applies_to_new_handshakes_without_a_restart() {
         gh.logs()
     );
     assert!(passes(&carol).await);
-    // A connection opened before the rotation keeps its session.
+    // A connection opened before the rotation keeps its session…
     echoed(get(&bob_before, &gh, "/public", None).await).await;
+    // …but a new connection that resumes that TLS session (the client kept its
+    // ticket) carries a certificate the serving CA no longer accepts: refused.
+    let close = bob_before
+        .get(url(&gh, "/public"))
+        .header("Connection", "close")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(close.status(), 200);
+    let resumed = bob_before.get(url(&gh, "/public")).send().await;
+    match resumed {
+        Ok(r) => {
+            assert_eq!(r.status(), 403, "a resumed session of a retired CA");
+            let body = r.text().await.unwrap();
+            assert!(body.contains("client_certificate_refused"), "{body}");
+        }
+        Err(e) => panic!("expected a resumed session answered 403, got {e}"),
+    }
 }

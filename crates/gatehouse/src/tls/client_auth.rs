@@ -156,6 +156,56 @@ pub fn peer_certificate(der: &[u8]) -> PeerCertificate {
     }
 }
 
+/// Attached to a connection whose client certificate the serving
+/// configuration no longer accepts (see [`judge_peer`]): its requests are
+/// refused.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertRefused;
+
+/// What a completed handshake on listener `index` says about its client:
+/// the [`PeerCertificate`] when the serving configuration accepts it, or
+/// [`ClientCertRefused`]. The chain is verified again here, on every
+/// handshake: a resumed TLS session carries the certificate of its first
+/// handshake, verified then, against the CA and `client_auth` of then.
+pub fn judge_peer(
+    state: &State,
+    index: usize,
+    tls: &pingora::protocols::tls::TlsRef,
+) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+    let verifier = state
+        .current()
+        .tls
+        .get(index)
+        .and_then(|t| t.client_verifier.clone())?;
+    let refused = || Some(Arc::new(ClientCertRefused) as Arc<dyn std::any::Any + Send + Sync>);
+    match tls.peer_cert_chain_der() {
+        Some([leaf, intermediates @ ..]) => {
+            match verifier.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+                Ok(_) => {
+                    Some(Arc::new(peer_certificate(leaf)) as Arc<dyn std::any::Any + Send + Sync>)
+                }
+                Err(e) => {
+                    tracing::info!(
+                        "a client certificate is no longer accepted (resumed TLS session): {e}"
+                    );
+                    refused()
+                }
+            }
+        }
+        _ if verifier.client_auth_mandatory() => refused(),
+        _ => None,
+    }
+}
+
+/// True when the connection of `session` presented a client certificate the
+/// serving configuration no longer accepts (or none where one is required).
+pub fn client_certificate_refused(session: &pingora::proxy::Session) -> bool {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some_and(|s| s.extension.get::<ClientCertRefused>().is_some())
+}
+
 /// The client certificate verified on the connection of `session`, if any.
 pub fn session_peer(session: &pingora::proxy::Session) -> Option<&PeerCertificate> {
     session
