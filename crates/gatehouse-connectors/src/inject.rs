@@ -38,8 +38,8 @@ pub enum InjectSource {
 pub enum CertField {
     /// The subject DN, RFC 4514 form (`CN=svc,O=Example`).
     Subject,
-    /// The DNS, email and URI subjectAltNames, comma-separated (a comma
-    /// inside a name is sent as `%2C`).
+    /// The DNS, email and URI subjectAltNames, comma-separated (inside a
+    /// name, `%` is sent as `%25` and `,` as `%2C`).
     San,
     /// base64url SHA-256 of the certificate (RFC 8705 `x5t#S256`).
     Thumbprint,
@@ -167,7 +167,7 @@ impl Injector {
                     CertField::San => peer
                         .sans
                         .iter()
-                        .map(|s| s.replace(',', "%2C"))
+                        .map(|s| s.replace('%', "%25").replace(',', "%2C"))
                         .collect::<Vec<_>>()
                         .join(","),
                 };
@@ -284,7 +284,7 @@ mod tests {
         PeerCertificate {
             thumbprint: "abc-_1".into(),
             subject: "CN=svc,O=Example".into(),
-            sans: vec!["svc.test".into(), "spiffe://t/ns/a,b".into()],
+            sans: vec!["svc.test".into(), "spiffe://t/ns/a,b%2C".into()],
         }
     }
 
@@ -313,7 +313,7 @@ mod tests {
             [
                 (
                     "x-cert-san".to_string(),
-                    "svc.test,spiffe://t/ns/a%2Cb".to_string()
+                    "svc.test,spiffe://t/ns/a%2Cb%252C".to_string()
                 ),
                 ("x-cert-subject".into(), "CN=svc,O=Example".into()),
                 ("x-cert-thumb".into(), "abc-_1".into()),

@@ -1,27 +1,15 @@
 //! How routing cost grows with the number of routes (issue 14): route lookup
 //! with 10, 1 000 and 10 000 routes (host + prefix mixes), and what a reload
 //! spends on them — parsing and validating the `[[routes]]` of a config and
-//! building the routing table — with the memory the table adds to the
-//! process (resident set before and after; approximate).
+//! building the routing table.
 //!
 //! `cargo bench -p gatehouse --bench routes`
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gatehouse::router::Router;
 use gatehouse_config::Config;
 use http::Method;
-
-/// Resident memory of this process, in KiB (`/proc/self/status`).
-fn rss_kib() -> isize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use std::hint::black_box;
 
 fn prefix(i: usize) -> String {
     match i % 3 {
@@ -85,10 +73,7 @@ fn routing(c: &mut Criterion) {
     for n in [10usize, 1_000, 10_000] {
         let text = config(n);
         let cfg = Config::from_toml_str(&text).expect("valid config");
-        let before = rss_kib();
         let router = Router::new(&cfg.routes);
-        let kept = rss_kib() - before;
-        println!("routes={n}: the routing table added about {kept} KiB of resident memory");
         let reqs = requests(n);
         for (h, p) in &reqs[..3] {
             assert!(

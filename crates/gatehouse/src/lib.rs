@@ -40,15 +40,43 @@ pub async fn check(
         .map(|(name, _)| {
             format!(
                 "caches.{name} has no encryption_key_file: Redis holds identities in clear, and \
-                 whoever can write to it can make Gatehouse accept any identity for a token"
+                 whoever can write to it (or intercept a redis:// connection) can make Gatehouse \
+                 accept any identity for a token"
             )
         });
     let warnings = tls::expiry_warnings(&snapshot.tls, tls::unix_now())
         .into_iter()
         .chain(tls::client_certificate_warnings(&snapshot))
+        .chain(binding_in_groups(&snapshot))
         .chain(unsealed);
     for w in warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
     Ok(out)
+}
+
+/// Any-of groups that mix a member needing a client certificate (a
+/// certificate-bound token) with one that does not: a bound token the first
+/// refuses for want of its certificate may still pass the second.
+fn binding_in_groups(snapshot: &snapshot::Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for (r, route) in snapshot.config.routes.iter().enumerate() {
+        for (s, step) in route.connectors.iter().enumerate() {
+            let members = step.members();
+            let needs = |n: &String| {
+                snapshot
+                    .connectors
+                    .get(n)
+                    .is_some_and(|b| b.connector.needs_client_certificate())
+            };
+            if members.len() > 1 && members.iter().any(needs) && !members.iter().all(needs) {
+                out.push(format!(
+                    "routes[{r}].connectors[{s}]: an any-of group mixes connectors that require \
+                     certificate binding with ones that do not; a stolen bound token refused by the \
+                     first may pass the second"
+                ));
+            }
+        }
+    }
+    out
 }

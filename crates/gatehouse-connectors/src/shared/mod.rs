@@ -33,6 +33,9 @@ pub type SharedCaches = Arc<BTreeMap<String, Arc<SharedCache>>>;
 /// longer values are cut by `GETRANGE` and fail to open: a miss).
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024 + 64;
 
+/// Bytes sealing adds to a value (format byte, nonce, tag).
+pub const SEAL_OVERHEAD: usize = 1 + 12 + 16;
+
 /// Longest secret file (password) read.
 const MAX_SECRET_FILE: u64 = 4096;
 
@@ -40,11 +43,20 @@ const MAX_SECRET_FILE: u64 = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
+/// Proof of holding a fleet lock: the random value it was set to, so only
+/// its holder releases it (an expired lock another replica took is not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(String);
+
+/// Compare-and-delete: releases a lock only if it still holds this value.
+const RELEASE: &str =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
 /// The result of taking the fleet lock for a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lock {
     /// This replica holds it: ask the IdP and store the answer.
-    Acquired,
+    Acquired(LockToken),
     /// Another replica holds it: wait for its answer.
     Held,
     /// Redis did not answer: ask the IdP.
@@ -62,6 +74,10 @@ pub struct SharedCache {
     lock_wait: Duration,
     breaker: Breaker,
     m: Handles,
+    /// When the last "not a value this cache wrote" warning was logged
+    /// (seconds since start): at most one a minute.
+    garbage_warned: std::sync::atomic::AtomicU64,
+    started: Instant,
 }
 
 impl std::fmt::Debug for SharedCache {
@@ -160,12 +176,19 @@ impl SharedCache {
             lock_wait: cfg.lock_wait.get(),
             breaker: Breaker::new(cfg.breaker_failures, cfg.breaker_cooldown.get()),
             m: families.cache(name),
+            garbage_warned: std::sync::atomic::AtomicU64::new(0),
+            started: Instant::now(),
         })
     }
 
     /// The cache's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The longest wait for one Redis answer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// True when values are encrypted (`encryption_key_file`).
@@ -210,7 +233,17 @@ impl SharedCache {
             }
             None => {
                 self.m.get.count("garbage");
-                tracing::warn!(cache = %self.name, "a value in Redis is not one this cache wrote (another encryption key, or tampered); ignored");
+                use std::sync::atomic::Ordering;
+                let now = self.started.elapsed().as_secs() + 60;
+                let last = self.garbage_warned.load(Ordering::Relaxed);
+                if now >= last + 60
+                    && self
+                        .garbage_warned
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(cache = %self.name, "a value in Redis is not one this cache wrote (another encryption key, or tampered); ignored (logged at most once a minute; see gatehouse_shared_cache_requests_total{{result=\"garbage\"}})");
+                }
                 Ok(None)
             }
         }
@@ -241,11 +274,13 @@ impl SharedCache {
     pub async fn lock(&self, key: &str, ttl: Duration) -> Lock {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let lock_key = format!("{key}:lock");
+        let token = LockToken(self.seal.random_id());
+        let value = token.0.clone();
         let mut conn = self.conn.clone();
         let fut = async move {
             redis::cmd("SET")
                 .arg(&lock_key)
-                .arg(1)
+                .arg(value)
                 .arg("NX")
                 .arg("PX")
                 .arg(ms)
@@ -255,7 +290,7 @@ impl SharedCache {
         match self.run(&self.m.lock, fut).await {
             Some(Some(_)) => {
                 self.m.lock.count("acquired");
-                Lock::Acquired
+                Lock::Acquired(token)
             }
             Some(None) => {
                 self.m.lock.count("held");
@@ -265,14 +300,18 @@ impl SharedCache {
         }
     }
 
-    /// Releases the fleet lock of `key` (its holder is done, with or without
-    /// an answer stored).
-    pub async fn unlock(&self, key: &str) {
+    /// Releases the fleet lock of `key` that `token` proves this replica
+    /// holds (its holder is done, with or without an answer stored).
+    pub async fn unlock(&self, key: &str, token: &LockToken) {
         let lock_key = format!("{key}:lock");
+        let value = token.0.clone();
         let mut conn = self.conn.clone();
         let fut = async move {
-            redis::cmd("DEL")
+            redis::cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
                 .arg(&lock_key)
+                .arg(value)
                 .query_async::<i64>(&mut conn)
                 .await
         };

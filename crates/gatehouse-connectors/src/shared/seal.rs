@@ -66,6 +66,15 @@ impl Seal {
         }
     }
 
+    /// 128 random bits, hex (fleet lock values).
+    pub fn random_id(&self) -> String {
+        let mut b = [0u8; 16];
+        // A failing system RNG leaves zeros: the lock still works, only a
+        // late release of an expired lock could then free another's.
+        let _ = self.rng.fill(&mut b);
+        hex(&b)
+    }
+
     /// True when values are encrypted.
     pub fn encrypts(&self) -> bool {
         self.keys.is_some()

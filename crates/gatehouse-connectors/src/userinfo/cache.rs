@@ -48,6 +48,9 @@ pub struct Resolved {
     pub window: Option<(Duration, Duration)>,
     /// A valid answer past its freshness, usable while the IdP fails.
     pub stale: Option<Arc<Entry>>,
+    /// Whether the outcome may be cached (an IdP 408/429 is about the IdP,
+    /// not the token, and is not).
+    pub store: bool,
 }
 
 impl Resolved {
@@ -57,6 +60,7 @@ impl Resolved {
             outcome,
             window: None,
             stale: None,
+            store: true,
         }
     }
 }
@@ -167,7 +171,9 @@ impl AnswerCache {
     }
 
     fn store(&self, key: Key, token: &str, r: &Resolved) {
-        let Some(cache) = &self.cache else { return };
+        let Some(cache) = self.cache.as_ref().filter(|_| r.store) else {
+            return;
+        };
         let o = &r.outcome;
         let valid = match o {
             Outcome::Valid(_) | Outcome::Denied(_) => true,

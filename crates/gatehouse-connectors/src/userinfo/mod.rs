@@ -28,7 +28,7 @@ pub use classify::{classify, Answer};
 pub use client::CallError;
 pub use rules::{ErrorText, Rules};
 pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
-pub use shared::{decode as decode_shared_entry, Found as SharedEntry};
+pub use shared::{decode as decode_shared_entry, Found as SharedEntry, Lifetimes};
 
 use crate::errors::{Failure, FailureClass};
 use crate::kit::{self, Common, CommonSettings, KindDefaults, Problems, Voice};
@@ -118,7 +118,12 @@ impl UserinfoConnector {
     /// shared cache for the others).
     async fn resolve(&self, idx: usize, token: &str, hash: &[u8; 32]) -> Resolved {
         let Some(l2) = &self.l2 else {
-            return Resolved::fresh(self.judge(idx, self.call(idx, token).await));
+            let answer = self.call(idx, token).await;
+            let transient =
+                matches!(&answer, Answer::Rejected(r) if shared::transient_refusal(r.status));
+            let mut r = Resolved::fresh(self.judge(idx, answer));
+            r.store = !transient;
+            return r;
         };
         let mut stale = None;
         let mut reachable = true;
@@ -128,12 +133,15 @@ impl UserinfoConnector {
                 return self.judged_l2(idx, answer, window);
             }
             shared::Found::Stale(answer, keep) => {
-                // Never kept longer than this connector would keep it.
-                let cap = self.cache.window(true, token).map_or(keep, |w| w.1);
-                let keep = keep.min(cap);
+                // Never past the token's exp (nor this connector's windows,
+                // which decode applied).
+                let keep = self
+                    .cache
+                    .window(true, token)
+                    .map_or(std::time::Duration::ZERO, |w| keep.min(w.1));
                 let outcome = self.judge(idx, answer);
                 let now = Instant::now();
-                if matches!(outcome, Outcome::Valid(_)) {
+                if matches!(outcome, Outcome::Valid(_)) && !keep.is_zero() {
                     stale = now.checked_add(keep).map(|keep_until| {
                         Arc::new(Entry {
                             outcome,
@@ -148,11 +156,11 @@ impl UserinfoConnector {
             shared::Found::Unavailable => reachable = false,
         }
         self.m.l2_miss.inc();
-        let mut locked = false;
+        let mut locked = None;
         if let Some(wait) = l2.single_flight().filter(|_| reachable) {
-            // The lock outlives one IdP call by a little; its holder stores
-            // the answer, then releases it.
-            let ttl = self.rules.call.timeout + std::time::Duration::from_millis(250);
+            // The lock outlives one IdP call and the store; its holder
+            // stores the answer, then releases it.
+            let ttl = l2.lock_ttl(self.rules.call.timeout);
             match l2.lock(idx, hash, ttl).await {
                 crate::shared::Lock::Held => {
                     if let Some((answer, window)) = l2.wait_fresh(idx, hash, wait).await {
@@ -160,25 +168,31 @@ impl UserinfoConnector {
                         return self.judged_l2(idx, answer, window);
                     }
                 }
-                crate::shared::Lock::Acquired => locked = true,
+                crate::shared::Lock::Acquired(token) => locked = Some(token),
                 crate::shared::Lock::Unavailable => {}
             }
         }
         let answer = self.call(idx, token).await;
         let valid = matches!(answer, Answer::Identity(_));
+        let transient =
+            matches!(&answer, Answer::Rejected(r) if shared::transient_refusal(r.status));
         match self.cache.window(valid, token) {
             // Only valid answers are served stale; a refusal is kept while fresh.
-            Some(w) if !matches!(answer, Answer::Unavailable(_)) => {
+            Some(w) if !matches!(answer, Answer::Unavailable(_)) && !transient => {
                 let w = if valid { w } else { (w.0, w.0) };
                 l2.store(idx, hash, &answer, w, locked);
             }
-            _ if locked => l2.unlock(idx, hash),
-            _ => {}
+            _ => {
+                if let Some(token) = locked {
+                    l2.unlock(idx, hash, token);
+                }
+            }
         }
         Resolved {
             outcome: self.judge(idx, answer),
             window: None,
             stale,
+            store: !transient,
         }
     }
 
@@ -194,6 +208,7 @@ impl UserinfoConnector {
             outcome: self.judge(idx, answer),
             window: Some(window),
             stale: None,
+            store: true,
         }
     }
 
@@ -382,9 +397,15 @@ impl ConnectorFactory for UserinfoFactory {
             m: f.connector(&name),
             client: IdpClient::new(client, &rules.call),
             cache: AnswerCache::new(&rules.cache),
-            l2: shared.map(|c| {
+            // `cache_size = 0` disables caching, the shared cache included.
+            l2: shared.filter(|_| rules.cache.size > 0).map(|c| {
                 let urls: Vec<&str> = rules.endpoints.iter().map(|e| e.url.as_str()).collect();
-                shared::L2::new(c, &ctx.settings, &urls)
+                let own = shared::Lifetimes {
+                    ttl: rules.cache.ttl,
+                    negative_ttl: rules.cache.negative_ttl,
+                    stale: rules.cache.stale.unwrap_or_default(),
+                };
+                shared::L2::new(c, own, &ctx.settings, &urls)
             }),
             name,
             common,

@@ -8,7 +8,7 @@
 
 use super::classify::Answer;
 use crate::errors::IdpRefusal;
-use crate::shared::{Lock, SharedCache};
+use crate::shared::{Lock, LockToken, SharedCache};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -34,6 +34,8 @@ const FORMAT: &str = "gatehouse userinfo v1";
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
+    /// Written at (Unix milliseconds).
+    written: u64,
     /// Fresh until (Unix milliseconds).
     fresh: u64,
     /// Kept for stale-if-error until (Unix milliseconds).
@@ -66,12 +68,36 @@ pub enum Found {
     Unavailable,
 }
 
-/// What a value read from Redis means at `now` (Unix milliseconds):
-/// anything that is not an entry this format wrote is a miss.
-pub fn decode(bytes: &[u8], now: u64) -> Found {
-    let Ok(s) = serde_json::from_slice::<Stored>(bytes) else {
+/// How long the reading connector itself keeps answers: an entry written by
+/// another replica (or under other settings) is never fresh or kept longer
+/// than the reader's own `cache_ttl` / `negative_cache_ttl` /
+/// `stale_if_error` allow, counted from when it was written.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Fresh lifetime of a valid answer.
+    pub ttl: Duration,
+    /// Fresh lifetime of a rejection.
+    pub negative_ttl: Duration,
+    /// Stale-if-error lifetime past `ttl` (zero: none).
+    pub stale: Duration,
+}
+
+/// IdP statuses about the IdP's state, not the token (rate limit, timeout):
+/// never cached, never shared.
+pub fn transient_refusal(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429)
+}
+
+/// What a value read from Redis means at `now` (Unix milliseconds) for a
+/// connector keeping answers for `own`: anything that is not an entry this
+/// format wrote is a miss.
+pub fn decode(bytes: &[u8], now: u64, own: Lifetimes) -> Found {
+    let Ok(mut s) = serde_json::from_slice::<Stored>(bytes) else {
         return Found::Miss;
     };
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    // A write time in the future (clock skew, forgery) counts as now.
+    let written = s.written.min(now);
     let left = |until: u64| Duration::from_millis(until.saturating_sub(now));
     let answer = match s.answer {
         StoredAnswer::Identity(doc @ Value::Object(_)) => Answer::Identity(doc),
@@ -84,7 +110,7 @@ pub fn decode(bytes: &[u8], now: u64) -> Found {
         } => {
             let Some(status) = http::StatusCode::from_u16(status)
                 .ok()
-                .filter(|s| s.is_client_error())
+                .filter(|s| s.is_client_error() && !transient_refusal(*s))
             else {
                 return Found::Miss;
             };
@@ -95,6 +121,13 @@ pub fn decode(bytes: &[u8], now: u64) -> Found {
                 text,
             })
         }
+    };
+    let valid = matches!(answer, Answer::Identity(_));
+    let own_fresh = written.saturating_add(ms(if valid { own.ttl } else { own.negative_ttl }));
+    s.fresh = s.fresh.min(own_fresh);
+    s.keep = match valid {
+        true => s.keep.min(own_fresh.saturating_add(ms(own.stale))),
+        false => s.fresh,
     };
     if now < s.fresh {
         Found::Fresh(answer, (left(s.fresh), left(s.keep.max(s.fresh))))
@@ -108,6 +141,7 @@ pub fn decode(bytes: &[u8], now: u64) -> Found {
 /// One connector's view of a shared cache.
 pub struct L2 {
     cache: Arc<SharedCache>,
+    own: Lifetimes,
     /// Key namespace per endpoint (`ui:<fingerprint>`).
     namespaces: Vec<String>,
 }
@@ -122,7 +156,12 @@ fn unix_ms() -> u64 {
 impl L2 {
     /// The L2 of a connector whose section is `settings` and whose endpoints
     /// call `urls`.
-    pub fn new(cache: Arc<SharedCache>, settings: &toml::Table, urls: &[&str]) -> Self {
+    pub fn new(
+        cache: Arc<SharedCache>,
+        own: Lifetimes,
+        settings: &toml::Table,
+        urls: &[&str],
+    ) -> Self {
         let shaping: toml::Table = settings
             .iter()
             .filter(|(k, _)| FINGERPRINTED.contains(&k.as_str()))
@@ -142,7 +181,11 @@ impl L2 {
                 format!("ui:{hex}")
             })
             .collect();
-        Self { cache, namespaces }
+        Self {
+            cache,
+            own,
+            namespaces,
+        }
     }
 
     fn key(&self, idx: usize, token_hash: &[u8; 32]) -> String {
@@ -162,25 +205,33 @@ impl L2 {
             Ok(None) => return Found::Miss,
             Err(_) => return Found::Unavailable,
         };
-        decode(&bytes, unix_ms())
+        decode(&bytes, unix_ms(), self.own)
     }
 
     /// Releases the fleet lock this replica took for (`idx`, token), in the
     /// background.
-    pub fn unlock(&self, idx: usize, token_hash: &[u8; 32]) {
+    pub fn unlock(&self, idx: usize, token_hash: &[u8; 32], lock: LockToken) {
         let (cache, key) = (self.cache.clone(), self.key(idx, token_hash));
-        tokio::spawn(async move { cache.unlock(&key).await });
+        tokio::spawn(async move { cache.unlock(&key, &lock).await });
+    }
+
+    /// How long a fleet lock must last for an IdP call of `idp_timeout`:
+    /// the call, then the store and the release (each up to the Redis
+    /// timeout), and a margin.
+    pub fn lock_ttl(&self, idp_timeout: Duration) -> Duration {
+        idp_timeout + self.cache.timeout() * 2 + Duration::from_millis(250)
     }
 
     /// Stores `answer` for (`idx`, token), fresh and kept for `window` from
-    /// now, in the background; then releases the fleet lock when `locked`.
+    /// now, in the background; then releases the fleet lock `locked` (if this
+    /// replica holds it).
     pub fn store(
         &self,
         idx: usize,
         token_hash: &[u8; 32],
         answer: &Answer,
         window: (Duration, Duration),
-        locked: bool,
+        locked: Option<LockToken>,
     ) {
         let answer = match answer {
             Answer::Identity(doc) => StoredAnswer::Identity(doc.clone()),
@@ -199,6 +250,7 @@ impl L2 {
         let now = unix_ms();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let stored = Stored {
+            written: now,
             fresh: now.saturating_add(ms(window.0)),
             keep: now.saturating_add(ms(window.1)),
             answer,
@@ -206,11 +258,18 @@ impl L2 {
         let Ok(bytes) = serde_json::to_vec(&stored) else {
             return;
         };
+        // What could not be read back whole (GETRANGE cut) is not written.
+        if bytes.len() + crate::shared::SEAL_OVERHEAD > crate::shared::MAX_VALUE_BYTES {
+            if let Some(lock) = locked {
+                self.unlock(idx, token_hash, lock);
+            }
+            return;
+        }
         let (cache, key) = (self.cache.clone(), self.key(idx, token_hash));
         tokio::spawn(async move {
             cache.put(&key, &bytes, window.1).await;
-            if locked {
-                cache.unlock(&key).await;
+            if let Some(lock) = locked {
+                cache.unlock(&key, &lock).await;
             }
         });
     }
@@ -238,8 +297,11 @@ impl L2 {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(25));
-            if let Found::Fresh(a, w) = self.lookup(idx, token_hash).await {
-                return Some((a, w));
+            match self.lookup(idx, token_hash).await {
+                Found::Fresh(a, w) => return Some((a, w)),
+                // Redis is failing: no more round trips for this request.
+                Found::Unavailable => return None,
+                Found::Stale(..) | Found::Miss => {}
             }
             if self.cache.locked(&self.key(idx, token_hash)).await != Some(true) {
                 // Released: the holder stores before it releases, so one last look.
@@ -258,30 +320,39 @@ mod tests {
     use serde_json::json;
 
     fn entry(answer: Value, fresh: u64, keep: u64) -> Vec<u8> {
-        serde_json::to_vec(&json!({"fresh": fresh, "keep": keep, "answer": answer})).unwrap()
+        serde_json::to_vec(&json!({"written": 0, "fresh": fresh, "keep": keep, "answer": answer}))
+            .unwrap()
     }
+
+    const LONG: Lifetimes = Lifetimes {
+        ttl: Duration::from_secs(3600),
+        negative_ttl: Duration::from_secs(3600),
+        stale: Duration::from_secs(3600),
+    };
 
     #[test]
     fn entries_are_fresh_then_stale_then_gone() {
         let id = json!({"identity": {"sub": "u1"}});
         let e = entry(id.clone(), 2_000, 5_000);
         assert!(
-            matches!(decode(&e, 1_000), Found::Fresh(Answer::Identity(_), (f, k))
+            matches!(decode(&e, 1_000, LONG), Found::Fresh(Answer::Identity(_), (f, k))
             if f == Duration::from_secs(1) && k == Duration::from_secs(4))
         );
-        assert!(matches!(decode(&e, 3_000), Found::Stale(_, k) if k == Duration::from_secs(2)));
-        assert!(matches!(decode(&e, 5_000), Found::Miss));
+        assert!(
+            matches!(decode(&e, 3_000, LONG), Found::Stale(_, k) if k == Duration::from_secs(2))
+        );
+        assert!(matches!(decode(&e, 5_000, LONG), Found::Miss));
         let rejected = entry(
             json!({"rejected": {"status": 401, "challenge": "Bearer", "error": null, "text": "no"}}),
             2_000,
             9_000,
         );
         assert!(matches!(
-            decode(&rejected, 1_000),
+            decode(&rejected, 1_000, LONG),
             Found::Fresh(Answer::Rejected(_), _)
         ));
         assert!(
-            matches!(decode(&rejected, 3_000), Found::Miss),
+            matches!(decode(&rejected, 3_000, LONG), Found::Miss),
             "rejections are never stale"
         );
     }
@@ -309,14 +380,57 @@ mod tests {
                 9,
             ),
             entry(json!({"other": 1}), 9, 9),
+            entry(
+                json!({"rejected": {"status": 429, "challenge": null, "error": null, "text": ""}}),
+                9,
+                9,
+            ),
+            entry(
+                json!({"rejected": {"status": 408, "challenge": null, "error": null, "text": ""}}),
+                9,
+                9,
+            ),
             br#"{"fresh": -1, "keep": 1e99, "answer": {"identity": {}}}"#.to_vec(),
         ];
         for b in bad {
             assert!(
-                matches!(decode(&b, 1), Found::Miss),
+                matches!(decode(&b, 1, LONG), Found::Miss),
                 "{}",
                 String::from_utf8_lossy(&b)
             );
         }
+    }
+
+    #[test]
+    fn the_readers_own_lifetimes_cap_what_another_replica_wrote() {
+        // Written at 0 for an hour, fresh, plus an hour stale.
+        let e = entry(json!({"identity": {"sub": "u1"}}), 3_600_000, 7_200_000);
+        let own = Lifetimes {
+            ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            stale: Duration::ZERO,
+        };
+        assert!(matches!(decode(&e, 10_000, own), Found::Fresh(_, (f, k))
+            if f == Duration::from_secs(20) && k == Duration::from_secs(20)));
+        assert!(
+            matches!(decode(&e, 31_000, own), Found::Miss),
+            "no stale without stale_if_error"
+        );
+        let own = Lifetimes {
+            stale: Duration::from_secs(60),
+            ..own
+        };
+        assert!(
+            matches!(decode(&e, 31_000, own), Found::Stale(_, k) if k == Duration::from_secs(59))
+        );
+        // A write time in the future counts as now.
+        let future = serde_json::to_vec(
+            &json!({"written": 9_000_000, "fresh": 9_999_999, "keep": 9_999_999,
+            "answer": {"identity": {}}}),
+        )
+        .unwrap();
+        assert!(
+            matches!(decode(&future, 1_000, own), Found::Fresh(_, (f, _)) if f == Duration::from_secs(30))
+        );
     }
 }
