@@ -255,11 +255,12 @@ impl Gatehouse {
         self.child.id()
     }
 
-    /// Atomically replaces the config file (placeholders substituted with the
-    /// same addresses as at start). Send [`Gatehouse::sighup`] or rely on the
+    /// Atomically replaces the config file (placeholders, `${TLS_LISTEN}`
+    /// included, substituted with the same addresses as at start). Send [`Gatehouse::sighup`] or rely on the
     /// file watcher to apply it.
     pub fn write_config(&self, config: &str) -> anyhow::Result<()> {
-        let text = substitute(config, self.listen, self.admin);
+        let text = substitute(config, self.listen, self.admin)
+            .replace("${TLS_LISTEN}", &self.tls_listen.to_string());
         let mut tmp = tempfile::NamedTempFile::new_in(self.dir.path())
             .context("creating temporary config file")?;
         tmp.write_all(text.as_bytes())?;

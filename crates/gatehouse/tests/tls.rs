@@ -275,6 +275,23 @@ async fn h2c_on_the_plain_listener() {
     assert_eq!(resp.status(), 200);
 }
 
+fn failed_reloads(gh: &Gatehouse) -> f64 {
+    gh.metric("gatehouse_config_reloads_total", &[("result", "failure")])
+        .unwrap_or(0.0)
+}
+
+/// Sends SIGHUP and waits until a reload failed after `before` failures.
+async fn refused_reload(gh: &Gatehouse, before: f64) {
+    gh.sighup();
+    assert!(
+        eventually(Duration::from_secs(10), async || failed_reloads(gh)
+            > before)
+        .await,
+        "{}",
+        gh.logs()
+    );
+}
+
 async fn generation(gh: &Gatehouse) -> f64 {
     gh.metric("gatehouse_config_generation", &[]).unwrap_or(0.0)
 }
@@ -330,22 +347,10 @@ async fn mismatched_key_is_refused_on_reload_and_the_old_certificate_kept() {
     let s = setup();
     let echo = EchoUpstream::start();
     let (gh, _k) = start(&s, &echo, "");
-    let before = gh
-        .metric("gatehouse_config_reloads_total", &[("result", "failure")])
-        .unwrap_or(0.0);
+    let before = failed_reloads(&gh);
     // The key of another certificate.
     std::fs::copy(&s.other.key, &s.api.key).unwrap();
-    gh.sighup();
-    assert!(
-        eventually(Duration::from_secs(10), async || {
-            gh.metric("gatehouse_config_reloads_total", &[("result", "failure")])
-                .unwrap_or(0.0)
-                > before
-        })
-        .await,
-        "{}",
-        gh.logs()
-    );
+    refused_reload(&gh, before).await;
     assert!(
         gh.logs()
             .contains("server.tls[0].certificates[0].key_file: "),
@@ -368,24 +373,12 @@ async fn not_yet_valid_certificate_is_refused_on_reload_and_the_old_one_kept() {
     let s = setup();
     let echo = EchoUpstream::start();
     let (gh, _k) = start(&s, &echo, "");
-    let before = gh
-        .metric("gatehouse_config_reloads_total", &[("result", "failure")])
-        .unwrap_or(0.0);
+    let before = failed_reloads(&gh);
     let future = s.ca.server_not_yet_valid("future", &["api.test"]).unwrap();
     let old = der_of(&s.api.cert);
     std::fs::copy(&future.cert, &s.api.cert).unwrap();
     std::fs::copy(&future.key, &s.api.key).unwrap();
-    gh.sighup();
-    assert!(
-        eventually(Duration::from_secs(10), async || {
-            gh.metric("gatehouse_config_reloads_total", &[("result", "failure")])
-                .unwrap_or(0.0)
-                > before
-        })
-        .await,
-        "{}",
-        gh.logs()
-    );
+    refused_reload(&gh, before).await;
     let logs = gh.logs();
     assert!(
         logs.contains("server.tls[0].certificates[0].cert_file: ")
@@ -396,6 +389,37 @@ async fn not_yet_valid_certificate_is_refused_on_reload_and_the_old_one_kept() {
     let resp = c.get(url(&gh, "api.test", "/public")).send().await.unwrap();
     assert_eq!(peer_cert(&resp), old, "the old certificate is kept");
     echoed(resp).await;
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_the_tls_listeners_is_refused() {
+    let s = setup();
+    let echo = EchoUpstream::start();
+    let kdir = tempfile::tempdir().unwrap();
+    let secret = kdir.path().join("hs.key");
+    std::fs::write(&secret, SECRET).unwrap();
+    let cfg = config(&s, echo.addr(), &secret, "");
+    let gh = Gatehouse::start(BIN, &cfg).unwrap();
+    let before = failed_reloads(&gh);
+    // Asking for client certificates on the running listener needs a restart:
+    // listener 0 would otherwise take whatever entry 0 now says.
+    let changed = cfg.replace(
+        "[[server.tls]]\n",
+        &format!(
+            "[[server.tls]]\nclient_ca_file = \"{}\"\n",
+            s.ca.cert_path().display()
+        ),
+    );
+    gh.write_config(&changed).unwrap();
+    refused_reload(&gh, before).await;
+    assert!(
+        gh.logs().contains("server.tls: the [[server.tls]] entries"),
+        "{}",
+        gh.logs()
+    );
+    // Still serving, without asking for a certificate.
+    let c = tls_client(&s.ca, &gh, &["api.test"], false);
+    echoed(c.get(url(&gh, "api.test", "/public")).send().await.unwrap()).await;
 }
 
 #[test]
