@@ -13,7 +13,7 @@ mod metrics;
 mod seal;
 
 pub use metrics::Families;
-pub use seal::{parse_key, BadKey, Seal};
+pub use seal::{hex, parse_key, BadKey, Seal};
 
 use crate::files::read_file_limited;
 use breaker::Breaker;
@@ -32,6 +32,16 @@ pub type SharedCaches = Arc<BTreeMap<String, Arc<SharedCache>>>;
 /// Largest value read back from Redis (a userinfo answer is at most 1 MiB;
 /// longer values are cut by `GETRANGE` and fail to open: a miss).
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024 + 64;
+
+/// `d` in whole milliseconds, saturating (Redis `PX`, stored times).
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The Redis key of the fleet lock of `key`.
+fn lock_key(key: &str) -> String {
+    format!("{key}:lock")
+}
 
 /// Bytes sealing adds to a value (format byte, nonce, tag).
 pub const SEAL_OVERHEAD: usize = 1 + 12 + 16;
@@ -254,7 +264,7 @@ impl SharedCache {
         let Some(sealed) = self.seal.seal(key, value) else {
             return;
         };
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = millis(ttl).max(1);
         let mut conn = self.conn.clone();
         let fut = async move {
             redis::cmd("SET")
@@ -272,8 +282,8 @@ impl SharedCache {
 
     /// Takes the fleet lock of `key` for `ttl` (`SET NX PX`).
     pub async fn lock(&self, key: &str, ttl: Duration) -> Lock {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let lock_key = format!("{key}:lock");
+        let ms = millis(ttl).max(1);
+        let lock_key = lock_key(key);
         let token = LockToken(self.seal.random_id());
         let value = token.0.clone();
         let mut conn = self.conn.clone();
@@ -303,7 +313,7 @@ impl SharedCache {
     /// Releases the fleet lock of `key` that `token` proves this replica
     /// holds (its holder is done, with or without an answer stored).
     pub async fn unlock(&self, key: &str, token: &LockToken) {
-        let lock_key = format!("{key}:lock");
+        let lock_key = lock_key(key);
         let value = token.0.clone();
         let mut conn = self.conn.clone();
         let fut = async move {
@@ -322,7 +332,7 @@ impl SharedCache {
 
     /// Whether the fleet lock of `key` is still held (`None`: no answer).
     pub async fn locked(&self, key: &str) -> Option<bool> {
-        let lock_key = format!("{key}:lock");
+        let lock_key = lock_key(key);
         let mut conn = self.conn.clone();
         let fut = async move {
             redis::cmd("EXISTS")

@@ -54,13 +54,13 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// An outcome the IdP just gave.
-    pub fn fresh(outcome: Outcome) -> Self {
+    /// An outcome the IdP just gave (`store`: whether it may be cached).
+    pub fn fresh(outcome: Outcome, store: bool) -> Self {
         Self {
             outcome,
             window: None,
             stale: None,
-            store: true,
+            store,
         }
     }
 }

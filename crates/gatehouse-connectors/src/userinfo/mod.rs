@@ -59,6 +59,11 @@ const VOICE: Voice = Voice {
     bad_value_code: "PolicyFailure",
 };
 
+/// An IdP answer about the IdP's state (408, 429), not the token: never cached.
+fn transient(answer: &Answer) -> bool {
+    matches!(answer, Answer::Rejected(r) if shared::transient_refusal(r.status))
+}
+
 /// Builds `oidc_userinfo` connectors; owns their metric families.
 #[derive(Default)]
 pub struct UserinfoFactory {
@@ -119,11 +124,8 @@ impl UserinfoConnector {
     async fn resolve(&self, idx: usize, token: &str, hash: &[u8; 32]) -> Resolved {
         let Some(l2) = &self.l2 else {
             let answer = self.call(idx, token).await;
-            let transient =
-                matches!(&answer, Answer::Rejected(r) if shared::transient_refusal(r.status));
-            let mut r = Resolved::fresh(self.judge(idx, answer));
-            r.store = !transient;
-            return r;
+            let store = !transient(&answer);
+            return Resolved::fresh(self.judge(idx, answer), store);
         };
         let mut stale = None;
         let mut reachable = true;
@@ -174,8 +176,7 @@ impl UserinfoConnector {
         }
         let answer = self.call(idx, token).await;
         let valid = matches!(answer, Answer::Identity(_));
-        let transient =
-            matches!(&answer, Answer::Rejected(r) if shared::transient_refusal(r.status));
+        let transient = transient(&answer);
         match self.cache.window(valid, token) {
             // Only valid answers are served stale; a refusal is kept while fresh.
             Some(w) if !matches!(answer, Answer::Unavailable(_)) && !transient => {

@@ -8,7 +8,7 @@
 
 use super::classify::Answer;
 use crate::errors::IdpRefusal;
-use crate::shared::{Lock, LockToken, SharedCache};
+use crate::shared::{hex, millis, Lock, LockToken, SharedCache};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -95,7 +95,6 @@ pub fn decode(bytes: &[u8], now: u64, own: Lifetimes) -> Found {
     let Ok(mut s) = serde_json::from_slice::<Stored>(bytes) else {
         return Found::Miss;
     };
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     // A write time in the future (clock skew, forgery) counts as now.
     let written = s.written.min(now);
     let left = |until: u64| Duration::from_millis(until.saturating_sub(now));
@@ -123,10 +122,10 @@ pub fn decode(bytes: &[u8], now: u64, own: Lifetimes) -> Found {
         }
     };
     let valid = matches!(answer, Answer::Identity(_));
-    let own_fresh = written.saturating_add(ms(if valid { own.ttl } else { own.negative_ttl }));
+    let own_fresh = written.saturating_add(millis(if valid { own.ttl } else { own.negative_ttl }));
     s.fresh = s.fresh.min(own_fresh);
     s.keep = match valid {
-        true => s.keep.min(own_fresh.saturating_add(ms(own.stale))),
+        true => s.keep.min(own_fresh.saturating_add(millis(own.stale))),
         false => s.fresh,
     };
     if now < s.fresh {
@@ -149,7 +148,7 @@ pub struct L2 {
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(millis)
         .unwrap_or(0)
 }
 
@@ -177,8 +176,7 @@ impl L2 {
                     h.update(part.as_bytes());
                 }
                 let d = h.finalize();
-                let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-                format!("ui:{hex}")
+                format!("ui:{}", hex(&d[..16]))
             })
             .collect();
         Self {
@@ -248,11 +246,10 @@ impl L2 {
             Answer::Unavailable(_) => return,
         };
         let now = unix_ms();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let stored = Stored {
             written: now,
-            fresh: now.saturating_add(ms(window.0)),
-            keep: now.saturating_add(ms(window.1)),
+            fresh: now.saturating_add(millis(window.0)),
+            keep: now.saturating_add(millis(window.1)),
             answer,
         };
         let Ok(bytes) = serde_json::to_vec(&stored) else {
