@@ -29,6 +29,11 @@ pub struct TestCa {
     name: String,
 }
 
+/// `DNS:` subjectAltNames in OpenSSL's form.
+fn dns_sans(dns: &[&str]) -> Vec<String> {
+    dns.iter().map(|n| format!("DNS:{n}")).collect()
+}
+
 /// How long an issued certificate is valid.
 enum Validity {
     /// From now, for this many days.
@@ -90,7 +95,7 @@ impl TestCa {
         dns: &[&str],
         days: u32,
     ) -> anyhow::Result<CertFiles> {
-        let sans: Vec<String> = dns.iter().map(|n| format!("DNS:{n}")).collect();
+        let sans = dns_sans(dns);
         let usage = if dns.is_empty() {
             "clientAuth"
         } else {
@@ -104,7 +109,7 @@ impl TestCa {
         file: &str,
         cn: &str,
         usage: &str,
-        sans: &[String],
+        sans: &[impl AsRef<str>],
         validity: Validity,
     ) -> anyhow::Result<CertFiles> {
         let d = &self.dir;
@@ -131,6 +136,7 @@ impl TestCa {
         )?;
         let mut extfile = format!("basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n");
         if !sans.is_empty() {
+            let sans: Vec<&str> = sans.iter().map(AsRef::as_ref).collect();
             extfile.push_str(&format!("subjectAltName={}\n", sans.join(",")));
         }
         std::fs::write(d.join(&ext), extfile)?;
@@ -205,7 +211,7 @@ impl TestCa {
 
     /// A server certificate for `dns` whose validity starts in 2099 (not yet valid).
     pub fn server_not_yet_valid(&self, file: &str, dns: &[&str]) -> anyhow::Result<CertFiles> {
-        let sans: Vec<String> = dns.iter().map(|n| format!("DNS:{n}")).collect();
+        let sans = dns_sans(dns);
         let validity = Validity::Between("20990101000000Z", "20990201000000Z");
         self.issue(
             file,
@@ -224,8 +230,7 @@ impl TestCa {
         cn: &str,
         sans: &[&str],
     ) -> anyhow::Result<CertFiles> {
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        self.issue(file, cn, "serverAuth", &sans, Validity::Days(10))
+        self.issue(file, cn, "serverAuth", sans, Validity::Days(10))
     }
 
     /// A client certificate with common name `cn` and the subjectAltNames
@@ -236,8 +241,7 @@ impl TestCa {
         cn: &str,
         sans: &[&str],
     ) -> anyhow::Result<CertFiles> {
-        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-        self.issue(file, cn, "clientAuth", &sans, Validity::Days(10))
+        self.issue(file, cn, "clientAuth", sans, Validity::Days(10))
     }
 
     /// A server certificate for `dns`, valid now for 10 days.
