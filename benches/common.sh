@@ -102,3 +102,10 @@ mint_token() {
   "${GATEHOUSE_BIN:-target/release/gatehouse}" token mint --key "$KEY" --kid k1 --iss "$ISS" --aud "$AUD" --sub bench \
     --claim tenant=t1 --exp 2h
 }
+
+# engine_build — builds (or finds up to date) the engine A/B hello proxies of benches/engine-ab (its
+# own lock file and target directory; the first build takes about 10 minutes on 2 cores).
+ENGINE_DIR=target/engine-ab/release
+engine_build() {
+  CARGO_TARGET_DIR=target/engine-ab cargo build --quiet --release --locked --manifest-path benches/engine-ab/Cargo.toml
+}

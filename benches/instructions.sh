@@ -6,20 +6,22 @@
 #
 #   instructions per request = (Ir of the loaded run - Ir of the idle run) / requests served
 #
-#   benches/instructions.sh [--seconds S] [--connections C] [--binary PATH]
+#   benches/instructions.sh [--seconds S] [--connections C] [--binary PATH] [--no-engine]
 #
-# Measured: Gatehouse's public route and JWT route (cached token, two injected headers), and Pingap's
-# plain proxy when it is installed (see benches/load.sh). Counts are user-space only: the kernel's
+# Measured: Gatehouse's public route and JWT route (cached token, two injected headers), Pingap's
+# plain proxy when it is installed (see benches/load.sh), and the engine A/B's hello proxies on Pingora
+# 0.8.1 and 0.9.1 (benches/engine-ab; --no-engine skips them). Counts are user-space only: the kernel's
 # share (socket reads and writes) is the same for every proxy and is not included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECS=10 CONNS=8 BIN=target/release/gatehouse
+SECS=10 CONNS=8 BIN=target/release/gatehouse WITH_ENGINE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
     --binary) BIN=$2; shift 2 ;;
+    --no-engine) WITH_ENGINE=0; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -27,6 +29,7 @@ done
 . benches/common.sh
 need_tools wrk nginx valgrind curl
 [ -x "$BIN" ] || cargo build --release -p gatehouse --bin gatehouse
+[ "$WITH_ENGINE" = 0 ] || engine_build
 PINGAP=${PINGAP_BIN:-$CACHE/pingap/bin/pingap}
 
 W=$(mktemp -d /tmp/gatehouse-instr.XXXXXX)
@@ -34,7 +37,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
-UP=$(port) GH=$(port) GHA=$(port) PG=$(port)
+UP=$(port) GH=$(port) GHA=$(port) PG=$(port) E8=$(port) E9=$(port)
 
 mkdir -p "$W/up" "$W/pingap"
 upstream_conf "$W/up" "$UP"
@@ -90,6 +93,16 @@ else
   echo "Pingap not installed ($PINGAP): run benches/load.sh once to install it" >&2
 fi
 
+if [ "$WITH_ENGINE" = 1 ]; then
+  for v in 0_8:$E8 0_9:$E9; do
+    HELLO=("$ENGINE_DIR/hello-pingora-${v%%:*}" "127.0.0.1:${v#*:}" "127.0.0.1:$UP" 1)
+    echo "callgrind: hello proxy on Pingora ${v%%:*}, idle and ${SECS}s…" >&2
+    measure "hello-${v%%:*}-idle" "http://127.0.0.1:${v#*:}/" "" 0 "" -- "${HELLO[@]}"; h_idle=$IR
+    measure "hello-${v%%:*}" "http://127.0.0.1:${v#*:}/" "http://127.0.0.1:${v#*:}/public" "$SECS" "" -- "${HELLO[@]}"
+    rows+=("hello-pingora-${v%%:*} $N $IR $h_idle")
+  done
+fi
+
 printf '%s\n' "${rows[@]}" > "$W/rows"
 python3 - "$W/rows" <<'PY'
 import sys
@@ -103,4 +116,10 @@ if "pingap-plain" in res:
     r = res["pingap-plain"] / res["gatehouse-public"]
     print(f"\npingap-plain / gatehouse-public instructions: {r:.2f} (above 1.0: Gatehouse does less work per request)")
 print(f"JWT route, extra instructions per request (cached token): {res['gatehouse-jwt'] - res['gatehouse-public']:,.0f}")
+if "hello-pingora-0_8" in res and "hello-pingora-0_9" in res:
+    h8, h9 = res["hello-pingora-0_8"], res["hello-pingora-0_9"]
+    print(f"engine A/B: Pingora 0.9.1 hello / 0.8.1 hello: {h9 / h8:.2f} ({h9 - h8:+,.0f} instructions per request)")
+    print(f"Gatehouse's own instructions on the public route (gatehouse-public - hello 0.9.1): {res['gatehouse-public'] - h9:,.0f}")
+    if "pingap-plain" in res:
+        print(f"Pingap's own instructions (pingap-plain - hello 0.8.1): {res['pingap-plain'] - h8:,.0f}")
 PY

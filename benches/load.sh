@@ -4,7 +4,7 @@
 # Prints a table (median req/s, p50/p99 latency per target) and the ratios the performance issue tracks.
 #
 #   benches/load.sh [--threads N] [--duration SECONDS] [--rounds R] [--connections C] [--distinct N]
-#                   [--no-pingap] [--no-pin] [--no-tls]
+#                   [--no-pingap] [--no-engine] [--no-pin] [--no-tls]
 #
 # Then the TLS targets (benches/tls.sh, same threads/duration/rounds/connections/pinning): Gatehouse,
 # HAProxy and NGINX terminating TLS with one ECDSA P-256 certificate; --no-tls skips them.
@@ -17,10 +17,14 @@
 # Pingora-based proxy) is measured as well: $PINGAP_BIN if set, else a copy installed once with
 # `cargo install pingap@0.13.1 --locked` into ~/.cache/gatehouse-bench/pingap (about 25 minutes on
 # 2 cores, bounded to one hour); --no-pingap skips it.
+#
+# The engine A/B (benches/engine-ab): a hello proxy that only picks the upstream, built against Pingora
+# 0.8.1 and 0.9.1 with Gatehouse's allocator and release profile, measured in the same rounds — it tells
+# what the engine version costs apart from what Gatehouse adds; --no-engine skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-THREADS=1 DURATION=5 ROUNDS=5 CONNS=32 DISTINCT=100000 WITH_PINGAP=1 PIN=1 WITH_TLS=1
+THREADS=1 DURATION=5 ROUNDS=5 CONNS=32 DISTINCT=100000 WITH_PINGAP=1 PIN=1 WITH_TLS=1 WITH_ENGINE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2; shift 2 ;;
     --distinct) DISTINCT=$2; shift 2 ;;
     --no-pingap) WITH_PINGAP=0; shift ;;
+    --no-engine) WITH_ENGINE=0; shift ;;
     --no-pin) PIN=0; shift ;;
     --no-tls) WITH_TLS=0; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -51,6 +56,8 @@ if [ -z "$PINGAP" ] && [ "$WITH_PINGAP" = 1 ]; then
   fi
 fi
 
+[ "$WITH_ENGINE" = 0 ] || engine_build
+
 CPUS=$(nproc)
 PX=() LD=()
 if [ "$PIN" = 1 ] && [ "$CPUS" -gt "$THREADS" ] && command -v taskset >/dev/null 2>&1; then
@@ -65,7 +72,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
-UP=$(port) IDP=$(port) GH=$(port) GHA=$(port) HP=$(port) HJ=$(port) NG=$(port) PG=$(port)
+UP=$(port) IDP=$(port) GH=$(port) GHA=$(port) HP=$(port) HJ=$(port) NG=$(port) PG=$(port) E8=$(port) E9=$(port)
 
 # Upstream: NGINX answering 200 with a small body.
 mkdir -p "$W/up" "$W/px" "$W/pingap"
@@ -126,6 +133,12 @@ if [ -n "$PINGAP" ]; then
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PG/"); [ "$code" = 200 ] || { echo "sanity: pingap answered $code (see $W/pingap.log)" >&2; exit 1; }
 fi
 
+if [ "$WITH_ENGINE" = 1 ]; then
+  "${PX[@]}" "$ENGINE_DIR/hello-pingora-0_8" "127.0.0.1:$E8" "127.0.0.1:$UP" "$THREADS" >"$W/hello-0_8.log" 2>&1 & pids+=($!)
+  "${PX[@]}" "$ENGINE_DIR/hello-pingora-0_9" "127.0.0.1:$E9" "127.0.0.1:$UP" "$THREADS" >"$W/hello-0_9.log" 2>&1 & pids+=($!)
+  wait_http "http://127.0.0.1:$E8/"; wait_http "http://127.0.0.1:$E9/"
+fi
+
 TOKEN=$(mint_token)
 TOKENS="$CACHE/tokens-$DISTINCT-$(date +%Y%m%d).txt"
 if [ ! -s "$TOKENS" ]; then
@@ -165,6 +178,7 @@ targets=(
   "nginx-plain|http://127.0.0.1:$NG/|"
 )
 [ -n "$PINGAP" ] && targets+=("pingap-plain|http://127.0.0.1:$PG/|")
+[ "$WITH_ENGINE" = 1 ] && targets+=("hello-pingora-0.8|http://127.0.0.1:$E8/|" "hello-pingora-0.9|http://127.0.0.1:$E9/|")
 
 # One wrk run: appends "name req/s p50 p99" to the file $1.
 run_wrk() {
@@ -225,6 +239,13 @@ ratio("gatehouse-jwt", "gatehouse-public", ">= 0.90")
 ratio("gatehouse-userinfo", "gatehouse-public", ">= 0.90")
 ratio("gatehouse-public", "pingap-plain", ">= 1.0")
 ratio("gatehouse-public", "nginx-plain", ">= 0.80")
+def info(a, b, what):
+    if a in med and b in med:
+        print(f"{a + ' / ' + b:<52}{med[a][0] / med[b][0]:>7.2f}   {what}")
+print("\nengine A/B (a hello proxy that only picks the upstream; no targets)")
+info("hello-pingora-0.9", "hello-pingora-0.8", "Pingora 0.9.1 vs 0.8.1, same code")
+info("gatehouse-public", "hello-pingora-0.9", "Gatehouse's own share on its engine")
+info("pingap-plain", "hello-pingora-0.8", "Pingap's own share on its engine")
 lat = collections.defaultdict(list)
 for line in open(sys.argv[6]):
     n, rps, p50, p99 = line.split()
