@@ -41,7 +41,11 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
             let mut buf = Vec::with_capacity(16 * 1024);
             let enc = TextEncoder::new();
             match enc.encode(&state.metrics.registry.gather(), &mut buf) {
-                Ok(()) => reply(StatusCode::OK, "text/plain; version=0.0.4", buf),
+                Ok(()) => {
+                    #[cfg(feature = "alloc-count")]
+                    crate::alloc_count::render(&mut buf);
+                    reply(StatusCode::OK, "text/plain; version=0.0.4", buf)
+                }
                 Err(e) => reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",

@@ -7,6 +7,8 @@
 //! and embedders can add their own.
 
 pub mod admin;
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 pub mod canonical;
 pub mod headers;
 pub mod keyfiles;
