@@ -43,6 +43,20 @@ fn same_name(name: &str, normalised: &str) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
+/// `ip` as a header value: formatted on the stack, then one allocation.
+fn address_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write;
+    // The longest text form of an address (IPv4-mapped IPv6) is 45 bytes.
+    let mut buf = [0u8; 48];
+    let mut rest = &mut buf[..];
+    let written = write!(rest, "{ip}").is_ok();
+    let len = 48 - rest.len();
+    written
+        .then(|| HeaderValue::from_bytes(&buf[..len]).ok())
+        .flatten()
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
 fn normalise(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
@@ -110,7 +124,12 @@ impl HeaderRules {
 
     /// The `X-Forwarded-For` to send: the client address, appended to the
     /// received chain when the peer is trusted.
-    pub fn forwarded_for(&self, headers: &HeaderMap, peer: IpAddr, trusted_peer: bool) -> String {
+    pub fn forwarded_for(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        trusted_peer: bool,
+    ) -> HeaderValue {
         if trusted_peer {
             let chain: Vec<&str> = headers
                 .get_all(X_FORWARDED_FOR)
@@ -119,11 +138,14 @@ impl HeaderRules {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .collect();
-            if !chain.is_empty() {
-                return format!("{}, {peer}", chain.join(", "));
+            if let Some(v) = (!chain.is_empty())
+                .then(|| HeaderValue::try_from(format!("{}, {peer}", chain.join(", "))).ok())
+                .flatten()
+            {
+                return v;
             }
         }
-        peer.to_string()
+        address_value(peer)
     }
 
     /// The `X-Forwarded-Proto` a trusted peer sent, kept as it is.
@@ -216,5 +238,14 @@ mod tests {
         assert_eq!(r.forwarded_for(&h, other, false), "192.0.2.1");
         assert_eq!(r.forwarded_for(&h, lb, true), "6.6.6.6, 7.7.7.7, 10.1.2.3");
         assert_eq!(r.forwarded_for(&HeaderMap::new(), lb, true), "10.1.2.3");
+        // The longest address texts fit the stack buffer.
+        for ip in [
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "1:2:3:4:5:6:7:8",
+        ] {
+            let v: IpAddr = ip.parse().unwrap();
+            assert_eq!(address_value(v), v.to_string().as_str(), "{ip}");
+        }
     }
 }

@@ -65,10 +65,12 @@ fn valid_request_id(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| c.is_ascii_graphic())
 }
 
+/// A fresh request id (a v4 UUID) in one allocation that its clones — the
+/// upstream request's header, the response's — share.
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Uuid::new_v4();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
