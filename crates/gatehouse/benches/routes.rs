@@ -1,15 +1,34 @@
 //! How routing cost grows with the number of routes (issue 14): route lookup
 //! with 10, 1 000 and 10 000 routes (host + prefix mixes), and what a reload
-//! spends on them — parsing and validating the `[[routes]]` of a config and
-//! building the routing table.
+//! spends on them — the TOML parse alone, parsing and validating the config,
+//! building the routing table, and compiling the whole snapshot as a reload
+//! does (upstreams, metric handles, connectors carried over from the serving
+//! snapshot). It also prints the heap bytes the routing table and the
+//! snapshot keep, counted by a counting allocator.
 //!
 //! `cargo bench -p gatehouse --bench routes`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use gatehouse::metrics::Metrics;
 use gatehouse::router::Router;
+use gatehouse::snapshot::compile;
 use gatehouse_config::Config;
+use gatehouse_connectors::Registry;
 use http::Method;
+use stats_alloc::{Region, StatsAlloc};
 use std::hint::black_box;
+
+#[global_allocator]
+static GLOBAL: StatsAlloc<std::alloc::System> = StatsAlloc::system();
+
+/// Heap bytes still held after `f` returned what it built (kept alive).
+fn held_bytes<T>(f: impl FnOnce() -> T) -> (T, isize) {
+    let region = Region::new(&GLOBAL);
+    let built = f();
+    let c = region.change();
+    let held = c.bytes_allocated as isize - c.bytes_deallocated as isize + c.bytes_reallocated;
+    (built, held)
+}
 
 fn prefix(i: usize) -> String {
     match i % 3 {
@@ -90,13 +109,39 @@ fn routing(c: &mut Criterion) {
             })
         });
         lookup.finish();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let registry = Registry::builtin();
+        let metrics = Metrics::new().expect("metrics");
+        let snapshot = |prev| {
+            let cfg = Config::from_toml_str(&text).expect("valid config");
+            rt.block_on(compile(cfg, &registry, &metrics, prev, 1))
+                .expect("compiles")
+        };
+        let (table, table_bytes) = held_bytes(|| Router::new(&cfg.routes));
+        let (serving, snapshot_bytes) = held_bytes(|| snapshot(None));
+        black_box(&table);
+        println!(
+            "memory, {n} routes: routing table {table_bytes} B ({} B/route); compiled snapshot {snapshot_bytes} B ({} B/route); config text {} B",
+            table_bytes / n as isize,
+            snapshot_bytes / n as isize,
+            text.len()
+        );
         let mut build = c.benchmark_group("route_reload");
         build.sample_size(10);
-        build.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
-            b.iter(|| {
-                let cfg = Config::from_toml_str(text).expect("valid config");
-                black_box(Router::new(&cfg.routes))
-            })
+        build.bench_with_input(BenchmarkId::new("toml_parse", n), &text, |b, text| {
+            b.iter(|| black_box(text.parse::<toml::Table>().expect("toml")))
+        });
+        build.bench_with_input(BenchmarkId::new("parse_validate", n), &text, |b, text| {
+            b.iter(|| black_box(Config::from_toml_str(text).expect("valid config")))
+        });
+        build.bench_with_input(BenchmarkId::new("router_build", n), &cfg, |b, cfg| {
+            b.iter(|| black_box(Router::new(&cfg.routes)))
+        });
+        build.bench_with_input(BenchmarkId::new("snapshot_compile", n), &n, |b, _| {
+            b.iter(|| black_box(snapshot(Some(&serving))))
         });
         build.finish();
     }

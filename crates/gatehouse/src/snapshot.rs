@@ -274,8 +274,11 @@ pub async fn compile(
     }
 
     if let Some(prev) = previous {
+        // A set, not a scan per old route: a reload stays linear in the routes.
+        let kept: std::collections::HashSet<&str> =
+            config.routes.iter().map(|r| r.name.as_str()).collect();
         for old in &prev.config.routes {
-            if !config.routes.iter().any(|r| r.name == old.name) {
+            if !kept.contains(old.name.as_str()) {
                 metrics.forget_route(&old.name, old.connector_names());
             }
         }
