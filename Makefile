@@ -42,14 +42,19 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: criterion micro-benchmarks, the loopback load benchmark against HAProxy, NGINX and
-## Pingap (plain, then TLS), the shared-cache benchmark (Redis), then instructions per request
-## under callgrind
+## bench: criterion micro-benchmarks, cache and chain scaling, routing scaling, the loopback load
+## benchmark against HAProxy, NGINX, Pingap and the engine A/B (plain, then TLS), the shared-cache
+## benchmark (Redis), instructions per request under callgrind, allocations per request, and the
+## flame graphs of docs/flamegraphs (see docs/performance.md)
 bench: deps release
 	$(CARGO) bench -p gatehouse-connectors --bench connectors
+	$(CARGO) bench -p gatehouse-connectors --bench scale
+	$(CARGO) bench -p gatehouse --bench routes
 	benches/load.sh $(BENCH_ARGS)
 	benches/shared_cache.sh
 	benches/instructions.sh
+	benches/allocations.sh --sites --engine
+	benches/flamegraph.sh
 
 ## fuzz: every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (default 60), one at a time;
 ## installs cargo-fuzz when missing; stable toolchain with RUSTC_BOOTSTRAP=1 (not part of `make test`)

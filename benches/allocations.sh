@@ -78,6 +78,10 @@ echo "Allocations per proxied request (alloc-count build, $N requests × $ROUNDS
 printf '%-34s %12s %16s\n' route allocations bytes
 read -r pa pb <<<"$(per_request /public/hello)"; printf '%-34s %12s %16s\n' "public" "$pa" "$pb"
 read -r ja jb <<<"$(per_request /jwt/hello "Authorization: Bearer $TOKEN")"; printf '%-34s %12s %16s\n' "jwt (cached token, 2 headers)" "$ja" "$jb"
+python3 -c "
+base = 97.2   # public route at 64d84a6, before issue 14 (docs/performance.md)
+v = $pa
+print(f'public route vs before issue 14 ({base}): {v / base:.2f}   target <= 0.50   ' + ('met' if v <= base / 2 else 'NOT MET'))"
 kill -INT "$GH_PID"; wait "$GH_PID" 2>/dev/null || true
 
 # stop PID — SIGINT, repeated (valgrind serialises threads), until it has exited.

@@ -12,7 +12,7 @@ need_tools() {
   [ ${#need[@]} -gt 0 ] || return 0
   for t in "${need[@]}"; do
     case $t in
-      nginx) pkgs+=(nginx-light) ;; protoc) pkgs+=(protobuf-compiler) ;; taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;;
+      nginx) pkgs+=(nginx-light) ;; perf) pkgs+=(linux-perf) ;; protoc) pkgs+=(protobuf-compiler) ;; taskset) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;;
     esac
   done
   local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

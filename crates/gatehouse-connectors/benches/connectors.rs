@@ -3,6 +3,7 @@
 //! Run with `make bench` (or `cargo bench -p gatehouse-connectors --bench connectors`).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse_connectors::inject::{InjectConfig, Injector};
 use gatehouse_connectors::jwt::JwtFactory;
@@ -15,6 +16,7 @@ use gatehouse_testkit::tokens::{claims, TestKey};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use serde_json::json;
 use std::sync::Arc;
+use support::bearer;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -50,15 +52,6 @@ fn token(key: &TestKey) -> String {
     key.mint(&c, Some("k1"))
 }
 
-fn headers(token: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    h
-}
-
 async fn check(c: &dyn Connector, h: &HeaderMap) {
     let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
     let v = c
@@ -78,7 +71,7 @@ fn jwt(c: &mut Criterion) {
     let rt = rt();
     let rsa = TestKey::rsa(1);
     let cached = connector(&rt, &rsa, "RS256", 100_000);
-    let h = headers(&token(&rsa));
+    let h = bearer(&token(&rsa));
     rt.block_on(check(&*cached, &h));
     c.bench_function("jwt/cached_hit_rs256", |b| {
         b.to_async(&rt).iter(|| check(&*cached, &h))
@@ -91,7 +84,7 @@ fn jwt(c: &mut Criterion) {
         ("jwt/uncached_eddsa", TestKey::ed25519(), "EdDSA"),
     ] {
         let uncached = connector(&rt, &key, alg, 0);
-        let h = headers(&token(&key));
+        let h = bearer(&token(&key));
         c.bench_function(name, |b| b.to_async(&rt).iter(|| check(&*uncached, &h)));
     }
 }
@@ -151,7 +144,7 @@ fn userinfo_warm(c: &mut Criterion) {
             shared_caches: Default::default(),
         }))
         .unwrap();
-    let mut h = headers("opaque-token-123");
+    let mut h = bearer("opaque-token-123");
     h.insert("x-region", HeaderValue::from_static("FR"));
     rt.block_on(check(&*conn, &h));
     c.bench_function("userinfo/warm_cache_hit", |b| {
@@ -194,7 +187,7 @@ fn any_of(c: &mut Criterion) {
         &claims("user-1", "https://partner.test", "api", 3600),
         Some("k1"),
     );
-    let h = headers(&t);
+    let h = bearer(&t);
     let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
     let view = RequestView {
         method: &m,

@@ -14,6 +14,7 @@
 //! one on one thread: p99 mostly shows how busy the machine is.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
 use gatehouse_connectors::jwt::JwtFactory;
 use gatehouse_connectors::userinfo::UserinfoFactory;
 use gatehouse_connectors::{
@@ -24,6 +25,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::bearer;
 use tokio::runtime::{Builder, Runtime};
 
 #[global_allocator]
@@ -206,15 +208,6 @@ impl Minter {
         self.claims["sub"] = json!(format!("user-{i}"));
         self.key.mint(&self.claims, None)
     }
-}
-
-fn bearer(token: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    h
 }
 
 async fn allow(c: &dyn Connector, h: &HeaderMap) {
