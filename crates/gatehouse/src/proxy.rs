@@ -616,6 +616,17 @@ mod tests {
         assert!(!valid_request_id(
             &HeaderValue::from_str(&"x".repeat(200)).unwrap()
         ));
-        assert_eq!(new_request_id().len(), 36);
+        let id = new_request_id();
+        assert_eq!(id.len(), 36);
+        assert!(valid_request_id(&id));
+        assert_ne!(id, new_request_id());
+    }
+
+    /// The context lives inside Pingora's boxed per-request future, which
+    /// is copied once per keep-alive request: keep it small.
+    #[test]
+    fn context_stays_small() {
+        let size = std::mem::size_of::<Ctx>();
+        assert!(size <= 512, "Ctx grew to {size} bytes");
     }
 }
