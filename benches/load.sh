@@ -69,7 +69,9 @@ fi
 
 W=$(mktemp -d /tmp/gatehouse-bench.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
+# SIGINT first (Pingora-based proxies shut down at once; SIGTERM alone starts their graceful period and
+# Pingap outlived the script), then SIGTERM for the rest (a background job of a script ignores SIGINT).
+cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT INT TERM
 
 UP=$(port) IDP=$(port) GH=$(port) GHA=$(port) HP=$(port) HJ=$(port) NG=$(port) PG=$(port) E8=$(port) E9=$(port)
