@@ -9,14 +9,14 @@ use gatehouse_connectors::inject::{InjectConfig, Injector};
 use gatehouse_connectors::jwt::JwtFactory;
 use gatehouse_connectors::policy::{GroupConfig, Policy};
 use gatehouse_connectors::{
-    run_chain, BuildContext, ChainOutcome, Connector, ConnectorFactory, RequestView, Step, Verdict,
+    run_chain, BuildContext, ChainOutcome, Connector, ConnectorFactory, Step,
 };
 use gatehouse_testkit::jwks;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::HeaderValue;
 use serde_json::json;
 use std::sync::Arc;
-use support::bearer;
+use support::{allow, bearer, Request};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -52,29 +52,14 @@ fn token(key: &TestKey) -> String {
     key.mint(&c, Some("k1"))
 }
 
-async fn check(c: &dyn Connector, h: &HeaderMap) {
-    let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
-    let v = c
-        .check(&RequestView {
-            method: &m,
-            uri: &u,
-            headers: h,
-            client: None,
-            request_id: "r",
-            peer_cert: None,
-        })
-        .await;
-    assert!(matches!(v, Verdict::Allow(_)));
-}
-
 fn jwt(c: &mut Criterion) {
     let rt = rt();
     let rsa = TestKey::rsa(1);
     let cached = connector(&rt, &rsa, "RS256", 100_000);
     let h = bearer(&token(&rsa));
-    rt.block_on(check(&*cached, &h));
+    rt.block_on(allow(&*cached, &h));
     c.bench_function("jwt/cached_hit_rs256", |b| {
-        b.to_async(&rt).iter(|| check(&*cached, &h))
+        b.to_async(&rt).iter(|| allow(&*cached, &h))
     });
 
     for (name, key, alg) in [
@@ -85,7 +70,7 @@ fn jwt(c: &mut Criterion) {
     ] {
         let uncached = connector(&rt, &key, alg, 0);
         let h = bearer(&token(&key));
-        c.bench_function(name, |b| b.to_async(&rt).iter(|| check(&*uncached, &h)));
+        c.bench_function(name, |b| b.to_async(&rt).iter(|| allow(&*uncached, &h)));
     }
 }
 
@@ -146,9 +131,9 @@ fn userinfo_warm(c: &mut Criterion) {
         .unwrap();
     let mut h = bearer("opaque-token-123");
     h.insert("x-region", HeaderValue::from_static("FR"));
-    rt.block_on(check(&*conn, &h));
+    rt.block_on(allow(&*conn, &h));
     c.bench_function("userinfo/warm_cache_hit", |b| {
-        b.to_async(&rt).iter(|| check(&*conn, &h))
+        b.to_async(&rt).iter(|| allow(&*conn, &h))
     });
     assert_eq!(idp.calls("/userinfo"), 1, "the loop ran on the cache");
 }
@@ -188,15 +173,8 @@ fn any_of(c: &mut Criterion) {
         Some("k1"),
     );
     let h = bearer(&t);
-    let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
-    let view = RequestView {
-        method: &m,
-        uri: &u,
-        headers: &h,
-        client: None,
-        request_id: "r",
-        peer_cert: None,
-    };
+    let req = Request::get();
+    let view = req.view(&h);
     assert!(
         corp.precheck(&view).is_some(),
         "corp must skip a partner token"

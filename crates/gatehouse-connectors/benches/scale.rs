@@ -18,14 +18,14 @@ mod support;
 use gatehouse_connectors::jwt::JwtFactory;
 use gatehouse_connectors::userinfo::UserinfoFactory;
 use gatehouse_connectors::{
-    run_chain, BuildContext, ChainOutcome, Connector, ConnectorFactory, RequestView, Step, Verdict,
+    run_chain, BuildContext, ChainOutcome, Connector, ConnectorFactory, Step,
 };
 use gatehouse_testkit::{parse_metric, MockIdp, MockResponse, TestKey};
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::bearer;
+use support::{allow, bearer, Request};
 use tokio::runtime::{Builder, Runtime};
 
 #[global_allocator]
@@ -208,20 +208,6 @@ impl Minter {
         self.claims["sub"] = json!(format!("user-{i}"));
         self.key.mint(&self.claims, None)
     }
-}
-
-async fn allow(c: &dyn Connector, h: &HeaderMap) {
-    let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
-    let view = RequestView {
-        method: &m,
-        uri: &u,
-        headers: h,
-        client: None,
-        request_id: "r",
-        peer_cert: None,
-    };
-    let v = c.check(&view).await;
-    assert!(matches!(v, Verdict::Allow(_)), "refused: {v:?}");
 }
 
 /// `count` pseudo-random indices below `n` (splitmix64, fixed seed).
@@ -426,15 +412,8 @@ fn chain() {
             HeaderValue::from_str(&token).unwrap(),
         );
     }
-    let (m, u) = (Method::GET, Uri::from_static("/orders/1"));
-    let view = RequestView {
-        method: &m,
-        uri: &u,
-        headers: &h,
-        client: None,
-        request_id: "r",
-        peer_cert: None,
-    };
+    let req = Request::get();
+    let view = req.view(&h);
     let mut base = 0.0;
     for k in [1usize, 2, 4] {
         let steps: Vec<Step> = conns[..k].iter().cloned().map(Step::one).collect();

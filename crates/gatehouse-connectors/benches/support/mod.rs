@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmarks (a module, not a bench target).
 
-use http::{HeaderMap, HeaderValue};
+use gatehouse_connectors::{Connector, RequestView, Verdict};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 
 /// Request headers carrying `token` as a bearer token.
 pub fn bearer(token: &str) -> HeaderMap {
@@ -10,4 +11,39 @@ pub fn bearer(token: &str) -> HeaderMap {
         HeaderValue::from_str(&format!("Bearer {token}")).expect("a valid header value"),
     );
     h
+}
+
+/// The request every benchmark checks: `GET /orders/1`, no client address,
+/// no client certificate.
+pub struct Request {
+    method: Method,
+    uri: Uri,
+}
+
+impl Request {
+    pub fn get() -> Self {
+        Self {
+            method: Method::GET,
+            uri: Uri::from_static("/orders/1"),
+        }
+    }
+
+    /// The connector's view of this request with `headers`.
+    pub fn view<'a>(&'a self, headers: &'a HeaderMap) -> RequestView<'a> {
+        RequestView {
+            method: &self.method,
+            uri: &self.uri,
+            headers,
+            client: None,
+            request_id: "r",
+            peer_cert: None,
+        }
+    }
+}
+
+/// Checks `GET /orders/1` with `headers` and asserts the connector allows it.
+pub async fn allow(c: &dyn Connector, headers: &HeaderMap) {
+    let req = Request::get();
+    let v = c.check(&req.view(headers)).await;
+    assert!(matches!(v, Verdict::Allow(_)), "refused: {v:?}");
 }
