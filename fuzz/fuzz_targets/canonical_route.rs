@@ -27,7 +27,7 @@ mod canonical;
 mod router;
 
 use canonical::{canonical_host, canonical_path, canonical_query, canonicalise, PathRules, RawRequest, Refusal};
-use gatehouse_config::{EncodedSlashes, PathParameters, RouteConfig};
+use gatehouse_config::{EncodedSlashes, PathParameters, RouteConfig, TrailingDots};
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 use router::Router;
@@ -125,8 +125,9 @@ fuzz_target!(|data: &[u8]| {
     let rules = PathRules {
         encoded_slashes: if flags & 1 == 1 { EncodedSlashes::Keep } else { EncodedSlashes::Reject },
         path_parameters: if flags & 2 == 2 { PathParameters::Strip } else { PathParameters::Reject },
+        trailing_dots: if flags & 4 == 4 { TrailingDots::Allow } else { TrailingDots::Reject },
     };
-    let method = &METHODS[usize::from(flags >> 2) % METHODS.len()];
+    let method = &METHODS[usize::from(flags >> 3) % METHODS.len()];
     let (target, host) = match rest.iter().position(|&b| b == b'\n') {
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
         None => (rest, None),

@@ -31,8 +31,8 @@ pub use cache::{CacheConfig, CacheKind};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, ConfigErrors};
 pub use request::{
-    is_header_name, parse_trusted_proxy, EncodedSlashes, PathParameters, CLIENT_ADDRESS_HEADERS,
-    METHOD_OVERRIDE_HEADERS,
+    is_header_name, parse_trusted_proxy, EncodedSlashes, PathParameters, TrailingDots, Upgrade,
+    CLIENT_ADDRESS_HEADERS, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS,
 };
 pub use steps::Step;
 
@@ -104,9 +104,21 @@ pub struct ServerConfig {
     /// `%2F` / `%5C` in a path: `"reject"` (400, default) or `"keep"` (opaque data).
     #[serde(default)]
     pub encoded_slashes: EncodedSlashes,
-    /// Path parameters (`;…`): `"reject"` (400, default) or `"strip"`.
+    /// Path parameters (`;…`, and their escape `%3B`): `"reject"` (400,
+    /// default) or `"strip"`.
     #[serde(default)]
     pub path_parameters: PathParameters,
+    /// A path segment ending in `.` or a space (raw or encoded), other than
+    /// `.` and `..`: `"reject"` (400, default; Windows servers drop them and
+    /// serve `/api./x` as `/api/x`) or `"allow"`.
+    #[serde(default)]
+    pub trailing_dots_and_spaces: TrailingDots,
+    /// Drop client headers whose names hold a character outside
+    /// `[A-Za-z0-9-]` (`_` too unless `underscores_in_headers`), as NGINX's
+    /// `ignore_invalid_headers` does (default true). Identity, address and
+    /// override headers are removed in every spelling either way.
+    #[serde(default = "default_true")]
+    pub ignore_invalid_headers: bool,
     /// Extra client header names removed from every request on every route
     /// (compared case-insensitively, `_` and `-` as equal), beside every header
     /// any connector can inject.
@@ -120,9 +132,15 @@ pub struct ServerConfig {
     /// are removed, so the method that was routed is the method served).
     #[serde(default)]
     pub method_override_headers: bool,
-    /// Peers (CIDRs or addresses) whose `X-Forwarded-For` chain and
-    /// `X-Real-IP`/`Forwarded`/`X-Forwarded-Host`/`-Port`/`-Proto` are kept;
-    /// from any other peer they are replaced or removed.
+    /// Forward `X-Original-URL` and `X-Rewrite-URL` (default false: they are
+    /// removed from every request, trusted proxies' included, since Symfony
+    /// and Zend route by them instead of the path Gatehouse routed).
+    #[serde(default)]
+    pub path_override_headers: bool,
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-For` chain and the
+    /// other client-address and scheme headers ([`CLIENT_ADDRESS_HEADERS`],
+    /// `X-Forwarded-Proto`) are kept; from any other peer they are replaced
+    /// or removed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
 }
@@ -341,10 +359,18 @@ pub struct RouteConfig {
     /// allows wins). Empty: a public route.
     #[serde(default)]
     pub connectors: Vec<Step>,
-    /// Match `path_prefix` ignoring ASCII case, for upstreams that serve paths
-    /// case-insensitively (IIS and others). The path is forwarded unchanged.
+    /// Match `path_prefix` ignoring ASCII case, for upstreams that route
+    /// paths case-insensitively: IIS and ASP.NET Core, Express and Koa by
+    /// default (`/API/secret` is their `/api/secret`). The path is forwarded
+    /// unchanged.
     #[serde(default)]
     pub path_case_insensitive: bool,
+    /// Protocol upgrades tunnelled on this route (`["websocket"]`); empty by
+    /// default: an `Upgrade` header is removed and the request proxied as a
+    /// plain one. An allowed upgrade runs the connectors first and opens
+    /// the tunnel only on a `101` that completes the client's handshake.
+    #[serde(default)]
+    pub upgrades: Vec<Upgrade>,
 }
 
 fn default_true() -> bool {

@@ -31,15 +31,60 @@ pub enum PathParameters {
     Strip,
 }
 
-/// Client-sent headers that describe the client's address or the original
-/// request, removed unless the peer is a trusted proxy. (`X-Forwarded-For`
-/// and `X-Forwarded-Proto` are not in the list: Gatehouse always sets them.)
+/// What to do with a path segment ending in `.` or a space.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrailingDots {
+    /// Refuse with 400 (default): Windows path handling (IIS, ASP.NET on
+    /// Windows) drops trailing dots and spaces, so `/api./x` is its `/api/x`.
+    #[default]
+    Reject,
+    /// Route and forward such segments as they are.
+    Allow,
+}
+
+/// A protocol a route may upgrade a connection to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Upgrade {
+    /// RFC 6455 WebSocket (`Upgrade: websocket`, HTTP/1.1 `GET`).
+    Websocket,
+}
+
+/// Client-sent headers that describe the client's address, scheme or the
+/// original request, removed unless the peer is a trusted proxy; each is
+/// matched in every spelling (names compared on their letters and digits
+/// only). `X-Forwarded-For` and `X-Forwarded-Proto` are not in the list:
+/// Gatehouse always sets them.
 pub const CLIENT_ADDRESS_HEADERS: &[&str] = &[
     "x-real-ip",
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-forwarded",
+    "forwarded-for",
+    "x-original-forwarded-for",
+    "x-client-ip",
+    "true-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-proxyuser-ip",
+    "wl-proxy-client-ip",
+    "proxy-client-ip",
 ];
+
+/// Path-override headers (Symfony ≤ 3.4 and Zend Framework route by them
+/// instead of the request path), removed from every request unless
+/// `server.path_override_headers` is on.
+pub const PATH_OVERRIDE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url"];
 
 /// Method-override headers (read by Rails, Express, Symfony, ASP.NET and
 /// others to turn a `POST` into another method), removed unless

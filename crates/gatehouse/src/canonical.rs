@@ -8,7 +8,12 @@
 //!   `pchar` percent-encoded. Refused: `%2F`/`%5C` (unless
 //!   [`EncodedSlashes::Keep`]), a raw `\`, raw or encoded control bytes,
 //!   malformed escapes, double encoding (`%25` that decodes to another
-//!   escape), and `;` path parameters (unless [`PathParameters::Strip`]).
+//!   escape), `;` path parameters and their escape `%3B` (unless
+//!   [`PathParameters::Strip`], which strips both: one decoding hop behind
+//!   Gatehouse would turn `%3B` into a parameter Tomcat and Jetty strip),
+//!   and a segment ending in `.` or a space, raw or encoded, other than
+//!   `.`/`..` (unless [`TrailingDots::Allow`]: Windows drops them, so
+//!   `/api./x` is its `/api/x`).
 //! - Method: a case-sensitive token; any method with a lower-case letter is
 //!   refused (every registered method is upper case; `post` is read as `POST`
 //!   by Django and Werkzeug).
@@ -19,7 +24,7 @@
 //! The functions here are pure and allocation-free when the request is
 //! already canonical (the common case).
 
-use gatehouse_config::{EncodedSlashes, PathParameters};
+use gatehouse_config::{EncodedSlashes, PathParameters, TrailingDots};
 use http::Method;
 use std::borrow::Cow;
 
@@ -38,8 +43,10 @@ pub enum Refusal {
     BadEscape,
     /// `%25` whose decoding forms another escape (`%2561`).
     DoubleEncoding,
-    /// A `;` path parameter.
+    /// A `;` path parameter, or its escape `%3B`.
     PathParameter,
+    /// A segment ending in `.` or a space (other than `.` and `..`).
+    TrailingDot,
     /// A method with lower-case letters.
     InvalidMethod,
     /// HTTP/1.1 without a `Host` header.
@@ -71,7 +78,10 @@ impl Refusal {
             Refusal::ControlByte => "the request target contains a control character",
             Refusal::BadEscape => "the path contains a malformed percent-escape",
             Refusal::DoubleEncoding => "the path contains a double percent-encoding (%25XX)",
-            Refusal::PathParameter => "the path contains a ';' path parameter",
+            Refusal::PathParameter => "the path contains a ';' path parameter (or its escape %3B)",
+            Refusal::TrailingDot => {
+                "a path segment ends in a dot or a space, which Windows servers drop"
+            }
             Refusal::InvalidMethod => "methods are case-sensitive upper-case tokens",
             Refusal::MissingHost => "an HTTP/1.1 request needs a Host header",
             Refusal::DuplicateHost => "the request has more than one Host header",
@@ -85,8 +95,10 @@ impl Refusal {
 pub struct PathRules {
     /// What `%2F`/`%5C` do.
     pub encoded_slashes: EncodedSlashes,
-    /// What `;` does.
+    /// What `;` (and `%3B`) does.
     pub path_parameters: PathParameters,
+    /// What a segment ending in `.` or a space does.
+    pub trailing_dots: TrailingDots,
 }
 
 /// A request target split into its parts (bytes as received).
@@ -176,7 +188,7 @@ fn is_canonical(path: &[u8]) -> bool {
         && !has_empty_inner_segment(path)
         && path[1..]
             .split(|&b| b == b'/')
-            .all(|seg| seg != b"." && seg != b".." && seg.iter().all(|&b| is_plain_pchar(b)))
+            .all(|seg| seg.last() != Some(&b'.') && seg.iter().all(|&b| is_plain_pchar(b)))
 }
 
 /// `//` anywhere (an empty segment that is not the trailing one).
@@ -204,6 +216,16 @@ fn normalise_segment(raw: &[u8], rules: PathRules, out: &mut String) -> Result<(
                     return Err(Refusal::BadEscape);
                 };
                 let v = (h << 4) | l;
+                if v == b';' {
+                    match rules.path_parameters {
+                        PathParameters::Reject => return Err(Refusal::PathParameter),
+                        PathParameters::Strip => {
+                            param_at.get_or_insert(out.len());
+                            i += 3;
+                            continue;
+                        }
+                    }
+                }
                 if is_unreserved(v) {
                     out.push(char::from(v));
                 } else if v == b'/' || v == b'\\' {
@@ -238,6 +260,10 @@ fn normalise_segment(raw: &[u8], rules: PathRules, out: &mut String) -> Result<(
     }
     if decoded_percent && has_second_level_escape(raw) {
         return Err(Refusal::DoubleEncoding);
+    }
+    let ends_badly = out.ends_with('.') || out.ends_with("%20");
+    if rules.trailing_dots == TrailingDots::Reject && ends_badly && out != "." && out != ".." {
+        return Err(Refusal::TrailingDot);
     }
     Ok(())
 }

@@ -1,20 +1,27 @@
 //! Which client headers reach the upstream: identity headers only Gatehouse
 //! sets, client-address headers the upstream can trust.
 //!
-//! - Every header name any connector of the snapshot can inject, and every
-//!   name in `server.strip_headers`, is removed from every request on every
-//!   route (public routes included), names compared case-insensitively with
-//!   `_` and `-` as equal.
-//! - Names containing `_` are dropped unless `server.underscores_in_headers`
-//!   (CGI, WSGI and PHP read `X_User_Id` as `X-User-Id`).
-//! - `X-HTTP-Method-Override` and its variants are removed unless
-//!   `server.method_override_headers`.
-//! - `X-Forwarded-For` is the client address; `X-Real-IP`, `Forwarded`,
-//!   `X-Forwarded-Host` and `X-Forwarded-Port` are removed; unless the peer is
-//!   in `server.trusted_proxies`, whose chain is kept and appended to.
+//! - Names with a character outside `[A-Za-z0-9-]` are dropped (NGINX's
+//!   `ignore_invalid_headers`), `_` included unless
+//!   `server.underscores_in_headers`: PHP reads `X.User.Id` as `X_User_Id`,
+//!   CGI servers and lighttpd fold every punctuation character to `_`.
+//! - Every protected name is matched on its letters and digits alone (ASCII
+//!   case-insensitively), so no spelling survives even where a setting keeps
+//!   odd names: `X.User.Id`, `x_user_id` and `X-User--Id` are all
+//!   `X-User-Id`. Protected: every header name any connector of the snapshot
+//!   can inject, every name in `server.strip_headers`, the method-override
+//!   headers (unless `server.method_override_headers`) and the path-override
+//!   headers (unless `server.path_override_headers`) — removed from every
+//!   request on every route, public routes included.
+//! - `X-Forwarded-For` is the client address and `X-Forwarded-Proto` the
+//!   scheme; every other client-address and scheme header
+//!   ([`CLIENT_ADDRESS_HEADERS`]) is removed — unless the peer is in
+//!   `server.trusted_proxies`, whose headers are kept and whose
+//!   `X-Forwarded-For` chain is appended to.
 
 use gatehouse_config::{
     parse_trusted_proxy, ServerConfig, CLIENT_ADDRESS_HEADERS, METHOD_OVERRIDE_HEADERS,
+    PATH_OVERRIDE_HEADERS,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
@@ -24,23 +31,48 @@ pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 /// `X-Forwarded-Proto`.
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
+/// Why a client header was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// A character outside `[A-Za-z0-9-]` (`_` unless allowed).
+    InvalidName = 0,
+    /// An identity, certificate, override or configured name, in any spelling.
+    Protected = 1,
+    /// A client-address or scheme header from a peer that is not trusted.
+    ClientAddress = 2,
+}
+
+/// Label values of `gatehouse_request_headers_dropped_total`, indexed by [`Dropped`].
+pub const DROP_REASONS: [&str; 3] = ["invalid_name", "protected", "client_address"];
+
 /// The compiled header rules of one snapshot.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderRules {
-    /// Lower-case names with `_` written as `-`.
+    /// Protected names, folded (see [`fold`]).
     strip: Vec<String>,
+    /// Client-address and scheme names, folded.
+    address: Vec<String>,
     underscores: bool,
+    drop_invalid: bool,
     trusted: Vec<ipnet::IpNet>,
 }
 
-/// True when `name` equals `normalised` (lower case, `-` for `_`) once its
-/// own `_` are read as `-`. Header names from `http` are lower case.
-fn same_name(name: &str, normalised: &str) -> bool {
-    name.len() == normalised.len()
-        && name
-            .bytes()
-            .zip(normalised.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+/// A name as every folding parser downstream reads it: its ASCII letters
+/// (lower case) and digits, every other character left out.
+pub fn fold(name: &str) -> String {
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
+}
+
+/// True when `name` folds to `folded` (no allocation).
+fn folds_to(name: &str, folded: &str) -> bool {
+    let mut it = name
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase());
+    folded.bytes().all(|f| it.next() == Some(f)) && it.next().is_none()
 }
 
 /// `ip` as a header value: formatted on the stack, then one allocation.
@@ -57,8 +89,12 @@ fn address_value(ip: IpAddr) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-fn normalise(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+fn push_folded<'a>(out: &mut Vec<String>, names: impl IntoIterator<Item = &'a str>) {
+    for n in names.into_iter().map(fold) {
+        if !n.is_empty() && !out.contains(&n) {
+            out.push(n);
+        }
+    }
 }
 
 impl HeaderRules {
@@ -68,25 +104,28 @@ impl HeaderRules {
         server: &ServerConfig,
         injected: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
-        let mut strip: Vec<String> = Vec::new();
-        let names = injected
-            .into_iter()
-            .map(|h| normalise(h.as_str()))
-            .chain(server.strip_headers.iter().map(|h| normalise(h)))
-            .chain(
-                METHOD_OVERRIDE_HEADERS
-                    .iter()
-                    .filter(|_| !server.method_override_headers)
-                    .map(|h| normalise(h)),
-            );
-        for n in names {
-            if !strip.contains(&n) {
-                strip.push(n);
-            }
+        let mut strip = Vec::new();
+        push_folded(&mut strip, injected.into_iter().map(HeaderName::as_str));
+        push_folded(&mut strip, server.strip_headers.iter().map(String::as_str));
+        if !server.method_override_headers {
+            push_folded(&mut strip, METHOD_OVERRIDE_HEADERS.iter().copied());
         }
+        if !server.path_override_headers {
+            push_folded(&mut strip, PATH_OVERRIDE_HEADERS.iter().copied());
+        }
+        let mut address = Vec::new();
+        push_folded(
+            &mut address,
+            CLIENT_ADDRESS_HEADERS
+                .iter()
+                .copied()
+                .chain([X_FORWARDED_FOR, X_FORWARDED_PROTO]),
+        );
         Self {
             strip,
+            address,
             underscores: server.underscores_in_headers,
+            drop_invalid: server.ignore_invalid_headers,
             trusted: server
                 .trusted_proxies
                 .iter()
@@ -100,23 +139,36 @@ impl HeaderRules {
         peer.is_some_and(|ip| self.trusted.iter().any(|n| n.contains(&ip)))
     }
 
-    /// True when a client header of this name never reaches the upstream.
-    pub fn strips(&self, name: &str, trusted_peer: bool) -> bool {
-        (!self.underscores && name.contains('_'))
-            || self.strip.iter().any(|s| same_name(name, s))
-            || (!trusted_peer
-                && CLIENT_ADDRESS_HEADERS
-                    .iter()
-                    .chain(&[X_FORWARDED_FOR, X_FORWARDED_PROTO])
-                    .any(|s| same_name(name, s)))
+    /// Why a client header of this name never reaches the upstream, if it
+    /// does not.
+    pub fn drops(&self, name: &str, trusted_peer: bool) -> Option<Dropped> {
+        let invalid = name.bytes().any(|b| match b {
+            b'_' => !self.underscores,
+            _ => self.drop_invalid && !(b.is_ascii_alphanumeric() || b == b'-'),
+        });
+        if invalid {
+            Some(Dropped::InvalidName)
+        } else if self.strip.iter().any(|s| folds_to(name, s)) {
+            Some(Dropped::Protected)
+        } else if !trusted_peer && self.address.iter().any(|s| folds_to(name, s)) {
+            Some(Dropped::ClientAddress)
+        } else {
+            None
+        }
     }
 
-    /// The names in `headers` to remove (no allocation when there are none).
-    pub fn to_remove(&self, headers: &HeaderMap, trusted_peer: bool) -> Vec<HeaderName> {
+    /// True when a client header of this name never reaches the upstream.
+    pub fn strips(&self, name: &str, trusted_peer: bool) -> bool {
+        self.drops(name, trusted_peer).is_some()
+    }
+
+    /// The names in `headers` to remove, with why (no allocation when there
+    /// are none).
+    pub fn to_remove(&self, headers: &HeaderMap, trusted_peer: bool) -> Vec<(HeaderName, Dropped)> {
         let mut out = Vec::new();
         for name in headers.keys() {
-            if self.strips(name.as_str(), trusted_peer) {
-                out.push(name.clone());
+            if let Some(why) = self.drops(name.as_str(), trusted_peer) {
+                out.push((name.clone(), why));
             }
         }
         out
@@ -189,9 +241,26 @@ mod tests {
             assert!(r.strips(n, false), "{n}");
             assert!(r.strips(n, true), "{n}");
         }
-        for n in ["x-user-ids", "x-user", "accept", "x-userid"] {
+        for n in ["x-user-ids", "x-user", "accept", "x-tenants"] {
             assert!(!r.strips(n, false), "{n}");
         }
+        // Every punctuation spelling is the same name to PHP and CGI.
+        let odd = HeaderRules::new(
+            &server("ignore_invalid_headers = false\nunderscores_in_headers = true"),
+            &injected,
+        );
+        for n in [
+            "x.user.id",
+            "x~user~id",
+            "x-user--id",
+            "x+user-id",
+            "xuserid",
+            "x_user.id",
+        ] {
+            assert_eq!(odd.drops(n, true), Some(Dropped::Protected), "{n}");
+            assert_eq!(r.drops(n, true).is_some(), true, "{n}");
+        }
+        assert_eq!(odd.drops("x.custom", false), None);
     }
 
     #[test]
@@ -199,8 +268,30 @@ mod tests {
         let r = HeaderRules::new(&server(""), []);
         assert!(r.strips("x-http-method-override", false));
         assert!(r.strips("x-method-override", true));
+        assert!(r.strips("x-original-url", true));
+        assert!(r.strips("x-rewrite-url", true));
+        let r = HeaderRules::new(&server("path_override_headers = true"), []);
+        assert!(!r.strips("x-original-url", false));
         let r = HeaderRules::new(&server("method_override_headers = true"), []);
         assert!(!r.strips("x-http-method-override", false));
+    }
+
+    #[test]
+    fn invalid_names_dropped_like_nginx() {
+        let r = HeaderRules::new(&server(""), []);
+        for n in [
+            "x.custom", "x~a", "x+a", "x!a", "x'a", "x*a", "x|a", "x^a", "x#a", "x$a",
+        ] {
+            assert_eq!(r.drops(n, true), Some(Dropped::InvalidName), "{n}");
+        }
+        for n in ["x-custom", "accept", "x-1", "content-type"] {
+            assert_eq!(r.drops(n, false), None, "{n}");
+        }
+        let keep = HeaderRules::new(&server("ignore_invalid_headers = false"), []);
+        assert_eq!(keep.drops("x.custom", false), None);
+        // Underscores have their own setting.
+        assert_eq!(keep.drops("x_custom", false), Some(Dropped::InvalidName));
+        assert_eq!(fold("X-User_Id.2"), "xuserid2");
     }
 
     #[test]
@@ -228,8 +319,21 @@ mod tests {
             "x-forwarded-host",
             "x-forwarded-port",
             "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-client-ip",
+            "true-client-ip",
+            "client-ip",
+            "cf-connecting-ip",
+            "fastly-client-ip",
+            "x-cluster-client-ip",
+            "x-forwarded",
+            "forwarded-for",
+            "x-original-forwarded-for",
+            "x-forwarded-ssl",
+            "x-forwarded-scheme",
+            "x-forwarded-prefix",
         ] {
-            assert!(r.strips(n, false), "{n}");
+            assert_eq!(r.drops(n, false), Some(Dropped::ClientAddress), "{n}");
             assert!(!r.strips(n, true), "{n}");
         }
         let mut h = HeaderMap::new();

@@ -59,7 +59,27 @@ pub struct Metrics {
     pub tls_client_hellos: IntCounter,
     /// `gatehouse_tls_certificate_expiry_seconds{file}` (set when scraped).
     pub tls_cert_expiry: GaugeVec,
+    /// `gatehouse_request_headers_dropped_total{reason}`, indexed by
+    /// [`crate::headers::Dropped`].
+    pub headers_dropped: [IntCounter; 3],
+    /// `gatehouse_upgrades_total{result}`, indexed by [`UpgradeResult`].
+    pub upgrades: [IntCounter; 3],
 }
+
+/// What became of a request that asked for a protocol upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeResult {
+    /// The route allows it and the upstream completed the handshake.
+    Tunnelled = 0,
+    /// The route does not allow it: `Upgrade` removed, proxied as a plain request.
+    Stripped = 1,
+    /// The upstream's `101` did not complete the client's handshake (or came
+    /// for a request that was not an allowed upgrade): connection closed.
+    BadHandshake = 2,
+}
+
+/// Label values of `gatehouse_upgrades_total`, indexed by [`UpgradeResult`].
+pub const UPGRADE_RESULTS: [&str; 3] = ["tunnelled", "stripped", "bad_handshake"];
 
 fn hist(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
     HistogramVec::new(
@@ -174,6 +194,28 @@ impl Metrics {
                 ),
                 &["file"],
             )?,
+            headers_dropped: {
+                let v = IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_request_headers_dropped_total",
+                        "Client request headers not forwarded, by reason: invalid_name (a character outside [A-Za-z0-9-], `_` unless allowed), protected (an identity, certificate or override header in any spelling), client_address (address and scheme headers from an untrusted peer).",
+                    ),
+                    &["reason"],
+                )?;
+                registry.register(Box::new(v.clone()))?;
+                crate::headers::DROP_REASONS.map(|r| v.with_label_values(&[r]))
+            },
+            upgrades: {
+                let v = IntCounterVec::new(
+                    Opts::new(
+                        "gatehouse_upgrades_total",
+                        "Requests asking for a protocol upgrade, by result: tunnelled, stripped (the route does not allow it), bad_handshake (the upstream's 101 did not complete the handshake; closed).",
+                    ),
+                    &["result"],
+                )?;
+                registry.register(Box::new(v.clone()))?;
+                UPGRADE_RESULTS.map(|r| v.with_label_values(&[r]))
+            },
             registry,
         };
         let r = &m.registry;

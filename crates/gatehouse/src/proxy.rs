@@ -3,8 +3,10 @@
 
 use crate::canonical::{canonicalise, RawRequest};
 use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use crate::metrics::UpgradeResult;
 use crate::snapshot::Snapshot;
 use crate::state::State;
+use crate::upgrade::{self, Ask};
 use crate::upstream::Peer;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,6 +15,7 @@ use http::{header, HeaderValue, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 use pingora::{ErrorSource, ErrorType};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +52,9 @@ pub struct Ctx {
     failed: Vec<SocketAddr>,
     /// The step and member whose refusal answered, and why.
     rejected: Option<(usize, usize, Reason)>,
+    /// The `Sec-WebSocket-Accept` an allowed WebSocket handshake expects;
+    /// `None`: any `101` from the upstream is refused.
+    upgrade_accept: Option<HeaderValue>,
     _inflight: InflightGuard,
 }
 
@@ -179,6 +185,7 @@ impl ProxyHttp for GatehouseProxy {
             peer: None,
             failed: Vec::new(),
             rejected: None,
+            upgrade_accept: None,
             _inflight: InflightGuard(self.state.clone()),
         }
     }
@@ -273,6 +280,28 @@ impl ProxyHttp for GatehouseProxy {
         };
         ctx.route = Some(idx);
         let route = &snapshot.routes[idx];
+        match upgrade::classify(req.version, &req.method, &req.headers, &route.upgrades) {
+            Ask::None => {}
+            Ask::Strip => {
+                self.state.metrics.upgrades[UpgradeResult::Stripped as usize].inc();
+                // Removed before Pingora reads the request as an upgrade.
+                session.req_header_mut().remove_header(&header::UPGRADE);
+            }
+            Ask::Refuse(description) => {
+                session.set_keepalive(None);
+                respond_json_error(
+                    session,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_upgrade",
+                    description,
+                    &rid,
+                )
+                .await?;
+                return Ok(true);
+            }
+            Ask::Websocket { accept } => ctx.upgrade_accept = Some(accept),
+        }
+        let req = session.req_header();
         if route.chain.is_empty() {
             return Ok(false);
         }
@@ -337,7 +366,12 @@ impl ProxyHttp for GatehouseProxy {
                 "the upstream has no address",
             ));
         };
-        let http = Box::new(peer.http.clone());
+        let mut http = Box::new(peer.http.clone());
+        if ctx.upgrade_accept.is_none() {
+            // Belt and braces: no upgrade field reaches the upstream unless
+            // the route allowed this request's handshake.
+            http.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::deny_upgrades();
+        }
         ctx.peer = Some(peer);
         ctx.upstream_start = Some(Instant::now());
         Ok(http)
@@ -407,7 +441,8 @@ impl ProxyHttp for GatehouseProxy {
                 let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
                 HeaderValue::from_static(if tls { "https" } else { "http" })
             });
-        for h in rules.to_remove(&up.headers, trusted) {
+        for (h, why) in rules.to_remove(&up.headers, trusted) {
+            self.state.metrics.headers_dropped[why as usize].inc();
             up.remove_header(&h);
         }
         for h in &ctx.edits.remove {
@@ -434,11 +469,30 @@ impl ProxyHttp for GatehouseProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let (Some(route), Some(t)) = (self.route(ctx), ctx.upstream_start) {
             route.metrics.observe_upstream(t.elapsed());
+        }
+        if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+            let complete = ctx
+                .upgrade_accept
+                .as_ref()
+                .is_some_and(|accept| upgrade::completes(&resp.headers, accept));
+            let result = if complete {
+                UpgradeResult::Tunnelled
+            } else {
+                UpgradeResult::BadHandshake
+            };
+            self.state.metrics.upgrades[result as usize].inc();
+            if !complete {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "the upstream's 101 does not complete the client's WebSocket handshake (or the route allows no upgrade)",
+                )
+                .into_up());
+            }
         }
         Ok(())
     }
@@ -505,9 +559,9 @@ impl ProxyHttp for GatehouseProxy {
         match self.route(ctx) {
             _ if code == 0 => tracing::debug!("client went away: {e}"),
             Some(route) => {
-                tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {e}")
+                tracing::warn!(route = %route.name, upstream = %route.upstream.name, status = code, "proxy error: {}", loggable(e))
             }
-            None => tracing::warn!(status = code, "request failed: {e}"),
+            None => tracing::warn!(status = code, "request failed: {}", loggable(e)),
         }
         FailToProxy {
             error_code: code,
@@ -539,6 +593,42 @@ impl ProxyHttp for GatehouseProxy {
                 status,
                 elapsed,
             );
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// An error as it may be logged. Pingora's parse errors carry the bytes
+/// the upstream sent (`buf: …`), which can echo request headers such as
+/// `Authorization`: only their first line (the status line) is kept, and
+/// the whole text is bounded.
+fn loggable(e: &Error) -> String {
+    const MAX: usize = 512;
+    const STATUS_LINE_MAX: usize = 128;
+    let full = e.to_string();
+    match full.find("buf: ") {
+        None => prefix(&full, MAX).to_string(),
+        Some(i) => {
+            let rest = &full[i + 5..];
+            // The bytes are escaped (`\r\n`): the status line ends at the first.
+            let line_end = ["\\r", "\\n", " cause:"]
+                .iter()
+                .filter_map(|m| rest.find(m))
+                .min()
+                .unwrap_or(rest.len());
+            format!(
+                "{}status line: {} (the rest of the upstream's bytes are not logged)",
+                &full[..i],
+                prefix(&rest[..line_end], STATUS_LINE_MAX)
+            )
         }
     }
 }
@@ -607,6 +697,22 @@ mod tests {
                 .to_string(),
             "/a"
         );
+    }
+
+    #[test]
+    fn logged_errors_keep_only_the_status_line_of_upstream_bytes() {
+        let bytes = b"HTTP/1.1 200 OK\r\nX-Echo-Authorization: Bearer SECRET\r\n\r\n";
+        let e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            format!("buf: {}", bytes.escape_ascii()),
+        )
+        .into_up();
+        let text = loggable(&e);
+        assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(!text.contains("X-Echo"), "{text}");
+        let long = Error::explain(ErrorType::InternalError, "é".repeat(1000));
+        assert!(loggable(&long).len() <= 512);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct CompiledRoute {
     pub chain_metrics: Vec<Vec<ConnectorMetrics>>,
     /// Metric handles.
     pub metrics: RouteMetrics,
+    /// Protocol upgrades the route tunnels (`upgrades`).
+    pub upgrades: Vec<gatehouse_config::Upgrade>,
 }
 
 pub use crate::upstream::CompiledUpstream;
@@ -205,6 +207,7 @@ pub async fn compile(
     let path_rules = PathRules {
         encoded_slashes: config.server.encoded_slashes,
         path_parameters: config.server.path_parameters,
+        trailing_dots: config.server.trailing_dots_and_spaces,
     };
     for (i, r) in config.routes.iter().enumerate() {
         let rules = path_rules;
@@ -270,6 +273,7 @@ pub async fn compile(
                 .map(|s| Step::any(s.iter().map(|b| b.connector.clone()).collect()))
                 .collect(),
             metrics: metrics.route(&r.name, &names, &groups),
+            upgrades: r.upgrades.clone(),
         });
     }
 

@@ -5,10 +5,12 @@ use proptest::prelude::*;
 const STRICT: PathRules = PathRules {
     encoded_slashes: EncodedSlashes::Reject,
     path_parameters: PathParameters::Reject,
+    trailing_dots: TrailingDots::Reject,
 };
 const LAX: PathRules = PathRules {
     encoded_slashes: EncodedSlashes::Keep,
     path_parameters: PathParameters::Strip,
+    trailing_dots: TrailingDots::Allow,
 };
 
 fn canon(p: &str) -> Result<String, Refusal> {
@@ -54,7 +56,6 @@ fn normalisation() {
         ("/a\"<>{}|^`", "/a%22%3C%3E%7B%7D%7C%5E%60"),
         ("/caf\u{e9}", "/caf%C3%A9"),
         ("/%41PI", "/API"),
-        ("/a/..%2e", "/a/..."),
         ("/a:b@c!$&'()*+,=", "/a:b@c!$&'()*+,="),
     ];
     for (input, want) in cases {
@@ -84,6 +85,17 @@ fn refusals() {
         ("/api;x=1/secret", Refusal::PathParameter),
         ("/x/..;/api/secret", Refusal::PathParameter),
         ("/api;", Refusal::PathParameter),
+        ("/api%3B/secret", Refusal::PathParameter),
+        ("/public/..%3B/api/secret", Refusal::PathParameter),
+        ("/api%3bx", Refusal::PathParameter),
+        ("/api./secret", Refusal::TrailingDot),
+        ("/api%2e/secret", Refusal::TrailingDot),
+        ("/api%2E", Refusal::TrailingDot),
+        ("/api%20/secret", Refusal::TrailingDot),
+        ("/api /secret", Refusal::TrailingDot),
+        ("/api.%20./secret", Refusal::TrailingDot),
+        ("/a/..%2e", Refusal::TrailingDot),
+        ("/a/...", Refusal::TrailingDot),
         ("api", Refusal::InvalidTarget),
     ];
     for (input, want) in cases {
@@ -103,6 +115,26 @@ fn lax_rules_keep_slashes_opaque_and_strip_parameters() {
     assert_eq!(c("/x/..;/api/secret").as_deref(), Ok("/api/secret"));
     assert_eq!(c("/a;jsessionid=1").as_deref(), Ok("/a"));
     assert_eq!(c("/a\\b"), Err(Refusal::Backslash));
+    // `%3B` is stripped like `;`: one decoding hop must not make it a parameter.
+    assert_eq!(c("/api%3Bx=1/secret").as_deref(), Ok("/api/secret"));
+    assert_eq!(c("/public/..%3b/api/secret").as_deref(), Ok("/api/secret"));
+    // Trailing dots and spaces allowed: kept as they are.
+    assert_eq!(c("/api./secret").as_deref(), Ok("/api./secret"));
+    assert_eq!(c("/api%20").as_deref(), Ok("/api%20"));
+}
+
+#[test]
+fn dot_segments_and_inner_dots_still_pass() {
+    for (input, want) in [
+        ("/a/./b", "/a/b"),
+        ("/a/../b", "/b"),
+        ("/.well-known/x", "/.well-known/x"),
+        ("/a.b/c", "/a.b/c"),
+        ("/a/..b", "/a/..b"),
+        ("/a%20b", "/a%20b"),
+    ] {
+        assert_eq!(canon(input).as_deref(), Ok(want), "{input}");
+    }
 }
 
 #[test]

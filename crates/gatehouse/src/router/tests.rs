@@ -12,6 +12,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<&[&str]>)
         upstream: "u".into(),
         connectors: vec![],
         path_case_insensitive: false,
+        upgrades: Vec::new(),
     }
 }
 
@@ -185,7 +186,7 @@ mod readings {
     //! dot-segment removal, slash merging, `;` stripping).
     use super::*;
     use crate::canonical::{canonical_path, PathRules};
-    use gatehouse_config::{EncodedSlashes, PathParameters};
+    use gatehouse_config::{EncodedSlashes, PathParameters, TrailingDots};
     use proptest::prelude::*;
 
     /// Decode every escape once, `\` as `/`, strip `;…` per segment,
@@ -216,6 +217,12 @@ mod readings {
         let mut trailing = false;
         for (j, seg) in segs.iter().enumerate().skip(1) {
             let seg = seg.split(';').next().unwrap_or("");
+            // Windows drops trailing dots and spaces of a segment.
+            let seg = if seg == "." || seg == ".." {
+                seg
+            } else {
+                seg.trim_end_matches(['.', ' '])
+            };
             let last = j == segs.len() - 1;
             match seg {
                 "" | "." => trailing = last,
@@ -251,6 +258,9 @@ mod readings {
             Just(&b"%5c"[..]),
             Just(&b"\\"[..]),
             Just(&b";x=1"[..]),
+            Just(&b"%3b"[..]),
+            Just(&b"%3B"[..]),
+            Just(&b" "[..]),
             Just(&b"%61"[..]),
             Just(&b"%25"[..]),
             Just(&b"%70"[..]),
@@ -284,6 +294,7 @@ mod readings {
             let rules = PathRules {
                 encoded_slashes: EncodedSlashes::Reject,
                 path_parameters: if strip { PathParameters::Strip } else { PathParameters::Reject },
+                trailing_dots: TrailingDots::Reject,
             };
             if let Ok(c) = canonical_path(&raw, rules) {
                 let routed = r.find(None, &c, &Method::GET);

@@ -192,6 +192,20 @@ pub fn all(t: &Tokens) -> Vec<Case> {
     b.path("/api;x=1/secret", BAD);
     b.path("/api;/secret", BAD);
     b.path("/api;jsessionid=1", BAD);
+    // `%3B`: one decoding hop (NGINX `proxy_pass http://up/;`) makes it a
+    // parameter Tomcat and Jetty strip (issue 20, item 2).
+    b.path("/public/..%3B/api/secret", BAD);
+    b.path("/api%3B/secret", BAD);
+    b.path("/api%3b/secret", BAD);
+    b.path("/api%3Bx=1", BAD);
+    // Trailing dots and spaces: Windows serves `/api./secret` as
+    // `/api/secret` (issue 20, item 3).
+    b.path("/api./secret", BAD);
+    b.path("/api%2e/secret", BAD);
+    b.path("/api%2E%2E%2E/secret", BAD);
+    b.path("/api%20/secret", BAD);
+    b.path("/api.%20/secret", BAD);
+    b.path("/api /secret", REFUSED);
     // Backslashes.
     b.path("/\\api/secret", REFUSED);
     b.path("/api\\secret", REFUSED);
@@ -352,11 +366,17 @@ pub fn all(t: &Tokens) -> Vec<Case> {
         BAD_OR_UNAUTH,
     );
 
-    // Identity headers a client must never set.
-    let spoofs: [&[&str]; 3] = [
+    // Identity headers a client must never set, in every spelling PHP, CGI
+    // and lighttpd fold to the same name (issue 20, item 1).
+    let spoofs: [&[&str]; 8] = [
         &["X-User-Id: admin"],
         &["X_User_Id: admin"],
         &["X-User-Roles: admin", "x_user_roles: admin"],
+        &["X.User.Id: admin"],
+        &["X.User.Roles: admin"],
+        &["X~User~Id: admin", "X+User+Id: admin"],
+        &["X-User.Id: admin", "x.user_roles: admin"],
+        &["X.HTTP.Method.Override: DELETE", "X.Real.IP: 6.6.6.6"],
     ];
     for s in spoofs {
         let mut h = vec!["Host: public.test"];
@@ -377,6 +397,20 @@ pub fn all(t: &Tokens) -> Vec<Case> {
             &bearer,
             "X_User_Id: admin",
             "X-User-Roles: admin",
+        ],
+        "",
+        OK,
+    )
+    .authorized = true;
+
+    b.push(
+        "JWT route + valid token without admin + X.User.Roles: admin",
+        "GET /api/me HTTP/1.1",
+        &[
+            "Host: public.test",
+            &bearer,
+            "X.User.Roles: admin",
+            "X.User.Id: admin",
         ],
         "",
         OK,
@@ -417,14 +451,29 @@ pub fn all(t: &Tokens) -> Vec<Case> {
         UNAUTH,
     );
 
-    // Client-address headers.
-    let addr_spoofs: [&[&str]; 6] = [
+    // Client-address, scheme and path-override headers (issue 20, items 5
+    // and 6).
+    let addr_spoofs: [&[&str]; 17] = [
         &["X-Forwarded-For: 6.6.6.6"],
         &["X-Forwarded-For: 6.6.6.6", "X-Forwarded-For: 7.7.7.7"],
         &["X-Real-IP: 6.6.6.6"],
         &["Forwarded: for=6.6.6.6;host=evil.example"],
         &["X-Forwarded-Host: evil.example", "X-Forwarded-Port: 6666"],
         &["X_Forwarded_For: 6.6.6.6", "X_Real_IP: 6.6.6.6"],
+        &["X-Client-IP: 6.6.6.6", "Client-IP: 6.6.6.6"],
+        &["True-Client-IP: 6.6.6.6", "CF-Connecting-IP: 6.6.6.6"],
+        &["Fastly-Client-IP: 6.6.6.6", "X-Cluster-Client-IP: 6.6.6.6"],
+        &["X-Forwarded: for=6.6.6.6", "Forwarded-For: 6.6.6.6"],
+        &["X-Original-Forwarded-For: 6.6.6.6"],
+        &["X-Forwarded-Ssl: evil", "X-Forwarded-Scheme: evil"],
+        &["X-Forwarded-Proto: evil", "X-Url-Scheme: evil"],
+        &[
+            "X-Original-URL: /api/secret?evil",
+            "X-Rewrite-URL: /api/secret?evil",
+        ],
+        &["X-Forwarded-Prefix: /evil"],
+        &["X.Client.IP: 6.6.6.6", "True.Client.IP: 6.6.6.6"],
+        &["X-Original-Url: /api/secret?evil"],
     ];
     for s in addr_spoofs {
         let mut h = vec!["Host: public.test"];
@@ -437,6 +486,48 @@ pub fn all(t: &Tokens) -> Vec<Case> {
             OK,
         );
     }
+
+    // Upgrades on routes that allow none (issue 20, item 4): the Upgrade
+    // header never reaches the upstream, and a tunnelled tokenless request
+    // behind it is answered as a request of its own or not at all.
+    b.push(
+        "WebSocket handshake on a public route",
+        "GET /public/ws HTTP/1.1",
+        &[
+            "Host: public.test",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ],
+        "",
+        OK,
+    );
+    b.push(
+        "h2c upgrade on a public route",
+        "GET /public/h2c HTTP/1.1",
+        &[
+            "Host: public.test",
+            "Upgrade: h2c",
+            "Connection: Upgrade, HTTP2-Settings",
+            "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+        ],
+        "",
+        OK,
+    );
+    b.verbatim(
+        "WebSocket handshake then a tokenless /api/secret in the would-be tunnel",
+        |id| {
+            format!(
+                "GET /public/ws HTTP/1.1\r\nHost: public.test\r\nX-Case: {id}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n{}",
+                smuggled(id)
+            )
+        },
+        ANY,
+        true,
+    );
 
     // Smuggling: conflicting framing, a tokenless `/api/secret` in the body.
     let head =

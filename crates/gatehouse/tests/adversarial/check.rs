@@ -10,13 +10,31 @@ use std::fmt::Write as _;
 
 /// Header names connectors of the adversarial config inject.
 pub const IDENTITY: [&str; 2] = ["x-user-id", "x-user-roles"];
-/// Client-address headers a client must not set.
-pub const ADDRESS: [&str; 5] = [
+/// Client-address, scheme and path-override headers a client must not set.
+pub const ADDRESS: [&str; 23] = [
     "x-real-ip",
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-port",
     "x-forwarded-for",
+    "x-client-ip",
+    "true-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-forwarded",
+    "forwarded-for",
+    "x-original-forwarded-for",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-proto",
+    "x-forwarded-prefix",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-url-scheme",
+    "front-end-https",
+    "x-forwarded-protocol",
 ];
 /// Headers frameworks read as the real method (Rails, Laravel, Symfony,
 /// Express `method-override`, ASP.NET, Spring's `HiddenHttpMethodFilter`).
@@ -40,9 +58,19 @@ pub struct Row {
     pub problems: Vec<String>,
 }
 
-/// `_` and `-` compared as equal, lower-cased.
+/// A name as PHP, CGI and lighttpd compare it: letters and digits only,
+/// lower-cased (`X.User.Id`, `x_user_id` and `X-User-Id` are one name).
 fn norm(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
+}
+
+/// True when `name` is one of `list` under [`norm`].
+fn one_of(list: &[&str], name: &str) -> bool {
+    let n = norm(name);
+    list.iter().any(|l| norm(l) == n)
 }
 
 /// Printable form of raw bytes: the first line escaped, and the size.
@@ -61,8 +89,7 @@ fn show_record(r: &EchoRecord) -> String {
     let hosts = r.header_values("host").join(",");
     let mut s = format!("{} {} host={hosts:?}", r.method, r.target.escape_debug());
     for (n, v) in &r.headers {
-        let nn = norm(n);
-        if IDENTITY.contains(&nn.as_str()) || ADDRESS.contains(&nn.as_str()) {
+        if one_of(&IDENTITY, n) || one_of(&ADDRESS, n) || one_of(&["upgrade"], n) {
             let _ = write!(s, " {n}={v:?}");
         }
     }
@@ -80,7 +107,7 @@ pub fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
         }
         // A method-override header read as the method.
         for (n, v) in &r.headers {
-            if METHOD_OVERRIDE.contains(&norm(n).as_str()) {
+            if one_of(&METHOD_OVERRIDE, n) {
                 for why in protected_readings(v.trim(), &r.target, &hosts) {
                     out.push(format!("TOKENLESS REACHED {why} (method from {n}: {v:?})"));
                 }
@@ -88,9 +115,8 @@ pub fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
         }
     }
     for (n, v) in &r.headers {
-        let nn = norm(n);
-        if IDENTITY.contains(&nn.as_str()) {
-            if n.contains('_') {
+        if one_of(&IDENTITY, n) {
+            if n.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-')) {
                 out.push(format!(
                     "identity header variant {n}={v:?} reached the upstream"
                 ));
@@ -98,14 +124,27 @@ pub fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
                 out.push(format!(
                     "identity header {n}={v:?} reached the upstream without a token"
                 ));
-            } else if nn == "x-user-id" && v != GENUINE_SUB {
+            } else if norm(n) == "xuserid" && v != GENUINE_SUB {
                 out.push(format!("{n}={v:?} is not the token's subject"));
             } else if SPOOF_MARKERS.iter().any(|m| v.contains(m)) {
                 out.push(format!("client-sent {n}={v:?} reached the upstream"));
             }
         }
-        if ADDRESS.contains(&nn.as_str()) && SPOOF_MARKERS.iter().any(|m| v.contains(m)) {
+        if one_of(&ADDRESS, n) && SPOOF_MARKERS.iter().any(|m| v.contains(m)) {
             out.push(format!("client-sent {n}={v:?} reached the upstream"));
+        }
+        if one_of(&METHOD_OVERRIDE, n) {
+            out.push(format!("method override {n}={v:?} reached the upstream"));
+        }
+        if n.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-')) {
+            out.push(format!(
+                "header name {n:?} outside [A-Za-z0-9-] reached the upstream"
+            ));
+        }
+        if norm(n) == "upgrade" {
+            out.push(format!(
+                "Upgrade: {v:?} reached the upstream on a route that allows no upgrade"
+            ));
         }
     }
     let xff = r.header_values("x-forwarded-for").join(",");

@@ -11,6 +11,8 @@
 //! - `merge`: merge repeated slashes (NGINX `merge_slashes`, Python).
 //! - `params`: strip `;params` from every segment (Tomcat / Servlet).
 //! - `backslash`: `\` read as `/` (IIS, some frameworks).
+//! - `windows`: trailing dots and spaces of a segment dropped (Windows path
+//!   handling: IIS, ASP.NET on Windows).
 //!
 //! Methods are also read upper-cased (Django, Werkzeug), hosts lower-cased,
 //! without port, trailing dot or userinfo, from `Host` or from the
@@ -159,15 +161,30 @@ pub fn host_reading(host: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Drops trailing dots and spaces of every segment but `.` and `..`.
+pub fn windows_trim(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg == "." || seg == ".." {
+                seg
+            } else {
+                seg.trim_end_matches(['.', ' '])
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 type Transform = (&'static str, fn(&str) -> String);
 
-const TRANSFORMS: [Transform; 6] = [
+const TRANSFORMS: [Transform; 7] = [
     ("decode", percent_decode),
     ("unreserved", decode_unreserved),
     ("dots", remove_dot_segments),
     ("merge", merge_slashes),
     ("params", strip_params),
     ("backslash", backslash_as_slash),
+    ("windows", windows_trim),
 ];
 
 /// Every reading of `path`: variant → the transforms that produced it
