@@ -10,6 +10,10 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # A real NGINX is one upstream of the adversarial end-to-end suite
 # (crates/gatehouse/tests/adversarial.rs); Debian installs it in /usr/sbin.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# A real lighttpd running php-cgi as a CGI interpreter is an upstream of the header and
+# WebSocket tests (crates/gatehouse-testkit/src/cgi.rs): CGI folds X.User.Id into HTTP_X_USER_ID.
+command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need+=(lighttpd)
+command -v php-cgi >/dev/null 2>&1 || [ -x /usr/bin/php-cgi ] || need+=(php-cgi)
 # A real Redis backs the shared userinfo cache tests (crates/gatehouse/tests/shared_cache.rs).
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then

@@ -25,6 +25,14 @@
 //! - [`Nginx`]: a real NGINX (Debian `nginx-light`) as an upstream.
 //! - [`RedisServer`]: a real Redis (Debian `redis-server`), stoppable and
 //!   restartable on its port, for the shared-cache tests.
+//! - [`CgiUpstream`]: a real lighttpd (Debian `lighttpd`) running CGI
+//!   programs, `php-cgi` (Debian `php-cgi`) among them, that answer with the
+//!   CGI environment a request produced (`HTTP_*` variables, `REQUEST_URI`),
+//!   read with [`php_server_vars`] and [`cgi_env_vars`].
+//! - [`WsEcho`]: a WebSocket echo upstream that records each handshake
+//!   ([`WsHandshake`]), or a lying one that answers `101` without a valid
+//!   WebSocket handshake and records the raw bytes that follow
+//!   ([`LiarMode`]); [`ws_connect`] is a blocking client ([`WsClient`]).
 //!
 //! All servers listen on `127.0.0.1` only. Each one runs on its own
 //! dedicated tokio runtime in a background thread, so it can be used from
@@ -32,6 +40,7 @@
 //! the handle stops the server.
 
 pub mod certs;
+pub mod cgi;
 pub mod echo;
 pub mod http_client;
 pub mod idp;
@@ -43,8 +52,10 @@ pub mod raw;
 pub mod redis;
 mod server;
 pub mod tokens;
+pub mod websocket;
 
 pub use certs::{CertFiles, TestCa};
+pub use cgi::{cgi_env_vars, php_server_vars, CgiScript, CgiUpstream};
 pub use echo::{EchoRecord, EchoUpstream};
 pub use http_client::http_get_blocking;
 pub use idp::{MockIdp, MockResponse, RecordedRequest};
@@ -54,3 +65,4 @@ pub use nginx::Nginx;
 pub use process::Gatehouse;
 pub use redis::RedisServer;
 pub use tokens::{jwks, TestKey};
+pub use websocket::{ws_connect, LiarMode, WsClient, WsEcho, WsHandshake, WsRefused};
