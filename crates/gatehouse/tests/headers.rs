@@ -265,7 +265,7 @@ fn check_warns_about_a_public_catch_all_beside_protected_routes() {
     let path = dir.path().join("gatehouse.toml");
     let mut cfg = config("127.0.0.1:9".parse().unwrap(), "")
         .replace("${LISTEN}", "127.0.0.1:0")
-        .replace("${ADMIN}", "127.0.0.1:0");
+        .replace("${ADMIN}", "127.0.0.1:1");
     cfg.push_str(
         "\n[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"echo\"\nconnectors = [\"corp\"]\n",
     );
