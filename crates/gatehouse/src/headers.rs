@@ -24,6 +24,8 @@ use gatehouse_config::{
     PATH_OVERRIDE_HEADERS,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 /// `X-Forwarded-For`.
@@ -49,9 +51,9 @@ pub const DROP_REASONS: [&str; 3] = ["invalid_name", "protected", "client_addres
 #[derive(Debug, Clone, Default)]
 pub struct HeaderRules {
     /// Protected names, folded (see [`fold`]).
-    strip: Vec<String>,
+    strip: HashSet<Box<[u8]>>,
     /// Client-address and scheme names, folded.
-    address: Vec<String>,
+    address: HashSet<Box<[u8]>>,
     underscores: bool,
     drop_invalid: bool,
     trusted: Vec<ipnet::IpNet>,
@@ -66,13 +68,21 @@ pub fn fold(name: &str) -> String {
         .collect()
 }
 
-/// True when `name` folds to `folded` (no allocation).
-fn folds_to(name: &str, folded: &str) -> bool {
-    let mut it = name
-        .bytes()
-        .filter(u8::is_ascii_alphanumeric)
-        .map(|b| b.to_ascii_lowercase());
-    folded.bytes().all(|f| it.next() == Some(f)) && it.next().is_none()
+/// Folded names up to this length are folded on the stack.
+const STACK_FOLD: usize = 64;
+
+/// `name` folded (see [`fold`]), on the stack when it is short (the common
+/// case: no allocation per header).
+fn fold_bytes<'b>(name: &str, buf: &'b mut [u8; STACK_FOLD]) -> Cow<'b, [u8]> {
+    let mut n = 0;
+    for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+        if n == STACK_FOLD {
+            return Cow::Owned(fold(name).into_bytes());
+        }
+        buf[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    Cow::Borrowed(&buf[..n])
 }
 
 /// `ip` as a header value: formatted on the stack, then one allocation.
@@ -89,12 +99,14 @@ fn address_value(ip: IpAddr) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-fn push_folded<'a>(out: &mut Vec<String>, names: impl IntoIterator<Item = &'a str>) {
-    for n in names.into_iter().map(fold) {
-        if !n.is_empty() && !out.contains(&n) {
-            out.push(n);
-        }
-    }
+fn push_folded<'a>(out: &mut HashSet<Box<[u8]>>, names: impl IntoIterator<Item = &'a str>) {
+    out.extend(
+        names
+            .into_iter()
+            .map(fold)
+            .filter(|n| !n.is_empty())
+            .map(|n| n.into_bytes().into_boxed_slice()),
+    );
 }
 
 impl HeaderRules {
@@ -104,7 +116,7 @@ impl HeaderRules {
         server: &ServerConfig,
         injected: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
-        let mut strip = Vec::new();
+        let mut strip = HashSet::new();
         push_folded(&mut strip, injected.into_iter().map(HeaderName::as_str));
         push_folded(&mut strip, server.strip_headers.iter().map(String::as_str));
         if !server.method_override_headers {
@@ -113,7 +125,7 @@ impl HeaderRules {
         if !server.path_override_headers {
             push_folded(&mut strip, PATH_OVERRIDE_HEADERS.iter().copied());
         }
-        let mut address = Vec::new();
+        let mut address = HashSet::new();
         push_folded(
             &mut address,
             CLIENT_ADDRESS_HEADERS
@@ -147,10 +159,13 @@ impl HeaderRules {
             _ => self.drop_invalid && !(b.is_ascii_alphanumeric() || b == b'-'),
         });
         if invalid {
-            Some(Dropped::InvalidName)
-        } else if self.strip.iter().any(|s| folds_to(name, s)) {
+            return Some(Dropped::InvalidName);
+        }
+        let mut buf = [0u8; STACK_FOLD];
+        let folded = fold_bytes(name, &mut buf);
+        if self.strip.contains(folded.as_ref()) {
             Some(Dropped::Protected)
-        } else if !trusted_peer && self.address.iter().any(|s| folds_to(name, s)) {
+        } else if !trusted_peer && self.address.contains(folded.as_ref()) {
             Some(Dropped::ClientAddress)
         } else {
             None
@@ -258,7 +273,7 @@ mod tests {
             "x_user.id",
         ] {
             assert_eq!(odd.drops(n, true), Some(Dropped::Protected), "{n}");
-            assert_eq!(r.drops(n, true).is_some(), true, "{n}");
+            assert!(r.drops(n, true).is_some(), "{n}");
         }
         assert_eq!(odd.drops("x.custom", false), None);
     }
@@ -292,6 +307,24 @@ mod tests {
         // Underscores have their own setting.
         assert_eq!(keep.drops("x_custom", false), Some(Dropped::InvalidName));
         assert_eq!(fold("X-User_Id.2"), "xuserid2");
+        // Names longer than the stack buffer fold the same way.
+        let long = format!("x-{}", "a".repeat(100));
+        let r = HeaderRules::new(&server(&format!("strip_headers = [\"{long}\"]")), []);
+        assert_eq!(
+            r.drops(&long.replace('-', "_"), false),
+            Some(Dropped::InvalidName)
+        );
+        let keep = HeaderRules::new(
+            &server(&format!(
+                "strip_headers = [\"{long}\"]\nignore_invalid_headers = false"
+            )),
+            [],
+        );
+        assert_eq!(
+            keep.drops(&long.replace('-', "."), false),
+            Some(Dropped::Protected)
+        );
+        assert_eq!(keep.drops(&long[..90], false), None);
     }
 
     #[test]

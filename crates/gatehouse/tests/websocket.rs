@@ -111,9 +111,9 @@ fn refused_status(err: &anyhow::Error) -> u16 {
 fn a_websocket_opens_only_after_the_connectors_and_carries_the_verified_identity() {
     let w = world();
     // No token: refused before anything reaches the upstream.
-    let err = ws_connect(w.gh.listen_addr(), "/ws/chat", &[("X-User-Id", "admin")])
-        .err()
-        .expect("a tokenless handshake must be refused");
+    let Err(err) = ws_connect(w.gh.listen_addr(), "/ws/chat", &[("X-User-Id", "admin")]) else {
+        panic!("a tokenless handshake must be refused");
+    };
     assert_eq!(refused_status(&err), 401);
     assert!(w.echo.handshakes().is_empty(), "{:?}", w.echo.handshakes());
 
@@ -147,9 +147,9 @@ fn a_websocket_opens_only_after_the_connectors_and_carries_the_verified_identity
 #[test]
 fn routes_without_upgrades_proxy_the_handshake_as_a_plain_request() {
     let w = world();
-    let err = ws_connect(w.gh.listen_addr(), "/plain/chat", &[])
-        .err()
-        .expect("no tunnel on a route without upgrades");
+    let Err(err) = ws_connect(w.gh.listen_addr(), "/plain/chat", &[]) else {
+        panic!("no tunnel on a route without upgrades");
+    };
     assert_ne!(refused_status(&err), 101);
     let hs = w.echo.handshakes();
     assert_eq!(hs.len(), 1, "the request itself is proxied: {hs:?}");
