@@ -6,13 +6,15 @@
 //! crate would pull Pingora into every fuzz build.
 //!
 //! Input: byte 0 holds flags (bit 0: `encoded_slashes = "keep"`, bit 1:
-//! `path_parameters = "strip"`, bits 2-4: the method, from a list with case
-//! variants), the rest is `<request target>\n<Host header>` (no `\n`: no Host).
+//! `path_parameters = "strip"`, bit 2: `trailing_dots_and_spaces = "allow"`,
+//! bits 3-7: the method, from a list with case variants), the rest is
+//! `<request target>\n<Host header>` (no `\n`: no Host).
 //!
 //! Asserts: no panic; `canonical_path` is idempotent and its output starts with
 //! `/` and never contains `//`, `/./`, `/../` (nor ends in `/.` or `/..`), a
 //! `%XX` of an unreserved character, lower-case hex in an escape, a control
-//! byte or a raw `\`; the route of the canonical path is the route of its
+//! byte or a raw `\`, and (unless allowed) no segment other than `.`/`..`
+//! ends in `.` or an encoded space, and no `%3B` survives; the route of the canonical path is the route of its
 //! canonical form; `canonical_query` is idempotent; a canonical host is lower
 //! case, without trailing dot, and canonicalises to itself; a refused method
 //! has a lower-case letter.
@@ -137,6 +139,15 @@ fuzz_target!(|data: &[u8]| {
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     if let Ok(c) = canonical_path(path, rules) {
         assert_canonical_shape(&c, path);
+        assert!(!c.contains("%3B"), "{path:?} -> {c:?}: an escaped ';' survived");
+        if rules.trailing_dots == TrailingDots::Reject {
+            for seg in c.split('/') {
+                assert!(
+                    !(seg.ends_with('.') || seg.ends_with("%20")),
+                    "{path:?} -> {c:?}: segment {seg:?} ends in a dot or a space"
+                );
+            }
+        }
         let again = canonical_path(c.as_bytes(), rules).unwrap_or_else(|e| panic!("{path:?} -> {c:?} refused on the second pass: {e:?}"));
         assert_eq!(again, c, "{path:?}: not idempotent");
         for h in [None, Some("admin.local"), Some("a.example.com")] {
