@@ -29,6 +29,9 @@ pub fn parse_url(path: &str, key: &str, text: &str) -> Result<reqwest::Url, Conf
     Ok(url)
 }
 
+/// Idle connections an outbound client keeps per host.
+pub const MAX_IDLE_PER_HOST: usize = 16;
+
 /// A pooled HTTP client (rustls) with one timeout for connect and the whole
 /// exchange and an optional outbound proxy (found at `path.http_proxy`).
 /// It never follows a redirect: a 3xx is the answer, which callers treat as
@@ -44,6 +47,9 @@ pub fn client(
         .connect_timeout(timeout)
         .redirect(policy)
         .pool_idle_timeout(Duration::from_secs(90))
+        // Idle connections kept per host: calls beyond it (a burst) close
+        // theirs when done instead of pooling them for 90 s.
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
     if let Some(p) = proxy {
         let proxy = reqwest::Proxy::all(p).map_err(|e| {

@@ -28,6 +28,7 @@
 pub mod clock;
 mod common;
 mod gate;
+pub mod limiter;
 mod problems;
 
 pub use common::{Common, CommonSettings, KindDefaults, COMMON_KEYS, MAX_TOKEN_SIZE};

@@ -1,5 +1,11 @@
 //! The userinfo answer cache: fresh, negative and stale-if-error entries per
 //! (endpoint, token hash), and one IdP call per key at a time.
+//!
+//! Valid answers and IdP rejections live in two caches of their own sizes,
+//! so a flood of rejected (random) tokens evicts only rejections, never a
+//! valid answer. The single-flight table holds an entry only while a call
+//! runs: it is removed when the call ends and when the last request waiting
+//! on it goes away.
 
 use super::rules::CacheRules;
 use crate::errors::Failure;
@@ -96,9 +102,10 @@ pub enum Lookup {
     Miss,
 }
 
-/// The cache and the single-flight table.
+/// The caches and the single-flight table.
 pub struct AnswerCache {
     cache: Option<Cache<Key, Arc<Entry>>>,
+    negative: Option<Cache<Key, Arc<Entry>>>,
     ttl: Duration,
     negative_ttl: Duration,
     stale: Option<Duration>,
@@ -108,13 +115,17 @@ pub struct AnswerCache {
 impl AnswerCache {
     /// A cache following `rules` (none when the size is 0).
     pub fn new(rules: &CacheRules) -> Self {
-        Self {
-            cache: (rules.size > 0).then(|| {
+        let build = |size: u64| {
+            (size > 0).then(|| {
                 Cache::builder()
-                    .max_capacity(rules.size)
+                    .max_capacity(size)
                     .expire_after(KeepUntil)
                     .build()
-            }),
+            })
+        };
+        Self {
+            cache: build(rules.size),
+            negative: build(rules.negative_size).filter(|_| rules.size > 0),
             ttl: rules.ttl,
             negative_ttl: rules.negative_ttl,
             stale: rules.stale,
@@ -124,7 +135,12 @@ impl AnswerCache {
 
     /// What is cached for `key` now.
     pub fn lookup(&self, key: &Key) -> Lookup {
-        match self.cache.as_ref().and_then(|c| c.get(key)) {
+        let found = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .or_else(|| self.negative.as_ref().and_then(|c| c.get(key)));
+        match found {
             Some(e) if Instant::now() < e.fresh_until => Lookup::Fresh(e),
             Some(e) => Lookup::Stale(e),
             None => Lookup::Miss,
@@ -137,25 +153,36 @@ impl AnswerCache {
     where
         F: Future<Output = Resolved>,
     {
-        let cell = {
-            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            m.entry(key)
-                .or_insert_with(|| Arc::new(OnceCell::new()))
-                .clone()
+        // Holds this request's only reference to the entry; on drop — when
+        // the call is over, or when the request goes away mid-call — the
+        // entry leaves the table unless another request still waits on it.
+        let done = Leave {
+            table: &self.inflight,
+            key,
+            cell: {
+                let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+                m.entry(key)
+                    .or_insert_with(|| Arc::new(OnceCell::new()))
+                    .clone()
+            },
         };
-        let outcome = cell
+        done.cell
             .get_or_init(|| async {
                 let r = call.await;
                 self.store(key, token, &r);
                 r
             })
             .await
-            .clone();
-        let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if m.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            m.remove(&key);
-        }
-        outcome
+            .clone()
+    }
+
+    /// Calls in progress (entries of the single-flight table).
+    #[cfg(test)]
+    pub fn inflight_len(&self) -> usize {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// How long an answer may be cached (fresh, kept) from now: a valid one
@@ -171,14 +198,15 @@ impl AnswerCache {
     }
 
     fn store(&self, key: Key, token: &str, r: &Resolved) {
-        let Some(cache) = self.cache.as_ref().filter(|_| r.store) else {
-            return;
-        };
         let o = &r.outcome;
         let valid = match o {
             Outcome::Valid(_) | Outcome::Denied(_) => true,
             Outcome::Rejected(_) => false,
             Outcome::Unavailable(_) => return,
+        };
+        let target = if valid { &self.cache } else { &self.negative };
+        let Some(cache) = target.as_ref().filter(|_| r.store) else {
+            return;
         };
         let now = Instant::now();
         // Stale-if-error only for valid answers (a gate refusal is not served stale).
@@ -209,6 +237,27 @@ impl AnswerCache {
                 keep_until,
             }),
         );
+    }
+}
+
+/// One request's hold on a single-flight entry: on drop, the entry leaves
+/// the table if its call is over or nobody else waits on it.
+struct Leave<'a> {
+    table: &'a Mutex<HashMap<Key, Arc<OnceCell<Resolved>>>>,
+    key: Key,
+    cell: Arc<OnceCell<Resolved>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut m = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let ours = m.get(&self.key).is_some_and(|c| Arc::ptr_eq(c, &self.cell));
+        // Two holders: the table and this request. Others cloned it under the
+        // same lock, so the count is exact here.
+        let alone = Arc::strong_count(&self.cell) <= 2;
+        if ours && (self.cell.initialized() || alone) {
+            m.remove(&self.key);
+        }
     }
 }
 
@@ -244,4 +293,106 @@ pub fn cache_window(
     }
     let keep = fresh.saturating_add(stale.unwrap_or(Duration::ZERO));
     Some((fresh, until_exp.map_or(keep, |e| keep.min(e))))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::errors::{Failure, FailureClass};
+    use crate::Reason;
+
+    fn rules(size: u64, negative_size: u64) -> CacheRules {
+        CacheRules {
+            size,
+            negative_size,
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(300),
+            stale: None,
+        }
+    }
+
+    fn key(i: u32) -> Key {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&i.to_be_bytes());
+        (0, h)
+    }
+
+    fn rejected() -> Resolved {
+        let f = Failure::new(
+            Reason::IdpRejected,
+            FailureClass::InvalidToken,
+            "x",
+            "rejected",
+        );
+        Resolved::fresh(Outcome::Rejected(IdpRejection::Own(f)), true)
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_rejected_tokens_never_evicts_valid_answers() {
+        let c = AnswerCache::new(&rules(100, 10));
+        for i in 0..100 {
+            c.single_flight(key(i), "opaque", async {
+                Resolved::fresh(Outcome::Valid(Vec::new()), true)
+            })
+            .await;
+        }
+        for i in 1_000..21_000 {
+            c.single_flight(key(i), "opaque", async { rejected() })
+                .await;
+        }
+        for cache in [&c.cache, &c.negative] {
+            cache.as_ref().unwrap().run_pending_tasks();
+        }
+        let valid = (0..100)
+            .filter(|&i| matches!(c.lookup(&key(i)), Lookup::Fresh(e) if matches!(e.outcome, Outcome::Valid(_))))
+            .count();
+        assert_eq!(valid, 100, "valid answers were evicted by rejections");
+        assert!(c.negative.as_ref().unwrap().entry_count() <= 10);
+        // The newest rejections are still answered from the negative cache.
+        assert_eq!(c.inflight_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_abandoned_by_its_only_request_leaves_the_table() {
+        let c = AnswerCache::new(&rules(100, 10));
+        let mut pending =
+            Box::pin(c.single_flight(key(1), "opaque", std::future::pending::<Resolved>()));
+        let polled = std::future::poll_fn(|cx| {
+            let _ = pending.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        });
+        polled.await;
+        assert_eq!(c.inflight_len(), 1);
+        drop(pending);
+        assert_eq!(c.inflight_len(), 0, "the abandoned call's entry stayed");
+    }
+
+    #[tokio::test]
+    async fn another_waiter_takes_over_an_abandoned_call() {
+        let c = Arc::new(AnswerCache::new(&rules(100, 10)));
+        let mut first =
+            Box::pin(c.single_flight(key(1), "opaque", std::future::pending::<Resolved>()));
+        std::future::poll_fn(|cx| {
+            let _ = first.as_mut().poll(cx);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        let c2 = c.clone();
+        let second = tokio::spawn(async move {
+            c2.single_flight(key(1), "opaque", async {
+                Resolved::fresh(Outcome::Valid(Vec::new()), true)
+            })
+            .await
+        });
+        // Wait until the second request holds the entry too, then abandon the first.
+        while Arc::strong_count(&c.inflight.lock().unwrap()[&key(1)]) < 3 {
+            tokio::task::yield_now().await;
+        }
+        drop(first);
+        assert_eq!(c.inflight_len(), 1, "the second request still needs it");
+        let r = second.await.unwrap();
+        assert!(matches!(r.outcome, Outcome::Valid(_)));
+        assert_eq!(c.inflight_len(), 0);
+    }
 }

@@ -15,6 +15,8 @@ pub struct Families {
     duration: HistogramVec,
     cache: IntCounterVec,
     inflight: IntGaugeVec,
+    waiting: IntGaugeVec,
+    overload: IntCounterVec,
 }
 
 impl Families {
@@ -34,11 +36,18 @@ impl Families {
                 &["connector", "result"],
             )?,
             inflight: IntGaugeVec::new(Opts::new("gatehouse_userinfo_inflight", "Userinfo calls in flight, by connector."), &["connector"])?,
+            waiting: IntGaugeVec::new(Opts::new("gatehouse_userinfo_calls_waiting", "Userinfo calls waiting for a slot (max_inflight reached), by connector."), &["connector"])?,
+            overload: IntCounterVec::new(
+                Opts::new("gatehouse_userinfo_calls_refused_total", "Userinfo calls not made because a bound was reached, by connector and reason (queue: max_inflight running and max_queued waiting; wait: no slot within timeout; rate: max_calls_per_second)."),
+                &["connector", "reason"],
+            )?,
         };
         r.register(Box::new(f.requests.clone()))?;
         r.register(Box::new(f.duration.clone()))?;
         r.register(Box::new(f.cache.clone()))?;
         r.register(Box::new(f.inflight.clone()))?;
+        r.register(Box::new(f.waiting.clone()))?;
+        r.register(Box::new(f.overload.clone()))?;
         Ok(f)
     }
 
@@ -63,6 +72,8 @@ impl Families {
             l2_miss: self.cache.with_label_values(&[name, "l2_miss"]),
             l2_waited: self.cache.with_label_values(&[name, "l2_waited"]),
             inflight: self.inflight.with_label_values(&[name]),
+            waiting: self.waiting.with_label_values(&[name]),
+            refused: ["queue", "wait", "rate"].map(|r| self.overload.with_label_values(&[name, r])),
         }
     }
 }
@@ -97,4 +108,8 @@ pub struct ConnectorMetrics {
     pub l2_waited: IntCounter,
     /// Calls in flight.
     pub inflight: IntGauge,
+    /// Calls waiting for a slot.
+    pub waiting: IntGauge,
+    /// Calls refused, by [`crate::kit::limiter::Overload`] (queue, wait, rate).
+    pub refused: [IntCounter; 3],
 }

@@ -31,6 +31,7 @@ pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
 pub use shared::{decode as decode_shared_entry, Found as SharedEntry, Lifetimes};
 
 use crate::errors::{Failure, FailureClass};
+use crate::kit::limiter::CallLimiter;
 use crate::kit::{self, Common, CommonSettings, KindDefaults, Problems, Voice};
 use crate::outbound::{client as http_client, LazyFamilies};
 use crate::token::carrier_edits;
@@ -77,9 +78,26 @@ pub struct UserinfoConnector {
     rules: Rules,
     client: IdpClient,
     cache: AnswerCache,
+    limiter: CallLimiter,
     l2: Option<shared::L2>,
     endpoints: Vec<EndpointMetrics>,
     m: ConnectorMetrics,
+}
+
+/// A gauge raised while held (lowered on drop, also on cancellation).
+struct GaugeHold<'a>(&'a prometheus::IntGauge);
+
+impl<'a> GaugeHold<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> Self {
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for GaugeHold<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl UserinfoConnector {
@@ -213,10 +231,23 @@ impl UserinfoConnector {
         }
     }
 
-    /// One call to the IdP, classified, with its metrics.
+    /// One call to the IdP, classified, with its metrics — if the bounds on
+    /// calls allow one now (else the IdP counts as unavailable).
     async fn call(&self, idx: usize, token: &str) -> Answer {
         let (ep, m) = (&self.rules.endpoints[idx], &self.endpoints[idx]);
-        self.m.inflight.inc();
+        let slot = {
+            let _waiting = GaugeHold::new(&self.m.waiting);
+            self.limiter.acquire(self.rules.call.timeout).await
+        };
+        let _slot = match slot {
+            Ok(s) => s,
+            Err(o) => {
+                self.m.refused[o as usize].inc();
+                return Answer::Unavailable(o.describe().to_string());
+            }
+        };
+        // Counted down also when the request goes away mid-call.
+        let _inflight = GaugeHold::new(&self.m.inflight);
         let start = Instant::now();
         let answer = match self.client.call(&ep.url, token).await {
             Ok(r) => classify(r.status, &r.headers, &r.body, &self.rules.error_text),
@@ -231,7 +262,6 @@ impl UserinfoConnector {
                 tracing::warn!(connector = %self.name, endpoint = %ep.label, "userinfo call failed: {why}");
             }
         }
-        self.m.inflight.dec();
         answer
     }
 
@@ -398,6 +428,7 @@ impl ConnectorFactory for UserinfoFactory {
             m: f.connector(&name),
             client: IdpClient::new(client, &rules.call),
             cache: AnswerCache::new(&rules.cache),
+            limiter: CallLimiter::new(rules.call.limits),
             // `cache_size = 0` disables caching, the shared cache included.
             l2: shared.filter(|_| rules.cache.size > 0).map(|c| {
                 let urls: Vec<&str> = rules.endpoints.iter().map(|e| e.url.as_str()).collect();

@@ -34,6 +34,8 @@ pub struct CallRules {
     pub timeout: Duration,
     /// Largest answer read.
     pub max_body: usize,
+    /// Bounds on concurrent and new calls.
+    pub limits: crate::kit::limiter::Limits,
 }
 
 /// Where the IdP's error text is read when it rejects a token.
@@ -48,8 +50,10 @@ pub struct ErrorText {
 
 /// How long answers are kept.
 pub struct CacheRules {
-    /// Capacity (0: no cache).
+    /// Capacity of valid answers (0: no cache).
     pub size: u64,
+    /// Capacity of IdP rejections, kept apart.
+    pub negative_size: u64,
     /// Fresh lifetime of a valid answer (or a gate refusal).
     pub ttl: Duration,
     /// Fresh lifetime of an IdP rejection.
@@ -245,6 +249,18 @@ impl Rules {
                 "must be a 4xx or 5xx status",
             ));
         }
+        if s.max_inflight == 0 || s.max_inflight > 10_000 {
+            p.push(ConfigError::new(
+                key(path, "max_inflight"),
+                "must be between 1 and 10000",
+            ));
+        }
+        if s.max_queued > 1_000_000 {
+            p.push(ConfigError::new(
+                key(path, "max_queued"),
+                "must be at most 1000000",
+            ));
+        }
         if s.max_response_bytes == 0 || s.max_response_bytes > 16 * 1024 * 1024 {
             p.push(ConfigError::new(
                 key(path, "max_response_bytes"),
@@ -268,9 +284,17 @@ impl Rules {
                     post_body: s.post_token_in_body,
                     timeout: timeout?,
                     max_body: s.max_response_bytes,
+                    limits: crate::kit::limiter::Limits {
+                        max_inflight: s.max_inflight,
+                        max_queued: s.max_queued,
+                        max_per_second: s.max_calls_per_second,
+                    },
                 },
                 cache: CacheRules {
                     size: s.cache_size,
+                    negative_size: s
+                        .negative_cache_size
+                        .unwrap_or((s.cache_size / 10).max(u64::from(s.cache_size > 0))),
                     ttl: ttl?,
                     negative_ttl: negative_ttl?,
                     stale: match stale {

@@ -69,9 +69,24 @@ pub struct UserinfoSettings {
     /// Serve a cached answer up to this long past its TTL while the IdP fails.
     #[serde(default)]
     pub stale_if_error: Option<HumanDuration>,
-    /// Cache capacity (0 disables caching).
+    /// Cache capacity (0 disables caching) of valid answers.
     #[serde(default = "d_cache_size")]
     pub cache_size: u64,
+    /// Capacity of the separate cache of IdP rejections (default: a tenth of
+    /// `cache_size`): a flood of rejected tokens can evict only rejections,
+    /// never a valid answer.
+    #[serde(default)]
+    pub negative_cache_size: Option<u64>,
+    /// Userinfo calls running at once; more wait (default 64).
+    #[serde(default = "d_max_inflight")]
+    pub max_inflight: usize,
+    /// Calls waiting for a slot (at most `timeout` each); more are answered
+    /// at once as an unavailable IdP, 503 with `Retry-After` (default 256).
+    #[serde(default = "d_max_queued")]
+    pub max_queued: usize,
+    /// New userinfo calls started per second (0, the default: no rate bound).
+    #[serde(default)]
+    pub max_calls_per_second: u32,
     /// A `[caches.NAME]` used as a shared L2 behind the in-process cache.
     #[serde(default)]
     pub shared_cache: Option<String>,
@@ -121,6 +136,12 @@ fn d_negative_ttl() -> HumanDuration {
 }
 fn d_cache_size() -> u64 {
     100_000
+}
+fn d_max_inflight() -> usize {
+    64
+}
+fn d_max_queued() -> usize {
+    256
 }
 fn d_idp_error_status() -> u16 {
     503
