@@ -94,10 +94,7 @@ pub(crate) fn validate(s: &ServerConfig, errs: &mut Vec<ConfigError>) {
         if d.get() < min || d.get() > hour {
             errs.push(ConfigError::new(
                 format!("server.{key}"),
-                format!(
-                    "must be between {} and 1h, got {d}",
-                    HumanDuration(min)
-                ),
+                format!("must be between {} and 1h, got {d}", HumanDuration(min)),
             ));
         }
     }
@@ -165,11 +162,26 @@ mod tests {
     fn bounds_are_checked_with_their_key() {
         for (extra, key) in [
             ("idle_timeout = \"500ms\"", "server.idle_timeout"),
-            ("request_header_timeout = \"2h\"", "server.request_header_timeout"),
-            ("request_body_timeout = \"0s\"", "server.request_body_timeout"),
-            ("h2_max_concurrent_streams = 0", "server.h2_max_concurrent_streams"),
-            ("max_request_header_bytes = 2000000", "server.max_request_header_bytes"),
-            ("max_request_header_bytes = 100", "server.max_request_header_bytes"),
+            (
+                "request_header_timeout = \"2h\"",
+                "server.request_header_timeout",
+            ),
+            (
+                "request_body_timeout = \"0s\"",
+                "server.request_body_timeout",
+            ),
+            (
+                "h2_max_concurrent_streams = 0",
+                "server.h2_max_concurrent_streams",
+            ),
+            (
+                "max_request_header_bytes = 2000000",
+                "server.max_request_header_bytes",
+            ),
+            (
+                "max_request_header_bytes = 100",
+                "server.max_request_header_bytes",
+            ),
             ("max_connections = 0", "server.max_connections"),
         ] {
             let e = server(extra).unwrap_err();
