@@ -566,6 +566,12 @@ impl ProxyHttp for GatehouseProxy {
                     "the upstream did not answer in time",
                 )
             }
+            // `server.request_body_timeout` (NGINX answers 408 too).
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => (
+                408,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ),
             _ => match e.esource() {
                 ErrorSource::Upstream => {
                     (502, "bad_gateway", "the upstream is unreachable or failed")
