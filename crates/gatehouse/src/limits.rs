@@ -283,10 +283,9 @@ impl ServerApp for Gate {
     ) -> Option<Stream> {
         let l = self.limits();
         let _slot = self.connections.admit(l.cap)?;
-        match self.is_h2(&mut stream, l.first_head).await? {
+        if self.is_h2(&mut stream, l.first_head).await? {
             // Pingora's own HTTP/2 path (h2_idle_timeout, stream limits).
-            true => return ServerApp::process_new(&self.proxy, stream, shutdown).await,
-            false => {}
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         // Pingora's HTTP/1 keep-alive loop (apps/mod.rs), with our timeouts:
         // the first head's reads wait at most `request_header_timeout`, the

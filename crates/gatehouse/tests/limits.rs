@@ -488,6 +488,12 @@ fn hundreds_of_idle_connections_latency_and_memory() {
     drop(kept.drain(..));
     assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
     let rss_kept_closed = rss_kib(pid);
+    // Does it come back later? More allocator activity, then look again.
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..50 {
+        timed();
+    }
+    let rss_settled = rss_kib(pid);
 
     let per = |a: u64, b: u64| (a as f64 - b as f64) / n as f64;
     eprintln!(
@@ -495,7 +501,8 @@ fn hundreds_of_idle_connections_latency_and_memory() {
     );
     eprintln!(
         "RSS KiB: start {rss0}; {n} idle {rss_idle} ({:.1} KiB each); closed {rss_idle_closed} ({:+.1} KiB each kept); \
-         {n} keep-alive after one request {rss_kept} ({:.1} KiB each over the closed level); closed {rss_kept_closed} ({:+.1} KiB each over start)",
+         {n} keep-alive after one request {rss_kept} ({:.1} KiB each over the closed level); closed {rss_kept_closed} ({:+.1} KiB each over start); \
+         1 s and 50 requests later {rss_settled}",
         per(rss_idle, rss0),
         per(rss_idle_closed, rss0),
         per(rss_kept, rss_idle_closed),
