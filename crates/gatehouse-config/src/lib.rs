@@ -24,6 +24,7 @@
 mod cache;
 mod duration;
 mod error;
+pub mod limits;
 mod request;
 mod steps;
 
@@ -143,6 +144,40 @@ pub struct ServerConfig {
     /// or removed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// HTTP/1.1 keep-alive: how long a connection may sit idle between
+    /// requests (and pause inside the next request head) before it is closed.
+    #[serde(default = "limits::default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// The first request head of a connection: the longest pause between
+    /// reads of it (and, on `h2c` listeners, the wait for the first bytes).
+    #[serde(default = "limits::default_request_header_timeout")]
+    pub request_header_timeout: HumanDuration,
+    /// HTTP/1.x: the longest wait for each read of a request body.
+    #[serde(default = "limits::default_request_body_timeout")]
+    pub request_body_timeout: HumanDuration,
+    /// The longest wait for each write to a client (a client that does not
+    /// read its response is closed).
+    #[serde(default = "limits::default_response_write_timeout")]
+    pub response_write_timeout: HumanDuration,
+    /// HTTP/1.x: minimum bytes per second a client must read a response at
+    /// (each write's timeout is its size ÷ this rate, at least 1 s; it then
+    /// replaces `response_write_timeout`). `0` (default): off.
+    #[serde(default)]
+    pub response_min_send_rate: u64,
+    /// HTTP/2: close a connection without open streams after this long.
+    #[serde(default = "limits::default_h2_idle_timeout")]
+    pub h2_idle_timeout: HumanDuration,
+    /// HTTP/2: `SETTINGS_MAX_CONCURRENT_STREAMS` announced to clients.
+    #[serde(default = "limits::default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// Largest request head (request line and every header, as HTTP/1.1
+    /// spells them) accepted; larger ones are refused with 431.
+    #[serde(default = "limits::default_max_request_header_bytes")]
+    pub max_request_header_bytes: usize,
+    /// Open client connections per process; over it a new connection is
+    /// closed at once. Default: derived from the descriptor limit.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 /// One `[[server.tls]]` entry: TLS listeners sharing certificates and settings.
@@ -568,6 +603,7 @@ impl Config {
             }
         }
         request::validate(&s.strip_headers, &s.trusted_proxies, &mut errs);
+        limits::validate(s, &mut errs);
         if s.upstream_keepalive_pool_size > 1_000_000 {
             errs.push(ConfigError::new(
                 "server.upstream_keepalive_pool_size",

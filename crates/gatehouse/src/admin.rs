@@ -68,6 +68,16 @@ pub fn handle(state: &State, method: &Method, path: &str) -> Response<Full<Bytes
                     "application/json",
                     format!("{{\"status\":\"shutting_down\",\"generation\":{generation}}}\n"),
                 )
+            } else if let Some((open, limit)) = crate::limits::fd_exhausted() {
+                // Accepting needs descriptors: a process this close to its
+                // limit soon fails to take connections (or its upstreams).
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    format!(
+                        "{{\"status\":\"not_ready\",\"reason\":\"file descriptors nearly exhausted: {open} open of {limit}\",\"open_fds\":{open},\"fd_limit\":{limit},\"generation\":{generation}}}\n"
+                    ),
+                )
             } else {
                 reply(
                     StatusCode::OK,

@@ -12,6 +12,7 @@ pub mod alloc_count;
 pub mod canonical;
 pub mod headers;
 pub mod keyfiles;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

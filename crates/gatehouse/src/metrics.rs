@@ -64,6 +64,15 @@ pub struct Metrics {
     pub headers_dropped: [IntCounter; 3],
     /// `gatehouse_upgrades_total{result}`, indexed by [`UpgradeResult`].
     pub upgrades: [IntCounter; 3],
+    /// `gatehouse_connections_open`: client connections open now (after the
+    /// TLS handshake), counted against `server.max_connections`.
+    pub connections_open: IntGauge,
+    /// `gatehouse_connections_refused_total`: connections closed at accept
+    /// because `server.max_connections` were open.
+    pub connections_refused: IntCounter,
+    /// `gatehouse_request_heads_refused_total`: requests refused with 431
+    /// (head larger than `server.max_request_header_bytes`).
+    pub request_heads_refused: IntCounter,
 }
 
 /// What became of a request that asked for a protocol upgrade.
@@ -216,9 +225,24 @@ impl Metrics {
                 registry.register(Box::new(v.clone()))?;
                 UPGRADE_RESULTS.map(|r| v.with_label_values(&[r]))
             },
+            connections_open: IntGauge::new(
+                "gatehouse_connections_open",
+                "Client connections open now (counted after the TLS handshake), against server.max_connections.",
+            )?,
+            connections_refused: IntCounter::new(
+                "gatehouse_connections_refused_total",
+                "Client connections closed at once because server.max_connections were open.",
+            )?,
+            request_heads_refused: IntCounter::new(
+                "gatehouse_request_heads_refused_total",
+                "Requests refused with 431: the request head was larger than server.max_request_header_bytes.",
+            )?,
             registry,
         };
         let r = &m.registry;
+        r.register(Box::new(m.connections_open.clone()))?;
+        r.register(Box::new(m.connections_refused.clone()))?;
+        r.register(Box::new(m.request_heads_refused.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.request_duration.clone()))?;
         r.register(Box::new(m.upstream_duration.clone()))?;

@@ -158,6 +158,31 @@ fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
 }
 
 impl GatehouseProxy {
+    /// Answers 431 to a request whose head is `size` bytes, over
+    /// `server.max_request_header_bytes`: nothing is forwarded and the
+    /// connection is closed. Always `Ok(true)` (answered).
+    async fn refuse_large_head(
+        &self,
+        session: &mut Session,
+        size: usize,
+        rid: &HeaderValue,
+    ) -> Result<bool> {
+        self.state.metrics.request_heads_refused.inc();
+        session.set_keepalive(None);
+        let description = format!(
+            "the request head is {size} bytes, more than this server accepts (server.max_request_header_bytes)"
+        );
+        respond_json_error(
+            session,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_too_large",
+            &description,
+            rid,
+        )
+        .await?;
+        Ok(true)
+    }
+
     fn route<'a>(&self, ctx: &'a Ctx) -> Option<&'a crate::snapshot::CompiledRoute> {
         ctx.snapshot
             .as_ref()
@@ -190,6 +215,16 @@ impl ProxyHttp for GatehouseProxy {
         }
     }
 
+    /// HTTP/2 streams get `server.response_write_timeout` here (HTTP/1
+    /// sessions get theirs, and the body read timeout, in [`crate::limits::Gate`]).
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        if session.is_http2() {
+            let write = self.state.current().config.server.response_write_timeout;
+            session.set_write_timeout(Some(write.get()));
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let snapshot = self.state.current();
         ctx.snapshot = Some(snapshot.clone());
@@ -204,6 +239,11 @@ impl ProxyHttp for GatehouseProxy {
             _ => new_request_id(),
         };
         ctx.request_id = Some(rid.clone());
+        if let Some(size) =
+            crate::limits::head_over(req, snapshot.config.server.max_request_header_bytes)
+        {
+            return self.refuse_large_head(session, size, &rid).await;
+        }
 
         if crate::tls::client_certificate_refused(session) {
             respond_json_error(
@@ -526,6 +566,12 @@ impl ProxyHttp for GatehouseProxy {
                     "the upstream did not answer in time",
                 )
             }
+            // `server.request_body_timeout` (NGINX answers 408 too).
+            ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => (
+                408,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ),
             _ => match e.esource() {
                 ErrorSource::Upstream => {
                     (502, "bad_gateway", "the upstream is unreachable or failed")

@@ -10,9 +10,10 @@ use anyhow::Context;
 use async_trait::async_trait;
 use gatehouse_connectors::Registry;
 use pingora::apps::HttpServerOptions;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,10 +78,56 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
+/// The proxy service: Pingora's `HttpProxy` with our HTTP/2 settings, behind
+/// the connection cap and HTTP/1 timeouts of [`crate::limits::Gate`].
+fn proxy_service(
+    server: &Server,
+    state: &Arc<State>,
+    cfg: &gatehouse_config::ServerConfig,
+    fd_limit: Option<u64>,
+) -> Service<crate::limits::Gate> {
+    let mut options = HttpServerOptions::default();
+    options.h2c = cfg.h2c;
+    options.h2_idle_timeout = Some(cfg.h2_idle_timeout.get());
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_concurrent_streams(cfg.h2_max_concurrent_streams);
+    // Pingora's default decoded header-list cap is 64 KiB; never below the
+    // head limit, so larger heads reach our 431.
+    let list = cfg.max_request_header_bytes.max(64 * 1024);
+    h2.max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
+    let mut proxy = HttpProxy::new(
+        GatehouseProxy {
+            state: state.clone(),
+        },
+        server.configuration.clone(),
+    );
+    proxy.server_options = Some(options);
+    proxy.h2_options = Some(h2);
+    proxy.handle_init_modules();
+    if let (Some(n), Some(limit)) = (cfg.max_connections, fd_limit) {
+        if (n as u64).saturating_mul(2) + gatehouse_config::limits::RESERVED_FDS > limit {
+            tracing::warn!(
+                max_connections = n,
+                fd_limit = limit,
+                "server.max_connections may need more file descriptors than the limit allows (two per proxied connection)"
+            );
+        }
+    }
+    let gate = crate::limits::Gate::new(proxy, state.clone(), fd_limit, cfg.h2c);
+    tracing::info!(
+        max_connections = gate.cap(),
+        derived = cfg.max_connections.is_none(),
+        "client connections per process: at most {}",
+        gate.cap()
+    );
+    Service::new("gatehouse".to_string(), gate)
+}
+
 /// Runs Gatehouse with the config at `path` until a shutdown signal.
 /// Returns an error (for exit code 1) when the initial configuration or a
 /// listener cannot be set up.
 pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
+    let fd_limit = crate::limits::raise_fd_limit().map(|l| l.soft);
     let metrics = Metrics::new().context("creating metrics")?;
     let bg = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -180,17 +227,7 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut options = HttpServerOptions::default();
-    options.h2c = server_cfg.h2c;
-    let mut service = ProxyServiceBuilder::new(
-        &server.configuration,
-        GatehouseProxy {
-            state: state.clone(),
-        },
-    )
-    .name("gatehouse")
-    .server_options(options)
-    .build();
+    let mut service = proxy_service(&server, &state, &server_cfg, fd_limit);
     for addr in &server_cfg.listen {
         service.add_tcp(&addr.to_string());
         tracing::info!("proxy listener on http://{addr}");

@@ -1,0 +1,358 @@
+//! Limits against hostile clients that live below the proxy hooks: the
+//! connection cap and the per-connection timeouts (a [`ServerApp`] around
+//! Pingora's `HttpProxy`), the request-head size, and the process's file
+//! descriptors (the limit raised at start-up, the count `/readyz` watches).
+//!
+//! Why a wrapper: Pingora 0.9 has no connection cap, reads the first request
+//! head of an HTTP/1 connection with a fixed 60 s timeout, lets a keep-alive
+//! connection idle forever once it served a request (the request's own
+//! keep-alive turns the timeout into "infinite"), and on `h2c` listeners
+//! waits without any timeout for the 24 bytes that tell HTTP/2 from
+//! HTTP/1.1. [`Gate::process_new`] is called once per accepted connection
+//! (after the TLS handshake), so it can count connections and run the
+//! HTTP/1 keep-alive loop itself with our timeouts; HTTP/2 connections are
+//! handed to Pingora unchanged.
+
+use crate::proxy::GatehouseProxy;
+use crate::state::State;
+use async_trait::async_trait;
+use gatehouse_config::limits::{derived_max_connections, whole_seconds};
+use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::http::RequestHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Stream, ALPN};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use prometheus::{IntCounter, IntGauge};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// RFC 9113 §3.4: what an HTTP/2 client sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The descriptor limits in force after start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdLimit {
+    /// Soft limit found at start.
+    pub soft_before: u64,
+    /// Soft limit now (raised to `hard` when it was lower).
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// Raises `RLIMIT_NOFILE`'s soft limit to the hard limit and logs both.
+pub fn raise_fd_limit() -> Option<FdLimit> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft_before, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("cannot read the file descriptor limit: {e}");
+            return None;
+        }
+    };
+    let mut soft = soft_before;
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => soft = hard,
+            Err(e) => tracing::warn!(
+                soft_before,
+                hard,
+                "cannot raise the file descriptor limit to the hard limit: {e}"
+            ),
+        }
+    }
+    tracing::info!(
+        soft,
+        hard,
+        soft_before,
+        "file descriptor limit: {soft} (hard limit {hard}, was {soft_before})"
+    );
+    Some(FdLimit {
+        soft_before,
+        soft,
+        hard,
+    })
+}
+
+/// The soft descriptor limit now in force.
+pub fn fd_limit() -> Option<u64> {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+/// Descriptors this process has open (entries of `/proc/self/fd`).
+pub fn open_fds() -> Option<u64> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    // The directory handle itself is one of the entries.
+    Some((dir.count() as u64).saturating_sub(1))
+}
+
+/// How many descriptors short of the limit `/readyz` already says 503:
+/// 1/64 of the limit, at least 16 (accept needs one, its upstream another).
+pub fn fd_margin(limit: u64) -> u64 {
+    (limit / 64).max(16)
+}
+
+/// `Some((open, limit))` when the process is within [`fd_margin`] of its
+/// descriptor limit and may soon fail to accept.
+pub fn fd_exhausted() -> Option<(u64, u64)> {
+    let limit = fd_limit()?;
+    let open = open_fds()?;
+    (open + fd_margin(limit) >= limit).then_some((open, limit))
+}
+
+/// The size of a request head as HTTP/1.1 spells it: request line
+/// (`METHOD target HTTP/1.1\r\n`) plus `name: value\r\n` per header; for an
+/// HTTP/2 request the target is the authority and path, and the pseudo
+/// headers count as that request line.
+pub fn head_size(req: &RequestHeader) -> usize {
+    let authority = if req.version == http::Version::HTTP_2 {
+        req.uri.authority().map_or(0, |a| a.as_str().len())
+    } else {
+        0
+    };
+    let line = req.method.as_str().len() + 1 + authority + req.raw_path().len() + 11;
+    req.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// `Some(size)` when `req`'s head is larger than `max` bytes.
+pub fn head_over(req: &RequestHeader, max: usize) -> Option<usize> {
+    let size = head_size(req);
+    (size > max).then_some(size)
+}
+
+/// Counts open client connections and refuses those over the cap.
+pub struct Connections {
+    open: AtomicUsize,
+    gauge: IntGauge,
+    refused: IntCounter,
+}
+
+/// One admitted connection; dropping it frees the place.
+pub struct Slot<'a>(&'a Connections);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.gauge.dec();
+    }
+}
+
+impl Connections {
+    /// A counter reporting to `gauge` and `refused`.
+    pub fn new(gauge: IntGauge, refused: IntCounter) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            gauge,
+            refused,
+        }
+    }
+
+    /// A place for one more connection, or `None` (counted) when `cap` are open.
+    pub fn admit(&self, cap: usize) -> Option<Slot<'_>> {
+        let admitted = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok();
+        if admitted {
+            self.gauge.inc();
+            Some(Slot(self))
+        } else {
+            self.refused.inc();
+            None
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// The proxy service's application: Pingora's `HttpProxy` behind the
+/// connection cap, with our HTTP/1 timeouts.
+pub struct Gate {
+    proxy: Arc<HttpProxy<GatehouseProxy>>,
+    state: Arc<State>,
+    connections: Connections,
+    /// The cap when `server.max_connections` is not set.
+    derived_cap: usize,
+    h2c: bool,
+}
+
+/// The per-connection values, copied out of the snapshot at accept so a
+/// connection never pins an old snapshot.
+struct ConnLimits {
+    cap: usize,
+    first_head: Duration,
+    idle_secs: u64,
+    body: Duration,
+    write: Duration,
+    min_send_rate: usize,
+}
+
+impl Gate {
+    /// Wraps `proxy`; `fd_limit` (the soft limit after start-up) derives the
+    /// default cap.
+    pub fn new(
+        proxy: HttpProxy<GatehouseProxy>,
+        state: Arc<State>,
+        fd_limit: Option<u64>,
+        h2c: bool,
+    ) -> Self {
+        let connections = Connections::new(
+            state.metrics.connections_open.clone(),
+            state.metrics.connections_refused.clone(),
+        );
+        let derived_cap = derived_max_connections(fd_limit.unwrap_or(1024));
+        Self {
+            proxy: Arc::new(proxy),
+            state,
+            connections,
+            derived_cap,
+            h2c,
+        }
+    }
+
+    /// The connection cap now in force.
+    pub fn cap(&self) -> usize {
+        self.state
+            .current()
+            .config
+            .server
+            .max_connections
+            .unwrap_or(self.derived_cap)
+    }
+
+    fn limits(&self) -> ConnLimits {
+        let snapshot = self.state.current();
+        let s = &snapshot.config.server;
+        ConnLimits {
+            cap: s.max_connections.unwrap_or(self.derived_cap),
+            first_head: s.request_header_timeout.get(),
+            idle_secs: whole_seconds(s.idle_timeout.get()),
+            body: s.request_body_timeout.get(),
+            write: s.response_write_timeout.get(),
+            min_send_rate: usize::try_from(s.response_min_send_rate).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Whether `stream` speaks HTTP/2; `None`: closed, or silent for the
+    /// whole head timeout on an `h2c` listener.
+    async fn is_h2(&self, stream: &mut Stream, wait: Duration) -> Option<bool> {
+        if stream.get_ssl_digest().is_some() {
+            return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
+        }
+        if !self.h2c {
+            return Some(false);
+        }
+        let mut buf = [0u8; H2_PREFACE.len()];
+        match tokio::time::timeout(wait, stream.try_peek(&mut buf)).await {
+            Ok(Ok(true)) => Some(&buf == H2_PREFACE),
+            Ok(Ok(false)) => Some(false),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                tracing::debug!("closed a connection that sent no request within {wait:?}");
+                None
+            }
+        }
+    }
+
+    fn h1_session(stream: Stream, l: &ConnLimits) -> ServerSession {
+        let mut session = ServerSession::new_http1(stream);
+        session.set_read_timeout(Some(l.body));
+        session.set_write_timeout(Some(l.write));
+        session.set_min_send_rate((l.min_send_rate > 0).then_some(l.min_send_rate));
+        session
+    }
+}
+
+#[async_trait]
+impl ServerApp for Gate {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let l = self.limits();
+        let _slot = self.connections.admit(l.cap)?;
+        if self.is_h2(&mut stream, l.first_head).await? {
+            // Pingora's own HTTP/2 path (h2_idle_timeout, stream limits).
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        // Pingora's HTTP/1 keep-alive loop (apps/mod.rs), with our timeouts:
+        // the first head's reads wait at most `request_header_timeout`, the
+        // idle time before each later request (and that head's reads) at
+        // most `idle_timeout`.
+        let mut session = Self::h1_session(stream, &l);
+        let first = (!*shutdown.borrow()).then(|| whole_seconds(l.first_head));
+        session.set_keepalive(first);
+        let mut result = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = result.map(ReusedHttpStream::consume) {
+            let mut session = Self::h1_session(stream, &l);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(l.idle_secs));
+            }
+            result = self.proxy.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.proxy.as_ref()).await;
+    }
+}
+
+impl Gate {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.connections.open()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn head_size_counts_the_http1_spelling() {
+        let mut req = RequestHeader::build("GET", b"/a?b=c", None).unwrap();
+        req.insert_header("host", "example.com").unwrap();
+        req.insert_header("x-y", "z").unwrap();
+        // "GET /a?b=c HTTP/1.1\r\n" + "host: example.com\r\n" + "x-y: z\r\n"
+        assert_eq!(head_size(&req), 21 + 19 + 8);
+    }
+
+    #[test]
+    fn connections_over_the_cap_are_refused_and_places_come_back() {
+        let c = Connections::new(
+            IntGauge::new("g", "g").unwrap(),
+            IntCounter::new("r", "r").unwrap(),
+        );
+        let a = c.admit(2).unwrap();
+        let _b = c.admit(2).unwrap();
+        assert!(c.admit(2).is_none());
+        assert_eq!(c.refused.get(), 1);
+        drop(a);
+        assert!(c.admit(2).is_some());
+        assert_eq!(c.gauge.get(), 1);
+    }
+
+    #[test]
+    fn the_fd_margin_is_small() {
+        assert_eq!(fd_margin(1024), 16);
+        assert_eq!(fd_margin(65536), 1024);
+        assert!(open_fds().unwrap() > 2);
+    }
+}

@@ -1,0 +1,511 @@
+//! End-to-end: limits against hostile clients (issue 27). Idle, head, body
+//! and HTTP/2 idle timeouts (configured short, waited for as states with
+//! generous upper bounds), the request-head limit (431, never forwarded),
+//! the connection cap, the descriptor limit and `/readyz`, latency and
+//! memory while hundreds of idle connections are held (printed, not
+//! asserted).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use gatehouse_testkit::{http_get_blocking, EchoUpstream, Gatehouse};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Upper bound for "the server closed it": far above every timeout used here.
+const CLOSE_BOUND: Duration = Duration::from_secs(15);
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(CLOSE_BOUND)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads until the server closes (EOF or reset): the time it took, or
+/// `None` if the connection was still open after [`CLOSE_BOUND`].
+/// Whatever the server sent is returned too.
+fn wait_closed(s: &mut TcpStream) -> (Option<Duration>, Vec<u8>) {
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (Some(t0.elapsed()), got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (None, got)
+            }
+            Err(_) => return (Some(t0.elapsed()), got),
+        }
+    }
+}
+
+/// Reads one response with a `Content-Length` body; returns its head and status.
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while got.len() < end + 4 + len {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "closed inside a response body");
+                got.extend_from_slice(&buf[..n]);
+            }
+            let status = head[9..12].parse().unwrap();
+            return (status, head);
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a response: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: gh.test\r\n\r\n").into_bytes()
+}
+
+fn metric(gh: &Gatehouse, name: &str) -> f64 {
+    gh.metric(name, &[]).unwrap_or(-1.0)
+}
+
+fn wait_metric(gh: &Gatehouse, name: &str, want: f64) -> bool {
+    let deadline = Instant::now() + CLOSE_BOUND;
+    while Instant::now() < deadline {
+        if metric(gh, name) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Resident set size of `pid` in KiB (`VmRSS` of /proc/PID/status).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn idle_keepalive_connection_is_closed_after_idle_timeout() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "").replace(
+            "access_log = true",
+            "access_log = true\nidle_timeout = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let mut s = connect(gh.listen_addr());
+    // Keep-alive works: two requests on the connection.
+    for _ in 0..2 {
+        s.write_all(&get("/public/a")).unwrap();
+        assert_eq!(read_response(&mut s).0, 200);
+    }
+    let (closed, rest) = wait_closed(&mut s);
+    let after = closed.expect("idle keep-alive connection still open after the bound");
+    assert!(rest.is_empty(), "nothing is sent on close: {rest:?}");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed too early: {after:?}"
+    );
+    eprintln!(
+        "idle keep-alive connection closed {after:?} after its last response (idle_timeout = 1s)"
+    );
+    assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
+}
+
+#[test]
+fn silent_and_unfinished_heads_are_closed_after_request_header_timeout() {
+    let echo = EchoUpstream::start();
+    for h2c in [false, true] {
+        let gh = Gatehouse::start(
+            BIN,
+            &public_config(echo.addr(), "").replace(
+                "access_log = true",
+                &format!("access_log = true\nrequest_header_timeout = \"1s\"\nh2c = {h2c}"),
+            ),
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        // A client that connects and sends nothing.
+        let mut silent = connect(gh.listen_addr());
+        // One that stops in the middle of its head (more than the 24 bytes
+        // an h2c listener peeks at).
+        let mut partial = connect(gh.listen_addr());
+        partial
+            .write_all(b"GET /public/a HTTP/1.1\r\nHost: gh.test\r\nX-Slow: 1")
+            .unwrap();
+        for (what, s) in [("silent", &mut silent), ("unfinished head", &mut partial)] {
+            let (closed, _) = wait_closed(s);
+            assert!(
+                closed.is_some(),
+                "h2c={h2c}: {what} connection still open after the bound"
+            );
+            eprintln!(
+                "h2c={h2c}: {what} connection closed {:?} after it was opened (request_header_timeout = 1s)",
+                t0.elapsed()
+            );
+        }
+        assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
+        assert_eq!(echo.requests(), 0, "nothing was forwarded");
+    }
+}
+
+#[test]
+fn trickling_body_is_closed_after_request_body_timeout_and_the_connection_freed() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "").replace(
+            "access_log = true",
+            "access_log = true\nrequest_body_timeout = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let pid = gh.pid();
+    let fds_before = open_fds(pid);
+    let mut s = connect(gh.listen_addr());
+    s.write_all(b"POST /public/upload HTTP/1.1\r\nHost: gh.test\r\nContent-Length: 1000\r\n\r\n")
+        .unwrap();
+    // A first byte, then a pause longer than request_body_timeout.
+    s.write_all(b"x").unwrap();
+    let (closed, answer) = wait_closed(&mut s);
+    let after = closed.expect("stalled body still open after the bound");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    eprintln!(
+        "stalled request body closed after {after:?} (request_body_timeout = 1s), answer: {:?}",
+        text.lines().next().unwrap_or("")
+    );
+    assert!(
+        wait_metric(&gh, "gatehouse_connections_open", 0.0),
+        "connection freed"
+    );
+    // Its descriptors are back (the upstream one may stay pooled only if reusable).
+    let deadline = Instant::now() + CLOSE_BOUND;
+    while open_fds(pid) > fds_before + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        open_fds(pid) <= fds_before + 1,
+        "descriptors: {fds_before} before, {} after",
+        open_fds(pid)
+    );
+}
+
+fn head_with(bytes: usize) -> Vec<u8> {
+    // Ordinary headers of 1000 bytes each (Pingora answers its own 400 to
+    // more than 256 headers, the echo upstream 431 to more than 100), plus
+    // one to reach `bytes`.
+    let base = "GET /public/head HTTP/1.1\r\nHost: gh.test\r\n";
+    let mut head = String::from(base);
+    let mut i = 0;
+    while head.len() + 2 + 1020 < bytes {
+        head.push_str(&format!("X-Fill-{i:04}: {}\r\n", "v".repeat(1000 - 14)));
+        i += 1;
+    }
+    let pad = bytes - head.len() - 2 - "X-Last: \r\n".len();
+    head.push_str(&format!("X-Last: {}\r\n\r\n", "w".repeat(pad)));
+    assert_eq!(head.len(), bytes);
+    head.into_bytes()
+}
+
+#[test]
+fn a_head_over_32_kib_gets_431_and_never_reaches_the_upstream() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
+    let mut s = connect(gh.listen_addr());
+    s.write_all(&head_with(40 * 1024)).unwrap();
+    let (status, head) = read_response(&mut s);
+    assert_eq!(status, 431, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let (closed, _) = wait_closed(&mut s);
+    assert!(closed.is_some(), "the connection is closed after a 431");
+
+    let mut s = connect(gh.listen_addr());
+    s.write_all(&head_with(30 * 1024)).unwrap();
+    let (status, head) = read_response(&mut s);
+    assert_eq!(status, 200, "{head}");
+
+    let seen = echo.recorded();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the 30 KiB request was forwarded: {}",
+        seen.len()
+    );
+    assert_eq!(seen[0].header_values("x-last").len(), 1);
+    assert_eq!(metric(&gh, "gatehouse_request_heads_refused_total"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_limit_and_idle_timeout_hold_over_h2c() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "").replace(
+            "access_log = true",
+            "access_log = true\nh2c = true\nh2_idle_timeout = \"1s\"",
+        ),
+    )
+    .unwrap();
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let big = h2c
+        .get(gh.url("/public/h2"))
+        .header("x-big", "b".repeat(40 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.version(), reqwest::Version::HTTP_2);
+    assert_eq!(big.status(), 431);
+    let body: serde_json::Value = big.json().await.unwrap();
+    assert_eq!(body["error"], "request_header_too_large");
+    let ok = h2c
+        .get(gh.url("/public/h2"))
+        .header("x-big", "b".repeat(30 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let seen = echo.recorded();
+    assert_eq!(seen.len(), 1, "only the 30 KiB request was forwarded");
+    assert_eq!(seen[0].header_values("x-big")[0].len(), 30 * 1024);
+
+    // An HTTP/2 connection with no stream is closed after h2_idle_timeout.
+    let addr = gh.listen_addr();
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+        wait_closed(&mut s)
+    })
+    .await
+    .unwrap();
+    let (after, frames) = closed;
+    let after = after.expect("idle HTTP/2 connection still open after the bound");
+    assert!(
+        !frames.is_empty(),
+        "the server spoke HTTP/2 (SETTINGS) first"
+    );
+    eprintln!("idle h2c connection closed after {after:?} (h2_idle_timeout = 1s)");
+}
+
+#[test]
+fn connections_over_max_connections_are_closed_and_counted() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "").replace(
+            "access_log = true",
+            "access_log = true\nmax_connections = 3",
+        ),
+    )
+    .unwrap();
+    assert!(gh
+        .logs()
+        .contains("client connections per process: at most 3"));
+    let mut held: Vec<TcpStream> = (0..3).map(|_| connect(gh.listen_addr())).collect();
+    assert!(wait_metric(&gh, "gatehouse_connections_open", 3.0));
+    let mut fourth = connect(gh.listen_addr());
+    let _ = fourth.write_all(&get("/public/x"));
+    let (closed, answer) = wait_closed(&mut fourth);
+    assert!(closed.is_some(), "the fourth connection is closed");
+    assert!(answer.is_empty(), "closed without an answer: {answer:?}");
+    assert_eq!(metric(&gh, "gatehouse_connections_refused_total"), 1.0);
+    assert_eq!(echo.requests(), 0);
+    // A place comes back when a connection closes.
+    drop(held.pop());
+    assert!(wait_metric(&gh, "gatehouse_connections_open", 2.0));
+    let mut s = connect(gh.listen_addr());
+    s.write_all(&get("/public/x")).unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+}
+
+/// A script that starts the binary with a descriptor limit of 256 (soft)
+/// and `hard` (hard), so start-up has something to raise.
+fn with_fd_limit(dir: &std::path::Path, hard: u64) -> std::path::PathBuf {
+    let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("prlimit (util-linux) is needed for this test");
+    let path = dir.join("gatehouse-fd-limited");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nexec {prlimit} --nofile=256:{hard} {BIN} \"$@\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn the_fd_limit_is_raised_and_readyz_says_503_near_it() {
+    let echo = EchoUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hard = 400;
+    let bin = with_fd_limit(dir.path(), hard);
+    let gh = Gatehouse::start(
+        &bin,
+        &public_config(echo.addr(), "").replace(
+            "access_log = true",
+            "access_log = true\nmax_connections = 1000",
+        ),
+    )
+    .unwrap();
+    let logs = gh.logs();
+    assert!(
+        logs.contains("file descriptor limit: 400 (hard limit 400, was 256)"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("server.max_connections may need more file descriptors"),
+        "{logs}"
+    );
+    let pid = gh.pid();
+    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft: u64 = limit
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap();
+    assert_eq!(soft, hard);
+    assert_eq!(
+        http_get_blocking(gh.admin_addr(), "/readyz").unwrap().0,
+        200
+    );
+
+    // Idle connections up to a few descriptors short of the limit: inside
+    // the margin (16), still room to accept the admin probe.
+    let base = open_fds(pid);
+    let target = hard as usize - 8;
+    let mut held = Vec::new();
+    for _ in base..target {
+        held.push(connect(gh.listen_addr()));
+    }
+    let deadline = Instant::now() + CLOSE_BOUND;
+    let (mut status, mut body) = (0, String::new());
+    while status != 503 && Instant::now() < deadline {
+        (status, body) = http_get_blocking(gh.admin_addr(), "/readyz").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status, 503, "{body} ({} open)", open_fds(pid));
+    assert!(body.contains("file descriptors nearly exhausted"), "{body}");
+    eprintln!(
+        "/readyz with {} descriptors open of {hard}: {status} {body}",
+        open_fds(pid)
+    );
+    drop(held);
+    let deadline = Instant::now() + CLOSE_BOUND;
+    let mut ready = false;
+    while !ready && Instant::now() < deadline {
+        ready = http_get_blocking(gh.admin_addr(), "/readyz").unwrap().0 == 200;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ready, "ready again once the connections closed");
+}
+
+/// Latency of one request while 200 idle connections are held, and the
+/// memory each idle connection costs (printed for docs/operations.md; only
+/// the requests' success is asserted).
+#[test]
+fn hundreds_of_idle_connections_latency_and_memory() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
+    let pid = gh.pid();
+    let addr = gh.listen_addr();
+    let timed = || {
+        let t0 = Instant::now();
+        let mut s = connect(addr);
+        s.write_all(&get("/public/t")).unwrap();
+        assert_eq!(read_response(&mut s).0, 200);
+        t0.elapsed()
+    };
+    // Warm up (upstream pool, allocator), then a baseline.
+    for _ in 0..20 {
+        timed();
+    }
+    let quiet = timed();
+
+    let n = 500;
+    let rss0 = rss_kib(pid);
+    let mut idle: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
+    assert!(wait_metric(&gh, "gatehouse_connections_open", 200.0));
+    let with_200 = timed();
+    idle.extend((200..n).map(|_| connect(addr)));
+    assert!(wait_metric(&gh, "gatehouse_connections_open", n as f64));
+    let rss_idle = rss_kib(pid);
+    drop(idle.drain(..));
+    assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
+    let rss_idle_closed = rss_kib(pid);
+
+    let mut kept: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            let mut s = connect(addr);
+            s.write_all(&get("/public/k")).unwrap();
+            assert_eq!(read_response(&mut s).0, 200);
+            s
+        })
+        .collect();
+    assert!(wait_metric(&gh, "gatehouse_connections_open", n as f64));
+    let rss_kept = rss_kib(pid);
+    let with_kept = timed();
+    drop(kept.drain(..));
+    assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
+    let rss_kept_closed = rss_kib(pid);
+    // Does it come back later? More allocator activity, then look again.
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..50 {
+        timed();
+    }
+    let rss_settled = rss_kib(pid);
+
+    let per = |a: u64, b: u64| (a as f64 - b as f64) / n as f64;
+    eprintln!(
+        "latency: {quiet:?} quiet, {with_200:?} with 200 idle connections held, {with_kept:?} with {n} keep-alive connections held"
+    );
+    eprintln!(
+        "RSS KiB: start {rss0}; {n} idle {rss_idle} ({:.1} KiB each); closed {rss_idle_closed} ({:+.1} KiB each kept); \
+         {n} keep-alive after one request {rss_kept} ({:.1} KiB each over the closed level); closed {rss_kept_closed} ({:+.1} KiB each over start); \
+         1 s and 50 requests later {rss_settled}",
+        per(rss_idle, rss0),
+        per(rss_idle_closed, rss0),
+        per(rss_kept, rss_idle_closed),
+        per(rss_kept_closed, rss0),
+    );
+}
