@@ -57,6 +57,20 @@ pub enum TokenSource {
     Query(String),
 }
 
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Header {
+                name,
+                scheme: Some(s),
+            } => write!(f, "header {name} ({s})"),
+            TokenSource::Header { name, scheme: None } => write!(f, "header {name}"),
+            TokenSource::Cookie(c) => write!(f, "cookie {c}"),
+            TokenSource::Query(q) => write!(f, "query parameter {q}"),
+        }
+    }
+}
+
 impl TokenSource {
     /// `Authorization: Bearer <token>`.
     pub fn bearer() -> Self {
