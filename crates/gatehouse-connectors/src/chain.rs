@@ -2,6 +2,7 @@
 //! connector or an any-of group whose first allowing member wins.
 
 use crate::errors::{Failure, FailureClass};
+use crate::token::{strip_carriers, union_intake, Intake, TokenSource};
 use crate::{Connector, Denial, HeaderEdits, Reason, Rejection, RequestView, Verdict};
 use http::StatusCode;
 use std::sync::Arc;
@@ -12,17 +13,61 @@ use std::time::{Duration, Instant};
 pub struct Step {
     /// The members. A step with more than one member is an any-of group.
     pub members: Vec<Arc<dyn Connector>>,
+    /// The union of the members' token sources (each carrier once).
+    union: Vec<TokenSource>,
 }
 
 impl Step {
     /// A step of one connector.
     pub fn one(c: Arc<dyn Connector>) -> Self {
-        Self { members: vec![c] }
+        Self::any(vec![c])
     }
 
     /// An any-of group.
     pub fn any(members: Vec<Arc<dyn Connector>>) -> Self {
-        Self { members }
+        let mut union: Vec<TokenSource> = Vec::new();
+        for s in members.iter().flat_map(|m| m.token_sources()) {
+            if !union.contains(s) {
+                union.push(s.clone());
+            }
+        }
+        Self { members, union }
+    }
+
+    /// The carriers this step reads: the union of its members' token
+    /// sources, one per carrier (for `gatehouse check`).
+    pub fn carriers(&self) -> Vec<&TokenSource> {
+        let mut out: Vec<&TokenSource> = Vec::new();
+        for s in &self.union {
+            if !out.iter().any(|o| o.same_carrier(s)) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// The edits that follow member `winner`'s allow: the carriers of every
+    /// other member that the winner does not read, removed by that member's
+    /// own rule (query parameters always; headers and cookies unless it
+    /// forwards its token).
+    fn strip_others(&self, winner: usize, req: &RequestView<'_>) -> HeaderEdits {
+        let mut edits = HeaderEdits::none();
+        let Some(w) = self.members.get(winner) else {
+            return edits;
+        };
+        for (j, m) in self.members.iter().enumerate() {
+            if j == winner {
+                continue;
+            }
+            let theirs: Vec<TokenSource> = m
+                .token_sources()
+                .iter()
+                .filter(|s| !w.token_sources().iter().any(|o| o.same_carrier(s)))
+                .cloned()
+                .collect();
+            edits.merge(strip_carriers(&theirs, req, m.forwards_token()));
+        }
+        edits
     }
 }
 
@@ -55,11 +100,18 @@ pub enum ChainOutcome {
 /// called after each connector that ran (for metrics). An empty chain allows
 /// with no edits.
 ///
-/// In a group, members run in order until one allows; only that member's
-/// edits apply. Before a member of a group of two or more runs, its
-/// [`Connector::precheck`] may refuse cheaply. When no member allows, the
-/// refusal with the highest [`Reason::specificity`] answers (the earliest on
-/// a tie).
+/// A group of two or more first reads the union of its members' token
+/// sources: a token in the carriers of two members (or twice in one) is
+/// refused with `ambiguous_token` (400) before any member runs. Members then
+/// run in order until one allows; that member's edits apply, and the
+/// carriers of the other members are removed by their own rules. Before a
+/// member of a group runs, its [`Connector::precheck`] may refuse cheaply.
+/// When no member allows, the refusal with the highest
+/// [`Reason::specificity`] answers (the earliest on a tie).
+///
+/// On a protected route (any step), the RFC 6750 query parameter
+/// `access_token` never reaches the upstream, whether a connector reads it
+/// or not: an upstream that reads it would read a token nobody verified.
 pub async fn run_chain<F>(steps: &[Step], req: &RequestView<'_>, mut observe: F) -> ChainOutcome
 where
     F: FnMut(usize, usize, bool, Duration),
@@ -67,6 +119,25 @@ where
     let mut edits = HeaderEdits::none();
     'steps: for (s, step) in steps.iter().enumerate() {
         let group = step.members.len() > 1;
+        if group {
+            if let Intake::Ambiguous(why) = union_intake(&step.union, req) {
+                let f = Failure::new(
+                    Reason::AmbiguousToken,
+                    FailureClass::InvalidRequest,
+                    "InvalidToken",
+                    format!("{why}; send the token once"),
+                );
+                let denial = match step.members.first() {
+                    Some(c) => c.refuse(f, req),
+                    None => empty_step(),
+                };
+                return ChainOutcome::Deny {
+                    step: s,
+                    member: 0,
+                    denial,
+                };
+            }
+        }
         let mut best: Option<(usize, Refusal)> = None;
         for (m, c) in step.members.iter().enumerate() {
             let start = Instant::now();
@@ -76,6 +147,9 @@ where
                     Verdict::Allow(e) => {
                         observe(s, m, true, start.elapsed());
                         edits.merge(e);
+                        if group {
+                            edits.merge(step.strip_others(m, req));
+                        }
                         continue 'steps;
                     }
                     Verdict::Deny(d) => Refusal::Denied(d),
@@ -100,8 +174,19 @@ where
             denial,
         };
     }
+    let rfc6750_query = req.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| crate::token::query_pair_matches(p, RFC6750_QUERY))
+    });
+    if !steps.is_empty() && rfc6750_query {
+        edits.remove_query_params.push(RFC6750_QUERY.to_string());
+    }
+    edits.settle_cookies(req.headers);
     ChainOutcome::Allow(edits)
 }
+
+/// The query parameter RFC 6750 §2.3 carries a token in.
+const RFC6750_QUERY: &str = "access_token";
 
 /// A member's refusal: rendered by its check, or a skip rendered only if it
 /// answers.

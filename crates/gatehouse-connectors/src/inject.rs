@@ -2,7 +2,7 @@
 //! a userinfo document (OIDC), and from the client certificate of a mutual
 //! TLS connection. One implementation for every connector.
 
-use crate::claims::{render, ClaimPath};
+use crate::claims::{has_edge_whitespace, render, ClaimPath};
 use crate::PeerCertificate;
 use gatehouse_config::ConfigError;
 use http::{HeaderName, HeaderValue};
@@ -64,7 +64,9 @@ pub struct InjectRule {
 pub enum InjectError {
     /// A `required` claim is absent.
     Missing(String),
-    /// A value contains CR, LF, NUL or another byte not allowed in a header.
+    /// A value contains CR, LF, NUL or another byte not allowed in a header,
+    /// or starts or ends (or, for an array, one of its elements does) with a
+    /// space or a tab.
     InvalidValue(String),
 }
 
@@ -184,7 +186,12 @@ impl Injector {
     pub fn apply(&self, doc: &Value) -> Result<Vec<(HeaderName, HeaderValue)>, InjectError> {
         let mut out = Vec::with_capacity(self.rules.len());
         for r in &self.rules {
-            let text = match r.source.first(doc).and_then(render) {
+            let found = r.source.first(doc);
+            let text = match found.and_then(render) {
+                Some(_) if found.is_some_and(has_edge_whitespace) => {
+                    // RFC 9110 §5.5 readers trim it: refused like control bytes.
+                    return Err(InjectError::InvalidValue(r.header.to_string()));
+                }
                 Some(t) => t,
                 None if r.required => {
                     return Err(InjectError::Missing(r.source.as_str().to_string()))
@@ -250,6 +257,17 @@ mod tests {
                 inj.apply(&json!({"name": bad})),
                 Err(InjectError::InvalidValue("x-name".into())),
                 "{bad:?}"
+            );
+        }
+        for bad in [
+            json!(" admin "),
+            json!("admin\t"),
+            json!(["desk", " admin"]),
+        ] {
+            assert_eq!(
+                inj.apply(&json!({ "name": bad })),
+                Err(InjectError::InvalidValue("x-name".into())),
+                "{bad}: readers trim spaces and tabs at the edges"
             );
         }
         let out = inj.apply(&json!({"name": "Claes Rosenlöf"})).unwrap();

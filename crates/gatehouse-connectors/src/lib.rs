@@ -99,6 +99,27 @@ pub trait Connector: Send + Sync {
         &[]
     }
 
+    /// Where this connector reads its token (empty: it reads none). An
+    /// any-of group reads the union of its members' sources: a token in the
+    /// carriers of two members is ambiguous, and the carriers of the members
+    /// that did not allow are stripped by their own rule
+    /// ([`Connector::forwards_token`]).
+    fn token_sources(&self) -> &[token::TokenSource] {
+        &[]
+    }
+
+    /// True when the token's carrier stays on the upstream request
+    /// (`forward_authorization`); a query carrier is removed either way.
+    fn forwards_token(&self) -> bool {
+        true
+    }
+
+    /// What `gatehouse check` should warn about in this connector's
+    /// settings (e.g. a JWT connector that would accept ID tokens).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// True when this connector refuses every request that arrives without
     /// a verified client certificate (e.g. certificate-bound tokens), so
     /// `gatehouse check` can warn when no listener asks for one.

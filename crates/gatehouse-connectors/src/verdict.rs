@@ -44,6 +44,11 @@ pub struct HeaderEdits {
     pub remove: Vec<HeaderName>,
     /// Query parameters to remove from the URI (e.g. a token carrier).
     pub remove_query_params: Vec<String>,
+    /// Cookies removed from the `Cookie` header (token carriers). Already
+    /// reflected in `set`/`remove` for the request the edits were made for;
+    /// kept so that merged edits remove every one of them
+    /// ([`HeaderEdits::settle_cookies`]).
+    pub remove_cookies: Vec<String>,
 }
 
 impl HeaderEdits {
@@ -54,7 +59,26 @@ impl HeaderEdits {
 
     /// True when there is nothing to apply.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.remove.is_empty() && self.remove_query_params.is_empty()
+        self.set.is_empty()
+            && self.remove.is_empty()
+            && self.remove_query_params.is_empty()
+            && self.remove_cookies.is_empty()
+    }
+
+    /// Makes the `Cookie` edit remove every cookie of `remove_cookies` from
+    /// the request's `headers` at once (two edits made apart would each put
+    /// back the other's cookie).
+    pub fn settle_cookies(&mut self, headers: &http::HeaderMap) {
+        if self.remove_cookies.is_empty() {
+            return;
+        }
+        self.set.retain(|(n, _)| n != http::header::COOKIE);
+        self.remove.retain(|n| n != http::header::COOKIE);
+        match crate::token::cookie_without(headers, &self.remove_cookies) {
+            None => {}
+            Some(Some(v)) => self.set.push((http::header::COOKIE, v)),
+            Some(None) => self.remove.push(http::header::COOKIE),
+        }
     }
 
     /// Appends `other`'s edits after this one's (later sets win).
@@ -66,6 +90,7 @@ impl HeaderEdits {
         self.set.extend(other.set);
         self.remove.extend(other.remove);
         self.remove_query_params.extend(other.remove_query_params);
+        self.remove_cookies.extend(other.remove_cookies);
     }
 }
 
@@ -170,6 +195,8 @@ pub enum Reason {
     InvalidHeaderValue,
     /// No userinfo endpoint fits the request.
     NoUserinfoEndpoint,
+    /// The region header was sent more than once (or as a list).
+    AmbiguousRegion,
     /// The identity provider rejected the credential.
     IdpRejected,
     /// The identity provider could not be reached or failed.
@@ -179,13 +206,18 @@ pub enum Reason {
     /// The token is bound to a client certificate (RFC 8705) that is not
     /// the one presented, or no certificate was presented.
     CertificateMismatch,
+    /// The token's type (JOSE `typ`) is not among the accepted ones.
+    TokenTypeNotAllowed,
+    /// The token is an ID token (`nonce`, `at_hash` or `c_hash`), not an
+    /// access token.
+    IdToken,
     /// A connector-specific refusal not covered above.
     Denied,
 }
 
 impl Reason {
     /// Every reason, in a fixed order (see [`Reason::index`]).
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 26] = [
         Reason::MissingToken,
         Reason::Malformed,
         Reason::AmbiguousToken,
@@ -204,10 +236,13 @@ impl Reason {
         Reason::PolicyDenied,
         Reason::InvalidHeaderValue,
         Reason::NoUserinfoEndpoint,
+        Reason::AmbiguousRegion,
         Reason::IdpRejected,
         Reason::IdpUnavailable,
         Reason::IdpBadResponse,
         Reason::CertificateMismatch,
+        Reason::TokenTypeNotAllowed,
+        Reason::IdToken,
         Reason::Denied,
     ];
 
@@ -230,8 +265,10 @@ impl Reason {
             Reason::Malformed
             | Reason::TokenTooLarge
             | Reason::AlgorithmNotAllowed
+            | Reason::TokenTypeNotAllowed
             | Reason::UnknownKey
-            | Reason::NoUserinfoEndpoint => 1,
+            | Reason::NoUserinfoEndpoint
+            | Reason::AmbiguousRegion => 1,
             Reason::KeysUnavailable
             | Reason::IdpUnavailable
             | Reason::IdpBadResponse
@@ -246,6 +283,7 @@ impl Reason {
             | Reason::MissingClaim
             | Reason::PolicyDenied
             | Reason::CertificateMismatch
+            | Reason::IdToken
             | Reason::InvalidHeaderValue => 4,
         }
     }
@@ -271,10 +309,13 @@ impl Reason {
             Reason::PolicyDenied => "policy_denied",
             Reason::InvalidHeaderValue => "invalid_header_value",
             Reason::NoUserinfoEndpoint => "no_userinfo_endpoint",
+            Reason::AmbiguousRegion => "ambiguous_region",
             Reason::IdpRejected => "idp_rejected",
             Reason::IdpUnavailable => "idp_unavailable",
             Reason::IdpBadResponse => "idp_bad_response",
             Reason::CertificateMismatch => "certificate_mismatch",
+            Reason::TokenTypeNotAllowed => "token_type_not_allowed",
+            Reason::IdToken => "id_token",
             Reason::Denied => "denied",
         }
     }

@@ -36,6 +36,7 @@ pub async fn check(
         .map_err(|e| gatehouse_config::ConfigError::new("", format!("metrics: {e}")))?;
     let (snapshot, _) = reload::initial_load(path, registry, &metrics).await?;
     let mut out = snapshot.summary();
+    out.push_str(&group_carriers(&snapshot));
     let unsealed = snapshot
         .config
         .caches
@@ -52,6 +53,7 @@ pub async fn check(
         .into_iter()
         .chain(tls::client_certificate_warnings(&snapshot))
         .chain(binding_in_groups(&snapshot))
+        .chain(connector_warnings(&snapshot))
         .chain(public_beside_protected(&snapshot.config))
         .chain(unsealed);
     for w in warnings {
@@ -121,6 +123,36 @@ fn public_beside_protected(config: &gatehouse_config::Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// The carriers each any-of group reads: a token must be in one of them;
+/// tokens in two are refused (`ambiguous_token`).
+fn group_carriers(snapshot: &snapshot::Snapshot) -> String {
+    let mut out = String::new();
+    for (r, route) in snapshot.routes.iter().enumerate() {
+        for (s, step) in route.chain.iter().enumerate() {
+            if step.members.len() < 2 {
+                continue;
+            }
+            let carriers: Vec<String> = step.carriers().iter().map(|c| c.to_string()).collect();
+            out.push_str(&format!(
+                "routes[{r}].connectors[{s}] ({:?}) reads the token from one of: {} \
+                 (a token in two of them is refused with ambiguous_token)\n",
+                step,
+                carriers.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// What each connector says about its own settings.
+fn connector_warnings(snapshot: &snapshot::Snapshot) -> Vec<String> {
+    snapshot
+        .connectors
+        .values()
+        .flat_map(|b| b.connector.warnings())
+        .collect()
 }
 
 /// Any-of groups that mix a member needing a client certificate (a

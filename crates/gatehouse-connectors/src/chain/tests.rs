@@ -239,3 +239,207 @@ async fn an_empty_group_fails_closed() {
     let (_, _, d) = denied(out);
     assert_eq!(d.rejection.status, StatusCode::FORBIDDEN);
 }
+
+/// A member that reads its token from `sources` and allows any token it
+/// finds (setting its name as a header), refusing `missing_token` otherwise.
+struct Reader {
+    name: &'static str,
+    sources: Vec<crate::token::TokenSource>,
+    forward: bool,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Connector for Reader {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn kind(&self) -> &str {
+        "test"
+    }
+    fn token_sources(&self) -> &[crate::token::TokenSource] {
+        &self.sources
+    }
+    fn forwards_token(&self) -> bool {
+        self.forward
+    }
+    async fn check(&self, req: &RequestView<'_>) -> Verdict {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match crate::token::find_token(&self.sources, req) {
+            crate::token::Intake::Found(_, i) => {
+                let mut e = crate::token::carrier_edits(&self.sources[i], req, self.forward);
+                e.set.push((
+                    HeaderName::from_static(self.name),
+                    HeaderValue::from_static("yes"),
+                ));
+                Verdict::Allow(e)
+            }
+            _ => Verdict::Deny(refusal(Reason::MissingToken, self.name)),
+        }
+    }
+}
+
+fn reader(name: &'static str, source: &str, forward: bool) -> Arc<Reader> {
+    let cfg: crate::token::TokenSourceConfig = toml::from_str(source).unwrap();
+    Arc::new(Reader {
+        name,
+        sources: crate::token::TokenSource::compile_all("t", &[cfg]).unwrap(),
+        forward,
+        calls: AtomicUsize::new(0),
+    })
+}
+
+async fn run_with(steps: &[Step], uri: &'static str, pairs: &[(&str, &str)]) -> ChainOutcome {
+    let (m, u) = (Method::GET, Uri::from_static(uri));
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let req = RequestView {
+        method: &m,
+        uri: &u,
+        headers: &h,
+        client: None,
+        request_id: "r1",
+        peer_cert: None,
+    };
+    run_chain(steps, &req, |_, _, _, _| {}).await
+}
+
+fn group(members: &[&Arc<Reader>]) -> Step {
+    Step::any(
+        members
+            .iter()
+            .map(|c| (*c).clone() as Arc<dyn Connector>)
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_token_in_two_members_carriers_is_ambiguous_before_any_member_runs() {
+    // Issue 21: `ga` reads a cookie, `gb` the Authorization header.
+    let ga = reader("ga", "cookie = \"at\"", true);
+    let gb = reader("gb", "header = \"Authorization\"", false);
+    let out = run_with(
+        &[group(&[&ga, &gb])],
+        "/x",
+        &[
+            ("authorization", "Bearer good"),
+            ("cookie", "at=forged-admin"),
+        ],
+    )
+    .await;
+    let (step, _, d) = denied(out);
+    assert_eq!(step, 0);
+    assert_eq!(d.reason(), Reason::AmbiguousToken);
+    assert_eq!(d.failure.class, FailureClass::InvalidRequest);
+    assert_eq!(
+        ga.calls.load(Ordering::SeqCst) + gb.calls.load(Ordering::SeqCst),
+        0,
+        "a member ran"
+    );
+    // The cookie alone, or the header alone, is one carrier.
+    for pairs in [
+        &[("cookie", "at=good; theme=dark")][..],
+        &[("authorization", "Bearer good"), ("cookie", "theme=dark")][..],
+    ] {
+        assert!(
+            matches!(
+                run_with(&[group(&[&ga, &gb])], "/x", pairs).await,
+                ChainOutcome::Allow(_)
+            ),
+            "{pairs:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_carriers_of_members_that_did_not_allow_are_stripped_by_their_rule() {
+    let ga = reader("ga", "cookie = \"at\"", true);
+    let gb = reader("gb", "header = \"Authorization\"", false);
+    // `ga` allows on its cookie; `gb` does not forward Authorization, so a
+    // credential there (not a bearer token: no second carrier) goes too.
+    let out = run_with(
+        &[group(&[&gb, &ga])],
+        "/x",
+        &[("authorization", "Basic Zm9yZ2Vk"), ("cookie", "at=good")],
+    )
+    .await;
+    let ChainOutcome::Allow(e) = out else {
+        panic!("{out:?}")
+    };
+    assert!(e.remove.contains(&http::header::AUTHORIZATION), "{e:?}");
+    assert!(
+        !e.remove.contains(&http::header::COOKIE) && !e.set.iter().any(|(n, _)| n == "cookie"),
+        "ga forwards its cookie: {e:?}"
+    );
+    // The other way round: `gb` allows; `ga` forwards its carrier, so its
+    // cookie (absent here) is not touched; a non-forwarding cookie member's
+    // is removed.
+    let gc = reader("gc", "cookie = \"sid\"", false);
+    let out = run_with(
+        &[group(&[&gc, &gb])],
+        "/x",
+        &[
+            ("authorization", "Bearer good"),
+            ("cookie", "theme=dark; sid="),
+        ],
+    )
+    .await;
+    // `sid=` is malformed: two carriers.
+    assert!(matches!(out, ChainOutcome::Deny { .. }), "{out:?}");
+    let out = run_with(
+        &[group(&[&gc, &gb])],
+        "/x",
+        &[("authorization", "Bearer good"), ("cookie", "theme=dark")],
+    )
+    .await;
+    let ChainOutcome::Allow(e) = out else {
+        panic!("{out:?}")
+    };
+    assert!(e.remove.contains(&http::header::AUTHORIZATION));
+    assert_eq!(
+        e.set
+            .iter()
+            .find(|(n, _)| n == "cookie")
+            .map(|(_, v)| v.clone()),
+        Some(HeaderValue::from_static("theme=dark"))
+    );
+}
+
+#[tokio::test]
+async fn the_rfc6750_query_token_never_reaches_the_upstream_of_a_protected_route() {
+    let gb = reader("gb", "header = \"Authorization\"", true);
+    let out = run_with(
+        &[Step::one(gb.clone())],
+        "/x?a=1&access_token=forged&ACCESS.TOKEN=f2",
+        &[("authorization", "Bearer good")],
+    )
+    .await;
+    let ChainOutcome::Allow(e) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(e.remove_query_params, ["access_token"]);
+    let out = run_with(
+        &[Step::one(gb)],
+        "/x?a=1",
+        &[("authorization", "Bearer good")],
+    )
+    .await;
+    let ChainOutcome::Allow(e) = out else {
+        panic!("{out:?}")
+    };
+    assert!(e.remove_query_params.is_empty());
+}
+
+#[test]
+fn a_group_lists_each_carrier_once() {
+    let ga = reader("ga", "cookie = \"at\"", true);
+    let gb = reader("gb", "header = \"Authorization\"", false);
+    let gc = reader("gc", "header = \"authorization\"", false);
+    let g = group(&[&ga, &gb, &gc]);
+    assert_eq!(g.carriers().len(), 2);
+}

@@ -169,6 +169,41 @@ impl Connector for JwtConnector {
         self.rules.require_binding
     }
 
+    fn token_sources(&self) -> &[crate::token::TokenSource] {
+        &self.common.sources
+    }
+
+    fn forwards_token(&self) -> bool {
+        self.forward
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let narrow = !self.rules.token_types.is_empty()
+            && self
+                .rules
+                .token_types
+                .iter()
+                .all(|t| !t.eq_ignore_ascii_case("JWT"));
+        let mut out = Vec::new();
+        if self.rules.audiences.is_empty() && !narrow {
+            out.push(format!(
+                "connectors.{}: a jwt connector with neither `audiences` nor `token_types` \
+                 narrower than the default accepts any JWT its keys signed, for any audience \
+                 (RFC 8725 §3.11): set `audiences`, or `token_types = [\"at+jwt\", \
+                 \"application/at+jwt\"]`",
+                self.name
+            ));
+        }
+        if self.rules.accept_id_tokens {
+            out.push(format!(
+                "connectors.{}: accept_id_tokens = true: ID tokens (made for a client, not an \
+                 API) pass as access tokens",
+                self.name
+            ));
+        }
+        out
+    }
+
     /// In an any-of group, a token whose unverified `iss` is not among
     /// `issuers` is not this connector's: refused without key lookup or
     /// signature check (not counted as a validation).

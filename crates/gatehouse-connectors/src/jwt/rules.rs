@@ -25,6 +25,10 @@ pub struct Rules {
     pub max_age: Option<f64>,
     /// Tokens must be bound to the connection's client certificate (RFC 8705).
     pub require_binding: bool,
+    /// Accepted `typ` values (compared ASCII case-insensitively).
+    pub token_types: Vec<String>,
+    /// Accept ID tokens as access tokens.
+    pub accept_id_tokens: bool,
 }
 
 impl Rules {
@@ -100,6 +104,20 @@ impl Rules {
                 ))
                 .map(Some),
         };
+        if s.token_types.is_empty() {
+            p.push(ConfigError::new(
+                at("token_types"),
+                "list at least one token type (default [\"at+jwt\", \"application/at+jwt\", \"JWT\"])",
+            ));
+        }
+        for (i, t) in s.token_types.iter().enumerate() {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                p.push(ConfigError::new(
+                    at(&format!("token_types[{i}]")),
+                    format!("\"{t}\" is not a media type (printable ASCII, no spaces)"),
+                ));
+            }
+        }
         let rules = (|| {
             Some(Rules {
                 algorithms,
@@ -108,6 +126,8 @@ impl Rules {
                 leeway: leeway?.as_secs_f64(),
                 require_exp: s.require_exp,
                 require_binding: s.require_certificate_binding,
+                token_types: s.token_types.clone(),
+                accept_id_tokens: s.accept_id_tokens,
                 max_age: max_age?.map(|d| d.as_secs_f64()),
             })
         })();

@@ -102,6 +102,16 @@ pub struct JwtSettings {
     /// Verified-token cache capacity (0 disables the cache).
     #[serde(default = "d_cache")]
     pub token_cache_size: u64,
+    /// Token types (`typ` of the JOSE header) accepted, compared ASCII
+    /// case-insensitively; a token without `typ` is accepted. Default
+    /// `["at+jwt", "application/at+jwt", "JWT"]` (RFC 9068 access tokens,
+    /// and plain JWTs).
+    #[serde(default = "d_token_types")]
+    pub token_types: Vec<String>,
+    /// Accept ID tokens (a token with `nonce`, `at_hash` or `c_hash`) as
+    /// access tokens (default false: refused with `id_token`).
+    #[serde(default)]
+    pub accept_id_tokens: bool,
     /// RFC 8705: the token's `cnf."x5t#S256"` must be the thumbprint of the
     /// client certificate verified on the connection (mutual TLS listener).
     #[serde(default)]
@@ -120,6 +130,13 @@ impl JwtSettings {
             .chain(pems)
             .collect()
     }
+}
+
+/// The default `token_types`.
+pub const DEFAULT_TOKEN_TYPES: [&str; 3] = ["at+jwt", "application/at+jwt", "JWT"];
+
+fn d_token_types() -> Vec<String> {
+    DEFAULT_TOKEN_TYPES.iter().map(|t| t.to_string()).collect()
 }
 
 fn yes() -> bool {

@@ -713,6 +713,7 @@ fn jwks_parsing_skips_unusable_keys() {
 mod binding;
 mod es512;
 mod hardening;
+mod token_type;
 
 #[tokio::test]
 async fn every_error_of_a_section_is_reported() {

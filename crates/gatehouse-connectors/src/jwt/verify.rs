@@ -2,8 +2,9 @@
 //! and rules at this instant? No I/O, no cache, no clock of its own.
 //!
 //! Order: structure (three base64url JSON parts) → `alg` allow-list → no
-//! `crit` → key selection (`kid`, key type fitting `alg`) → signature →
-//! `exp`, `nbf`, `iat`, `max_token_age` → `iss` → `aud`. The claim gate
+//! `typ` (`token_types`) → `crit` → key selection (`kid`, key type fitting
+//! `alg`) → signature → `exp`, `nbf`, `iat`, `max_token_age` → `iss` → `aud`
+//! → not an ID token (`accept_id_tokens`). The claim gate
 //! (required claims → policy → injection) comes after, in the connector.
 
 use super::rules::Rules;
@@ -122,6 +123,7 @@ pub fn parse<'t>(token: &'t str, rules: &Rules) -> Result<Parsed<'t>, Failure> {
                 "token algorithm is not allowed",
             )
         })?;
+    check_type(rules, &header)?;
     if header.get("crit").is_some() {
         return Err(invalid(
             Reason::Malformed,
@@ -213,7 +215,46 @@ pub fn verify_parsed(
     check_times(rules, times, now)?;
     check_issuer(rules, &claims)?;
     check_audience(rules, &claims)?;
+    check_not_id_token(rules, &claims)?;
     Ok(Verified { claims, times, key })
+}
+
+/// The JOSE header's `typ`, when present, must be one of `token_types`
+/// (ASCII case-insensitively; RFC 9068 §2.1, RFC 8725 §3.11): a logout
+/// token (`logout+jwt`), a DPoP proof (`dpop+jwt`) or a security event
+/// (`secevent+jwt`) signed by the same keys is not an access token.
+fn check_type(rules: &Rules, header: &Value) -> Result<(), Failure> {
+    match header.get("typ") {
+        None => Ok(()),
+        Some(Value::String(t)) if rules.token_types.iter().any(|w| w.eq_ignore_ascii_case(t)) => {
+            Ok(())
+        }
+        Some(_) => Err(invalid(
+            Reason::TokenTypeNotAllowed,
+            "InvalidJWTToken",
+            "token type (typ) is not accepted",
+        )),
+    }
+}
+
+/// An ID token (OIDC Core §2: it carries `nonce`, `at_hash` or `c_hash`)
+/// is made for a client, not for an API (RFC 9068 §1, RFC 8725 §3.11):
+/// refused unless `accept_id_tokens`.
+fn check_not_id_token(rules: &Rules, claims: &Value) -> Result<(), Failure> {
+    if rules.accept_id_tokens {
+        return Ok(());
+    }
+    if ["nonce", "at_hash", "c_hash"]
+        .iter()
+        .any(|c| claims.get(c).is_some())
+    {
+        return Err(invalid(
+            Reason::IdToken,
+            "InvalidJWTToken",
+            "an ID token is not an access token",
+        ));
+    }
+    Ok(())
 }
 
 fn check_issuer(rules: &Rules, claims: &Value) -> Result<(), Failure> {

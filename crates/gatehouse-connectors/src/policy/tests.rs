@@ -222,3 +222,28 @@ fn case_insensitive_matching_folds_ascii_only() {
         .evaluate(&doc)
         .is_err());
 }
+
+#[test]
+fn an_array_element_with_a_comma_is_one_element_for_the_policy_and_the_upstream() {
+    // Issue 21: `roles: ["desk", "x,admin"]` — the upstream reads the header
+    // `desk,x%2Cadmin` (elements `desk` and `x,admin`); so does the policy.
+    let doc = json!({"roles": ["desk", "x,admin"]});
+    for op in ["contains_any", "equals"] {
+        let admin = policy(&format!(
+            "[[policy]]\nany = [{{ claim = \"roles\", op = \"{op}\", values = [\"admin\"] }}]"
+        ))
+        .unwrap();
+        assert!(admin.evaluate(&doc).is_err(), "{op}: admin is no element");
+        let whole = policy(&format!(
+            "[[policy]]\nany = [{{ claim = \"roles\", op = \"{op}\", values = [\"x,admin\"] }}]"
+        ))
+        .unwrap();
+        assert!(whole.evaluate(&doc).is_ok(), "{op}: x,admin is one element");
+    }
+    let rendered = crate::claims::render(&doc["roles"]).unwrap();
+    let upstream: Vec<String> = rendered
+        .split(',')
+        .map(|e| e.replace("%2C", ",").replace("%25", "%"))
+        .collect();
+    assert_eq!(upstream, ["desk", "x,admin"]);
+}

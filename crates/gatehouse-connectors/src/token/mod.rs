@@ -57,6 +57,20 @@ pub enum TokenSource {
     Query(String),
 }
 
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Header {
+                name,
+                scheme: Some(s),
+            } => write!(f, "header {name} ({s})"),
+            TokenSource::Header { name, scheme: None } => write!(f, "header {name}"),
+            TokenSource::Cookie(c) => write!(f, "cookie {c}"),
+            TokenSource::Query(q) => write!(f, "query parameter {q}"),
+        }
+    }
+}
+
 impl TokenSource {
     /// `Authorization: Bearer <token>`.
     pub fn bearer() -> Self {
@@ -88,9 +102,14 @@ impl TokenSource {
         Ok(out)
     }
 
-    fn same_carrier(&self, other: &Self) -> bool {
+    /// True when `self` and `other` read the same carrier (header names
+    /// compared folded, see [`header_folds_to`]; cookie and query names with
+    /// [`name_matches`]), whatever their schemes.
+    pub fn same_carrier(&self, other: &Self) -> bool {
         match (self, other) {
-            (TokenSource::Header { name: a, .. }, TokenSource::Header { name: b, .. }) => a == b,
+            (TokenSource::Header { name: a, .. }, TokenSource::Header { name: b, .. }) => {
+                header_folds_to(a.as_str(), b.as_str())
+            }
             (TokenSource::Cookie(a), TokenSource::Cookie(b))
             | (TokenSource::Query(a), TokenSource::Query(b)) => name_matches(a, b),
             _ => false,
@@ -106,6 +125,14 @@ impl TokenSource {
                         format!("\"{h}\" is not a valid header name"),
                     )
                 })?;
+                if !h.bytes().any(|b| b.is_ascii_alphanumeric()) {
+                    return Err(ConfigError::new(
+                        format!("{path}.header"),
+                        format!(
+                            "\"{h}\" has no letter or digit (header names are compared on those)"
+                        ),
+                    ));
+                }
                 let scheme = match &c.scheme {
                     Some(s) if s.is_empty() => None,
                     Some(s) => Some(s.clone()),
@@ -150,6 +177,29 @@ fn is_tchar(b: u8) -> bool {
 /// RFC 3986 unreserved characters.
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// True when header name `a` is `b` as CGI, WSGI, PHP and lighttpd read
+/// names: on their ASCII letters (case folded) and digits alone, so
+/// `X_Auth_Token`, `X.Auth.Token` and `x-auth-token` are one name.
+pub fn header_folds_to(a: &str, b: &str) -> bool {
+    fn key(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| b.to_ascii_lowercase())
+    }
+    key(a).eq(key(b))
+}
+
+/// The names in `headers` that are `name` folded (see [`header_folds_to`]).
+pub fn header_spellings(name: &HeaderName, headers: &http::HeaderMap) -> Vec<HeaderName> {
+    let mut out = vec![name.clone()];
+    for n in headers.keys() {
+        if header_folds_to(n.as_str(), name.as_str()) && !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` escapes (RFC 3986). `+` stays a `+`. `None` when an escape
@@ -225,7 +275,13 @@ enum One<'a> {
 }
 
 fn from_header<'a>(name: &HeaderName, scheme: Option<&str>, req: &RequestView<'a>) -> One<'a> {
-    let mut values = req.headers.get_all(name).iter();
+    // The configured spelling and its twins (`X_Auth_Token` beside
+    // `X-Auth-Token`): one carrier, read by CGI/WSGI/PHP as one name.
+    let headers: &'a http::HeaderMap = req.headers;
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| header_folds_to(n.as_str(), name.as_str()))
+        .map(|(_, v)| v);
     let Some(v) = values.next() else {
         return One::Absent;
     };
@@ -380,43 +436,106 @@ pub fn find_token<'a>(sources: &[TokenSource], req: &RequestView<'a>) -> Intake<
 
 /// Edits that remove the token's carrier before proxying. With
 /// `forward == true` only a query parameter is removed (tokens in URLs end
-/// up in upstream access logs).
+/// up in upstream access logs). A header carrier is removed in every
+/// spelling the request holds (`X_Auth_Token` beside `X-Auth-Token`).
 pub fn carrier_edits(source: &TokenSource, req: &RequestView<'_>, forward: bool) -> HeaderEdits {
+    strip_carriers(std::slice::from_ref(source), req, forward)
+}
+
+/// [`carrier_edits`] for every source of `sources`.
+pub fn strip_carriers(
+    sources: &[TokenSource],
+    req: &RequestView<'_>,
+    forward: bool,
+) -> HeaderEdits {
     let mut e = HeaderEdits::none();
-    match source {
-        TokenSource::Query(name) => e.remove_query_params.push(name.clone()),
-        _ if forward => {}
-        TokenSource::Header { name, .. } => e.remove.push(name.clone()),
-        TokenSource::Cookie(name) => {
-            let is_ours = |item: &str| {
-                let item = item.trim();
-                name_matches(item.split_once('=').map_or(item, |(k, _)| k), name)
-            };
-            let kept: Vec<String> = req
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|t| t.split(';'))
-                .filter_map(|seg| {
-                    let rest: Vec<&str> = seg
-                        .split(',')
-                        .filter(|it| !it.trim().is_empty() && !is_ours(it))
-                        .map(str::trim)
-                        .collect();
-                    (!rest.is_empty()).then(|| rest.join(", "))
-                })
+    for source in sources {
+        match source {
+            TokenSource::Query(name) => e.remove_query_params.push(name.clone()),
+            _ if forward => {}
+            TokenSource::Header { name, .. } => {
+                for n in header_spellings(name, req.headers) {
+                    if !e.remove.contains(&n) {
+                        e.remove.push(n);
+                    }
+                }
+            }
+            TokenSource::Cookie(name) => e.remove_cookies.push(name.clone()),
+        }
+    }
+    if !e.remove_cookies.is_empty() {
+        e.settle_cookies(req.headers);
+    }
+    e
+}
+
+/// The `Cookie` header of `headers` without the cookies `names` (compared
+/// with [`name_matches`]): `Some(None)` when none is left (remove the
+/// header), `Some(Some(v))` for the rest, `None` when nothing changes.
+pub(crate) fn cookie_without(
+    headers: &http::HeaderMap,
+    names: &[String],
+) -> Option<Option<HeaderValue>> {
+    let is_ours = |item: &str| {
+        let item = item.trim();
+        let k = item.split_once('=').map_or(item, |(k, _)| k);
+        names.iter().any(|n| name_matches(k, n))
+    };
+    let mut cookies = headers.get_all(http::header::COOKIE).iter().peekable();
+    cookies.peek()?;
+    let kept: Vec<String> = cookies
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|t| t.split(';'))
+        .filter_map(|seg| {
+            let rest: Vec<&str> = seg
+                .split(',')
+                .filter(|it| !it.trim().is_empty() && !is_ours(it))
+                .map(str::trim)
                 .collect();
-            if kept.is_empty() {
-                e.remove.push(http::header::COOKIE);
-            } else if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                e.set.push((http::header::COOKIE, v));
-            } else {
-                e.remove.push(http::header::COOKIE);
+            (!rest.is_empty()).then(|| rest.join(", "))
+        })
+        .collect();
+    if kept.is_empty() {
+        return Some(None);
+    }
+    Some(HeaderValue::from_str(&kept.join("; ")).ok())
+}
+
+/// Whether a group's carriers hold more than one token: the carriers of
+/// `sources` (the union of an any-of group's members' sources; one carrier
+/// read with two schemes counts once) are each looked at, and a token (or
+/// something malformed) in two of them, or twice in one, is
+/// [`Intake::Ambiguous`]. Any other answer is [`Intake::Missing`]: finding
+/// the token is each member's job.
+pub fn union_intake<'a>(sources: &[TokenSource], req: &RequestView<'a>) -> Intake<'a> {
+    let mut occupied = 0;
+    for (i, s) in sources.iter().enumerate() {
+        if sources[..i].iter().any(|o| o.same_carrier(s)) {
+            continue;
+        }
+        let mut here = false;
+        for v in sources[i..].iter().filter(|o| o.same_carrier(s)) {
+            let one = match v {
+                TokenSource::Header { name, scheme } => from_header(name, scheme.as_deref(), req),
+                TokenSource::Cookie(name) => from_cookie(name, req),
+                TokenSource::Query(name) => from_query(name, req),
+            };
+            match one {
+                One::Absent => {}
+                One::Ambiguous(why) => return Intake::Ambiguous(why),
+                One::Found(_) | One::Malformed(_) => here = true,
+            }
+        }
+        if here {
+            occupied += 1;
+            if occupied > 1 {
+                return Intake::Ambiguous(
+                    "token in the carriers of more than one member of an any-of group",
+                );
             }
         }
     }
-    e
+    Intake::Missing
 }
 
 #[cfg(test)]

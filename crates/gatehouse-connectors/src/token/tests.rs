@@ -297,3 +297,104 @@ fn source_config_errors() {
         "p[1]"
     );
 }
+
+#[test]
+fn underscore_and_dot_twins_of_a_token_header_are_the_same_carrier() {
+    // Issue 21: CGI, WSGI and PHP read `X_Auth_Token` as `X-Auth-Token`.
+    let s = TokenSource::compile_all("p", &[src(Some("X-Auth-Token"), None, None)]).unwrap();
+    for twin in ["x_auth_token", "x.auth.token", "xauthtoken", "x-auth_token"] {
+        let mut h = headers(&[("x-auth-token", "good.good.good")]);
+        h.append(
+            HeaderName::from_bytes(twin.as_bytes()).unwrap(),
+            HeaderValue::from_static("forged.forged.forged"),
+        );
+        assert!(is_ambiguous(&intake(&s, "/", &h)), "{twin}");
+        // The twin alone is the carrier (and is what the upstream would read).
+        let mut h = HeaderMap::new();
+        h.append(
+            HeaderName::from_bytes(twin.as_bytes()).unwrap(),
+            HeaderValue::from_static("t.t.t"),
+        );
+        assert_eq!(intake(&s, "/", &h), found("t.t.t", 0), "{twin}");
+    }
+    let h = headers(&[("x-auth-tokens", "t.t.t")]);
+    assert_eq!(intake(&s, "/", &h), Intake::Missing, "another name");
+    // Twins listed in the config are one carrier, listed twice.
+    let e = TokenSource::compile_all(
+        "p",
+        &[
+            src(Some("X-Auth-Token"), None, None),
+            src(Some("X_AUTH_TOKEN"), None, None),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "p[1]");
+    assert!(TokenSource::compile_all("p", &[src(Some("-"), None, None)]).is_err());
+}
+
+#[test]
+fn every_spelling_of_a_stripped_header_carrier_is_removed() {
+    let s = TokenSource::compile_all("p", &[src(Some("X-Auth-Token"), None, None)]).unwrap();
+    let mut h = headers(&[("x-auth-token", "t.t.t")]);
+    h.append("x_auth_token", HeaderValue::from_static("u"));
+    h.append("x.auth.token", HeaderValue::from_static("v"));
+    let (m, u) = (Method::GET, Uri::from_static("/"));
+    let e = carrier_edits(&s[0], &view(&m, &u, &h), false);
+    let mut removed: Vec<&str> = e.remove.iter().map(HeaderName::as_str).collect();
+    removed.sort_unstable();
+    assert_eq!(removed, ["x-auth-token", "x.auth.token", "x_auth_token"]);
+    assert!(carrier_edits(&s[0], &view(&m, &u, &h), true).is_empty());
+}
+
+#[test]
+fn a_groups_union_finds_tokens_in_two_members_carriers() {
+    let cookie = TokenSource::compile_all("p", &[src(None, Some("at"), None)]).unwrap();
+    let union: Vec<TokenSource> = cookie
+        .iter()
+        .cloned()
+        .chain([TokenSource::bearer()])
+        .collect();
+    let (m, u) = (Method::GET, Uri::from_static("/"));
+    let h = headers(&[("authorization", "Bearer b.b.b"), ("cookie", "at=forged")]);
+    assert!(is_ambiguous(&union_intake(&union, &view(&m, &u, &h))));
+    let h = headers(&[("authorization", "Bearer b.b.b"), ("cookie", "theme=dark")]);
+    assert_eq!(union_intake(&union, &view(&m, &u, &h)), Intake::Missing);
+    let h = headers(&[("authorization", "Basic dXNlcjpwYXNz"), ("cookie", "at=c")]);
+    assert_eq!(
+        union_intake(&union, &view(&m, &u, &h)),
+        Intake::Missing,
+        "another scheme is not a carrier"
+    );
+    // One header read bare by one member and with `Bearer` by another is
+    // one carrier.
+    let bare = TokenSource::Header {
+        name: http::header::AUTHORIZATION,
+        scheme: None,
+    };
+    let union = [TokenSource::bearer(), bare];
+    let h = headers(&[("authorization", "Bearer b.b.b")]);
+    assert_eq!(union_intake(&union, &view(&m, &u, &h)), Intake::Missing);
+}
+
+#[test]
+fn stripping_two_cookie_carriers_removes_both() {
+    let s = TokenSource::compile_all(
+        "p",
+        &[src(None, Some("at"), None), src(None, Some("sid"), None)],
+    )
+    .unwrap();
+    let h = headers(&[("cookie", "at=a; theme=dark; sid=s")]);
+    let (m, u) = (Method::GET, Uri::from_static("/"));
+    let req = view(&m, &u, &h);
+    // Made apart and merged, as a chain does.
+    let mut e = carrier_edits(&s[0], &req, false);
+    e.merge(carrier_edits(&s[1], &req, false));
+    e.settle_cookies(&h);
+    let cookies: Vec<&HeaderValue> = e
+        .set
+        .iter()
+        .filter(|(n, _)| n == http::header::COOKIE)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(cookies, [&HeaderValue::from_static("theme=dark")]);
+}

@@ -11,11 +11,12 @@ use serde_json::Value;
 /// The meaning of one userinfo answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    /// 200 with a JSON object: the token is valid; this is the identity.
+    /// 200 with a JSON object holding a string `sub`: the token is valid;
+    /// this is the identity.
     Identity(Value),
     /// 4xx: the IdP rejected the token.
     Rejected(IdpRefusal),
-    /// Anything else (5xx, 3xx, not JSON, signed userinfo): the IdP could not
+    /// Anything else (5xx, 3xx, not JSON, no string `sub`, signed userinfo): the IdP could not
     /// answer usefully; the text says why (for logs and the client).
     Unavailable(String),
 }
@@ -37,7 +38,14 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], text: &Err
                 Answer::Unavailable("userinfo answer is not JSON".into())
             } else {
                 match serde_json::from_slice::<Value>(body) {
-                    Ok(doc) if doc.is_object() => Answer::Identity(doc),
+                    // OIDC Core §5.3.2: `sub` MUST be in the answer; without
+                    // a string one it names no one (and `{}` is no identity).
+                    Ok(doc) if doc.get("sub").is_some_and(Value::is_string) => {
+                        Answer::Identity(doc)
+                    }
+                    Ok(doc) if doc.is_object() => {
+                        Answer::Unavailable("userinfo answer has no string sub".into())
+                    }
                     _ => Answer::Unavailable("userinfo answer is not a JSON object".into()),
                 }
             }
@@ -118,6 +126,20 @@ mod tests {
         for (status, ct, body, why) in [
             (200, "application/json", &b"[1]"[..], "not a JSON object"),
             (200, "application/json", b"{", "not a JSON object"),
+            (200, "application/json", b"{}", "no string sub"),
+            (200, "application/json", br#"{"sub":7}"#, "no string sub"),
+            (
+                200,
+                "application/json",
+                br#"{"sub":null,"email":"a@b"}"#,
+                "no string sub",
+            ),
+            (
+                200,
+                "application/json",
+                br#"{"email":"a@b"}"#,
+                "no string sub",
+            ),
             (200, "text/html", b"{}", "not JSON"),
             (200, "application/jwt", b"e.y.j", "signed"),
             (500, "application/json", b"{}", "answered 500"),

@@ -276,6 +276,7 @@ impl UserinfoConnector {
                 e.set.extend(edits.iter().cloned());
                 let injector = &self.rules.endpoints[idx].injector;
                 e.set.extend(injector.certificate(req.peer_cert));
+                e.merge(self.rules.region_edits(idx, req));
                 Verdict::Allow(e)
             }
             Outcome::Denied(f) => Verdict::Deny(errors.deny(f.clone(), req.request_id)),
@@ -310,6 +311,14 @@ impl Connector for UserinfoConnector {
         &self.rules.injected
     }
 
+    fn token_sources(&self) -> &[crate::token::TokenSource] {
+        &self.common.sources
+    }
+
+    fn forwards_token(&self) -> bool {
+        self.rules.forward
+    }
+
     async fn check(&self, req: &RequestView<'_>) -> Verdict {
         let errors = &self.common.errors;
         let (token, source) = match self.common.intake(req) {
@@ -317,7 +326,16 @@ impl Connector for UserinfoConnector {
             Err(f) => return Verdict::Deny(errors.deny(f, req.request_id)),
         };
         let token: &str = &token;
-        let Some(idx) = self.rules.select(req) else {
+        let Ok(selected) = self.rules.select(req) else {
+            let f = Failure::new(
+                Reason::AmbiguousRegion,
+                FailureClass::InvalidRequest,
+                "InvalidRegionHeader",
+                "the region header must be sent once, with one value",
+            );
+            return Verdict::Deny(errors.deny(f, req.request_id));
+        };
+        let Some(idx) = selected else {
             let f = Failure::new(
                 Reason::NoUserinfoEndpoint,
                 FailureClass::InvalidRequest,

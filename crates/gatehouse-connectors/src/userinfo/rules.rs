@@ -8,9 +8,10 @@ use crate::inject::Injector;
 use crate::kit::Problems;
 use crate::limits::{self, at_most};
 use crate::outbound::parse_url;
-use crate::RequestView;
+use crate::token::{header_folds_to, header_spellings};
+use crate::{HeaderEdits, RequestView};
 use gatehouse_config::{ConfigError, ConfigErrors};
-use http::{HeaderName, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -167,6 +168,14 @@ impl Rules {
                 ));
                 continue;
             }
+            if !region.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                // The code is what the upstream receives in the region header.
+                p.push(ConfigError::new(
+                    key(path, &at),
+                    "region codes are printable ASCII without spaces or commas",
+                ));
+                continue;
+            }
             let url = p.check(parse_url(path, &at, url));
             let injector = match s.region_inject_headers.get(region) {
                 Some(m) => p.check(Injector::compile(
@@ -307,12 +316,24 @@ impl Rules {
         p.finish(rules)
     }
 
-    /// The endpoint for this request: its region's, else the default.
-    pub fn select(&self, req: &RequestView<'_>) -> Option<usize> {
-        let region = self
-            .region_header
-            .as_ref()
-            .and_then(|h| req.headers.get(h))
+    /// The endpoint for this request: its region's, else the default
+    /// (`Ok(None)`: neither). `Err(())` when the region header comes more
+    /// than once — in two headers, in two spellings (`X_Region` beside
+    /// `X-Region`) or as a comma-separated list: which one the upstream
+    /// would read is anyone's guess.
+    #[allow(clippy::result_unit_err)]
+    pub fn select(&self, req: &RequestView<'_>) -> Result<Option<usize>, ()> {
+        let mut values = self.region_header.iter().flat_map(|h| {
+            req.headers
+                .iter()
+                .filter(move |(n, _)| header_folds_to(n.as_str(), h.as_str()))
+                .map(|(_, v)| v)
+        });
+        let first = values.next();
+        if values.next().is_some() || first.is_some_and(|v| v.as_bytes().contains(&b',')) {
+            return Err(());
+        }
+        let region = first
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty());
@@ -323,6 +344,28 @@ impl Rules {
                 self.by_region.get(r).copied()
             }
         });
-        found.or(self.default)
+        Ok(found.or(self.default))
+    }
+
+    /// The edits that make the upstream read the region that was used: every
+    /// spelling of the region header the client sent removed, and, when a
+    /// regional endpoint `idx` was used, the header set to its region code
+    /// as written under `endpoints` (none for the default endpoint).
+    pub fn region_edits(&self, idx: usize, req: &RequestView<'_>) -> HeaderEdits {
+        let mut e = HeaderEdits::none();
+        let Some(h) = &self.region_header else {
+            return e;
+        };
+        e.remove = header_spellings(h, req.headers);
+        if Some(idx) != self.default {
+            if let Some(v) = self
+                .endpoints
+                .get(idx)
+                .and_then(|ep| HeaderValue::from_str(&ep.label).ok())
+            {
+                e.set.push((h.clone(), v));
+            }
+        }
+        e
     }
 }

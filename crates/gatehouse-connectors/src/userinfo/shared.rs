@@ -99,7 +99,12 @@ pub fn decode(bytes: &[u8], now: u64, own: Lifetimes) -> Found {
     let written = s.written.min(now);
     let left = |until: u64| Duration::from_millis(until.saturating_sub(now));
     let answer = match s.answer {
-        StoredAnswer::Identity(doc @ Value::Object(_)) => Answer::Identity(doc),
+        // Entries written before `sub` was required are misses, not identities.
+        StoredAnswer::Identity(doc @ Value::Object(_))
+            if doc.get("sub").is_some_and(Value::is_string) =>
+        {
+            Answer::Identity(doc)
+        }
         StoredAnswer::Identity(_) => return Found::Miss,
         StoredAnswer::Rejected {
             status,
@@ -388,6 +393,9 @@ mod tests {
                 9,
             ),
             br#"{"fresh": -1, "keep": 1e99, "answer": {"identity": {}}}"#.to_vec(),
+            // Written before `sub` was required (issue 21): not an identity.
+            entry(json!({"identity": {}}), 3_600_000, 3_600_000),
+            entry(json!({"identity": {"sub": 1}}), 3_600_000, 3_600_000),
         ];
         for b in bad {
             assert!(
@@ -423,7 +431,7 @@ mod tests {
         // A write time in the future counts as now.
         let future = serde_json::to_vec(
             &json!({"written": 9_000_000, "fresh": 9_999_999, "keep": 9_999_999,
-            "answer": {"identity": {}}}),
+            "answer": {"identity": {"sub": "u1"}}}),
         )
         .unwrap();
         assert!(

@@ -288,3 +288,96 @@ async fn a_cookie_token_is_sent_as_bearer_and_removed_upstream() {
     let v = check(&*c, &[("authorization", "Bearer opaque-1")]).await;
     assert_eq!(rejection(&v).reason, Reason::MissingToken);
 }
+
+#[tokio::test]
+async fn the_upstream_reads_the_region_that_was_used() {
+    let idp = MockIdp::start();
+    for p in ["/fr", "/us"] {
+        idp.route(
+            "GET",
+            p,
+            MockResponse::json(200, serde_json::json!({"sub": "u"})),
+        );
+    }
+    let c = build(&format!(
+        "region_header = \"X-Region\"\ndefault_endpoint = \"{}\"\nendpoints = {{ FR = \"{}\" }}",
+        idp.url("/us"),
+        idp.url("/fr")
+    ))
+    .await
+    .unwrap();
+    let region_edits = |v: &Verdict| -> (Vec<String>, Vec<String>) {
+        let Verdict::Allow(e) = v else {
+            panic!("expected allow, got {v:?}")
+        };
+        (
+            e.remove
+                .iter()
+                .filter(|n| *n != http::header::AUTHORIZATION)
+                .map(|n| n.to_string())
+                .collect(),
+            e.set
+                .iter()
+                .filter(|(n, _)| n == "x-region")
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+                .collect(),
+        )
+    };
+    let bearer = ("authorization", "Bearer opaque-token-1");
+    let v = check(&*c, &[bearer, ("x-region", "FR")]).await;
+    assert_eq!(
+        region_edits(&v),
+        (vec!["x-region".into()], vec!["FR".into()])
+    );
+    // Not a region code (exact match): the default endpoint answered, so
+    // the upstream gets no region header at all.
+    let v = check(&*c, &[bearer, ("x-region", "fr"), ("x_region", "")]).await;
+    assert!(matches!(v, Verdict::Deny(_)), "two spellings: {v:?}");
+    let v = check(&*c, &[bearer, ("x-region", "fr")]).await;
+    assert_eq!(region_edits(&v), (vec!["x-region".into()], vec![]));
+    assert_eq!(idp.calls("/fr"), 1);
+    assert_eq!(idp.calls("/us"), 1);
+    // Twice, as a list, or in two spellings: 400 before the IdP is asked.
+    for twice in [
+        &[bearer, ("x-region", "FR"), ("x-region", "US")][..],
+        &[bearer, ("x-region", "FR, US")][..],
+        &[bearer, ("x-region", "FR"), ("x_region", "US")][..],
+        &[bearer, ("x-region", "FR"), ("X.Region", "FR")][..],
+    ] {
+        let v = check(&*c, twice).await;
+        let r = rejection(&v);
+        assert_eq!(
+            (r.status.as_u16(), r.reason),
+            (400, Reason::AmbiguousRegion),
+            "{twice:?}"
+        );
+    }
+    assert_eq!(idp.calls("/fr") + idp.calls("/us"), 2, "the IdP was asked");
+}
+
+#[tokio::test]
+async fn a_userinfo_answer_without_a_string_sub_is_an_idp_error_and_not_cached() {
+    let idp = MockIdp::start();
+    for (p, body) in [
+        ("/empty", serde_json::json!({})),
+        ("/numeric", serde_json::json!({"sub": 7, "email": "a@b"})),
+    ] {
+        idp.route("GET", p, MockResponse::json(200, body));
+        let c = build(&format!(
+            "default_endpoint = \"{}\"\ninject_headers = {{ \"X-Email\" = \"email\" }}",
+            idp.url(p)
+        ))
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            let v = check(&*c, &[("authorization", "Bearer opaque-token-1")]).await;
+            let r = rejection(&v);
+            assert_eq!(
+                (r.status.as_u16(), r.reason),
+                (503, Reason::IdpUnavailable),
+                "{p}"
+            );
+        }
+        assert_eq!(idp.calls(p), 2, "{p}: an answer without sub was cached");
+    }
+}
