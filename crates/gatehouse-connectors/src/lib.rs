@@ -120,6 +120,13 @@ pub trait Connector: Send + Sync {
         Vec::new()
     }
 
+    /// True when a check may make an outbound call (an identity provider)
+    /// that is worth cancelling when the client goes away: the proxy then
+    /// runs the chain while it watches the client connection.
+    fn calls_out(&self) -> bool {
+        false
+    }
+
     /// True when this connector refuses every request that arrives without
     /// a verified client certificate (e.g. certificate-bound tokens), so
     /// `gatehouse check` can warn when no listener asks for one.

@@ -73,6 +73,9 @@ pub struct Metrics {
     /// `gatehouse_request_heads_refused_total`: requests refused with 431
     /// (head larger than `server.max_request_header_bytes`).
     pub request_heads_refused: IntCounter,
+    /// `gatehouse_abandoned_checks_total`: connector chains stopped (their
+    /// identity-provider calls cancelled) because the client went away.
+    pub abandoned_checks: IntCounter,
 }
 
 /// What became of a request that asked for a protocol upgrade.
@@ -237,6 +240,14 @@ impl Metrics {
                 "gatehouse_request_heads_refused_total",
                 "Requests refused with 431: the request head was larger than server.max_request_header_bytes.",
             )?,
+            abandoned_checks: {
+                let c = IntCounter::new(
+                    "gatehouse_abandoned_checks_total",
+                    "Connector chains that could call an identity provider, stopped because the client went away (the call is cancelled).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             registry,
         };
         let r = &m.registry;

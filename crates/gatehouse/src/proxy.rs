@@ -341,31 +341,62 @@ impl ProxyHttp for GatehouseProxy {
             }
             Ask::Websocket { accept } => ctx.upgrade_accept = Some(accept),
         }
-        let req = session.req_header();
         if route.chain.is_empty() {
             return Ok(false);
         }
+        let watch = route.watch_client && session.is_body_empty();
+        let req = session.req_header();
 
         let client = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let rid_str = rid.to_str().unwrap_or("");
-        let view = RequestView {
-            method: &req.method,
-            uri: &req.uri,
-            headers: &req.headers,
-            client,
-            request_id: rid_str,
-            peer_cert: crate::tls::session_peer(session),
-        };
-        let outcome = run_chain(&route.chain, &view, |s, m, ok, d| {
+        let observe = |s: usize, m: usize, ok: bool, d: Duration| {
             route.chain_metrics[s][m].observe(ok, d);
             if ok && route.chain[s].members.len() > 1 {
                 route.metrics.group_allow(route.chain[s].members[m].name());
             }
-        })
-        .await;
+        };
+        let outcome = if watch {
+            // The chain may call an identity provider: run it while watching
+            // the client, so a client that goes away cancels the call. The
+            // head is copied so the session is free to be watched.
+            let head = req.clone();
+            let tls = session.digest().and_then(|d| d.ssl_digest.clone());
+            let view = RequestView {
+                method: &head.method,
+                uri: &head.uri,
+                headers: &head.headers,
+                client,
+                request_id: rid_str,
+                peer_cert: tls
+                    .as_ref()
+                    .and_then(|t| t.extension.get::<gatehouse_connectors::PeerCertificate>()),
+            };
+            let chain = run_chain(&route.chain, &view, observe);
+            tokio::pin!(chain);
+            tokio::select! {
+                outcome = &mut chain => outcome,
+                watched = session.read_body_or_idle(true) => match watched {
+                    Err(e) => {
+                        self.state.metrics.abandoned_checks.inc();
+                        return Err(e.into_down());
+                    }
+                    Ok(_) => chain.await,
+                },
+            }
+        } else {
+            let view = RequestView {
+                method: &req.method,
+                uri: &req.uri,
+                headers: &req.headers,
+                client,
+                request_id: rid_str,
+                peer_cert: crate::tls::session_peer(session),
+            };
+            run_chain(&route.chain, &view, observe).await
+        };
         match outcome {
             ChainOutcome::Allow(edits) => {
                 ctx.edits = edits;

@@ -77,6 +77,9 @@ pub struct CompiledRoute {
     pub metrics: RouteMetrics,
     /// Protocol upgrades the route tunnels (`upgrades`).
     pub upgrades: Vec<gatehouse_config::Upgrade>,
+    /// A connector of the chain may call out (an identity provider): the
+    /// chain runs while the client is watched, and stops if it goes away.
+    pub watch_client: bool,
 }
 
 pub use crate::upstream::CompiledUpstream;
@@ -274,6 +277,7 @@ pub async fn compile(
                 .collect(),
             metrics: metrics.route(&r.name, &names, &groups),
             upgrades: r.upgrades.clone(),
+            watch_client: steps.iter().flatten().any(|b| b.connector.calls_out()),
         });
     }
 

@@ -62,6 +62,20 @@ impl HoldingIdp {
         self.state.lock().unwrap().2
     }
 
+    /// Held calls whose connection Gatehouse has closed (read at EOF).
+    fn abandoned(&self) -> usize {
+        let st = self.state.lock().unwrap();
+        st.0.iter()
+            .filter(|c| {
+                let _ = c.set_nonblocking(true);
+                let mut b = [0u8; 1];
+                let eof = matches!((&**c).read(&mut b), Ok(0));
+                let _ = c.set_nonblocking(false);
+                eof
+            })
+            .count()
+    }
+
     /// Answers every held call, and every later one at once.
     fn release(&self) {
         let mut st = self.state.lock().unwrap();
@@ -205,4 +219,50 @@ async fn new_calls_per_second_are_bounded() {
     );
     assert_eq!(refused(&gh, "rate"), limited as f64);
     assert_eq!(idp.calls(), ok, "a refused call reached the IdP");
+}
+
+/// Issue 27, item 4: a client that goes away while its token is being
+/// checked cancels the identity-provider call (it used to run on to the
+/// connector's `timeout`).
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_its_idp_call() {
+    let echo = EchoUpstream::start();
+    let idp = HoldingIdp::start();
+    let gh = Gatehouse::start(BIN, &config(&echo, &idp, "")).unwrap();
+    let wait = Duration::from_secs(20);
+    let mut client = TcpStream::connect(gh.listen_addr()).unwrap();
+    client
+        .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer gone-token\r\n\r\n")
+        .unwrap();
+    assert!(
+        eventually(wait, async || idp.calls() == 1
+            && gauge(&gh, "gatehouse_userinfo_inflight") == 1.0)
+        .await
+    );
+    drop(client);
+    assert!(
+        eventually(wait, async || idp.abandoned() == 1
+            && gauge(&gh, "gatehouse_userinfo_inflight") == 0.0)
+        .await,
+        "the IdP call outlived its client (the connector timeout is 30 s)"
+    );
+    assert_eq!(
+        gh.metric("gatehouse_abandoned_checks_total", &[]),
+        Some(1.0)
+    );
+    // A client that stays gets its answer as before.
+    idp.release();
+    let resp = client_ok(&gh).await;
+    assert_eq!(resp, 200);
+}
+
+async fn client_ok(gh: &Gatehouse) -> u16 {
+    client()
+        .get(gh.url("/x"))
+        .bearer_auth("stays-token")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

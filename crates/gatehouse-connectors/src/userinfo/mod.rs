@@ -311,6 +311,10 @@ impl Connector for UserinfoConnector {
         &self.rules.injected
     }
 
+    fn calls_out(&self) -> bool {
+        true
+    }
+
     fn token_sources(&self) -> &[crate::token::TokenSource] {
         &self.common.sources
     }
