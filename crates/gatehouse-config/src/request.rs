@@ -79,12 +79,28 @@ pub const CLIENT_ADDRESS_HEADERS: &[&str] = &[
     "x-proxyuser-ip",
     "wl-proxy-client-ip",
     "proxy-client-ip",
+    "x-scheme",
+    "x-arr-ssl",
+    "x-original-host",
+    "x-host",
+    "x-forwarded-server",
+    "x-forwarded-by",
+    // Envoy/Istio: the client certificate a front proxy verified.
+    "x-forwarded-client-cert",
 ];
 
-/// Path-override headers (Symfony ≤ 3.4 and Zend Framework route by them
-/// instead of the request path), removed from every request unless
-/// `server.path_override_headers` is on.
-pub const PATH_OVERRIDE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url"];
+/// Path-override headers (Symfony ≤ 3.4 and Zend Framework route by
+/// `X-Original-URL`/`X-Rewrite-URL`; others carry an original path that
+/// applications and auth middlewares read as the request's), removed from
+/// every request unless `server.path_override_headers` is on.
+pub const PATH_OVERRIDE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+];
 
 /// Method-override headers (read by Rails, Express, Symfony, ASP.NET and
 /// others to turn a `POST` into another method), removed unless

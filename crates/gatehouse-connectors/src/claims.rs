@@ -101,11 +101,15 @@ pub fn escape_element(s: &str) -> String {
     s.replace('%', "%25").replace(',', "%2C")
 }
 
-/// True when `v`, rendered, would have space or tab at the edge of its value
+/// True when `v`, rendered, would have whitespace at the edge of its value
 /// or (for an array) of one of its elements: RFC 9110 §5.5 readers trim
-/// them, so the upstream would read another value than the one checked.
+/// space and tab, and applications trim more (Go's `strings.TrimSpace`,
+/// .NET's `Trim`, Java's `strip` remove every Unicode `White_Space`, e.g.
+/// U+00A0 and U+3000, and U+FEFF), so the upstream would read another
+/// value than the one checked.
 pub fn has_edge_whitespace(v: &Value) -> bool {
-    let edge = |s: &str| s.starts_with([' ', '\t']) || s.ends_with([' ', '\t']);
+    let ws = |c: char| c.is_whitespace() || c == '\u{feff}';
+    let edge = |s: &str| s.starts_with(ws) || s.ends_with(ws);
     match v {
         Value::String(s) => edge(s),
         Value::Array(items) => items.iter().any(|i| match i {
@@ -205,12 +209,17 @@ mod tests {
             json!("admin\t"),
             json!(["a", " b"]),
             json!(["a ", "b"]),
+            json!("admin\u{3000}"),
+            json!(["readers", "admin\u{a0}"]),
+            json!("\u{feff}admin"),
+            json!("admin\u{2028}"),
         ] {
             assert!(has_edge_whitespace(&v), "{v}");
         }
         for v in [
             json!("Doe, John"),
             json!(["a b", "c"]),
+            json!("caf\u{e9} \u{3000} bar"),
             json!(1),
             json!({" k ": 1}),
         ] {

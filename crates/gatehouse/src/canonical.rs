@@ -12,8 +12,9 @@
 //!   [`PathParameters::Strip`], which strips both: one decoding hop behind
 //!   Gatehouse would turn `%3B` into a parameter Tomcat and Jetty strip),
 //!   and a segment ending in `.` or a space, raw or encoded, other than
-//!   `.`/`..` (unless [`TrailingDots::Allow`]: Windows drops them, so
-//!   `/api./x` is its `/api/x`).
+//!   `.`/`..`, or naming an NTFS stream (`x::$DATA`), raw or encoded (unless
+//!   [`TrailingDots::Allow`]: Windows drops them, so `/api./x` and
+//!   `/api::$INDEX_ALLOCATION/x` are its `/api/x`).
 //! - Method: a case-sensitive token; any method with a lower-case letter is
 //!   refused (every registered method is upper case; `post` is read as `POST`
 //!   by Django and Werkzeug).
@@ -47,6 +48,8 @@ pub enum Refusal {
     PathParameter,
     /// A segment ending in `.` or a space (other than `.` and `..`).
     TrailingDot,
+    /// A segment naming an NTFS stream (`:$DATA`, `::$INDEX_ALLOCATION`).
+    StreamName,
     /// A method with lower-case letters.
     InvalidMethod,
     /// HTTP/1.1 without a `Host` header.
@@ -81,6 +84,9 @@ impl Refusal {
             Refusal::PathParameter => "the path contains a ';' path parameter (or its escape %3B)",
             Refusal::TrailingDot => {
                 "a path segment ends in a dot or a space, which Windows servers drop"
+            }
+            Refusal::StreamName => {
+                "a path segment names an NTFS stream (:$), which Windows servers strip"
             }
             Refusal::InvalidMethod => "methods are case-sensitive upper-case tokens",
             Refusal::MissingHost => "an HTTP/1.1 request needs a Host header",
@@ -186,9 +192,37 @@ fn push_escaped(out: &mut String, b: u8) {
 fn is_canonical(path: &[u8]) -> bool {
     path.first() == Some(&b'/')
         && !has_empty_inner_segment(path)
-        && path[1..]
-            .split(|&b| b == b'/')
-            .all(|seg| seg.last() != Some(&b'.') && seg.iter().all(|&b| is_plain_pchar(b)))
+        && path[1..].split(|&b| b == b'/').all(|seg| {
+            seg.last() != Some(&b'.')
+                && !seg.windows(2).any(|w| w == b":$")
+                && seg.iter().all(|&b| is_plain_pchar(b))
+        })
+}
+
+/// True when a canonical segment holds `:` followed by `$`, escaped or not
+/// (`%3A`, `%24`): an NTFS stream name (`x::$DATA`) that Windows strips.
+fn names_ntfs_stream(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let colon = if b[i] == b':' {
+            Some(1)
+        } else if b[i..].starts_with(b"%3A") {
+            Some(3)
+        } else {
+            None
+        };
+        if let Some(n) = colon {
+            let rest = &b[i + n..];
+            if rest.starts_with(b"$") || rest.starts_with(b"%24") {
+                return true;
+            }
+            i += n;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// `//` anywhere (an empty segment that is not the trailing one).
@@ -262,8 +296,13 @@ fn normalise_segment(raw: &[u8], rules: PathRules, out: &mut String) -> Result<(
         return Err(Refusal::DoubleEncoding);
     }
     let ends_badly = out.ends_with('.') || out.ends_with("%20");
-    if rules.trailing_dots == TrailingDots::Reject && ends_badly && out != "." && out != ".." {
-        return Err(Refusal::TrailingDot);
+    if rules.trailing_dots == TrailingDots::Reject {
+        if ends_badly && out != "." && out != ".." {
+            return Err(Refusal::TrailingDot);
+        }
+        if names_ntfs_stream(out) {
+            return Err(Refusal::StreamName);
+        }
     }
     Ok(())
 }

@@ -26,6 +26,10 @@ use gatehouse_config::{
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::collections::HashSet;
+
+/// The sets of folded names: built from the config, only read per request,
+/// so a fixed-seed fast hasher (no attacker can insert into them).
+type NameSet = HashSet<Box<[u8]>, foldhash::fast::FixedState>;
 use std::net::IpAddr;
 
 /// `X-Forwarded-For`.
@@ -51,9 +55,9 @@ pub const DROP_REASONS: [&str; 3] = ["invalid_name", "protected", "client_addres
 #[derive(Debug, Clone, Default)]
 pub struct HeaderRules {
     /// Protected names, folded (see [`fold`]).
-    strip: HashSet<Box<[u8]>>,
+    strip: NameSet,
     /// Client-address and scheme names, folded.
-    address: HashSet<Box<[u8]>>,
+    address: NameSet,
     underscores: bool,
     drop_invalid: bool,
     trusted: Vec<ipnet::IpNet>,
@@ -99,7 +103,7 @@ fn address_value(ip: IpAddr) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-fn push_folded<'a>(out: &mut HashSet<Box<[u8]>>, names: impl IntoIterator<Item = &'a str>) {
+fn push_folded<'a>(out: &mut NameSet, names: impl IntoIterator<Item = &'a str>) {
     out.extend(
         names
             .into_iter()
@@ -116,7 +120,7 @@ impl HeaderRules {
         server: &ServerConfig,
         injected: impl IntoIterator<Item = &'a HeaderName>,
     ) -> Self {
-        let mut strip = HashSet::new();
+        let mut strip = NameSet::default();
         push_folded(&mut strip, injected.into_iter().map(HeaderName::as_str));
         push_folded(&mut strip, server.strip_headers.iter().map(String::as_str));
         if !server.method_override_headers {
@@ -125,7 +129,7 @@ impl HeaderRules {
         if !server.path_override_headers {
             push_folded(&mut strip, PATH_OVERRIDE_HEADERS.iter().copied());
         }
-        let mut address = HashSet::new();
+        let mut address = NameSet::default();
         push_folded(
             &mut address,
             CLIENT_ADDRESS_HEADERS

@@ -427,6 +427,17 @@ async fn the_upstream_reads_the_region_that_was_used() {
     assert_eq!(header_values(&e, "x-region"), ["FR"]);
     // Userinfo arrays are rendered like claims.
     assert_eq!(header_values(&e, "x-user-groups"), ["readers%2Cadmins"]);
+    // A route the userinfo connector did not allow (a JWT route): the
+    // client's region never reaches the upstream.
+    let bob = w.token("bob", json!({}));
+    let auth = format!("Bearer {bob}");
+    let e = echoed(
+        w.get("/claims/x", &[("authorization", &auth), ("x-region", "FR")])
+            .await,
+    )
+    .await;
+    assert_eq!(header_values(&e, "x-user-id"), ["bob"]);
+    assert!(header_values(&e, "x-region").is_empty(), "{e}");
 }
 
 #[tokio::test]
@@ -480,7 +491,8 @@ async fn other_carriers_beside_the_verified_one() {
     // spelling a lenient reader folds to it), other parameters stay.
     let r = client()
         .get(w.gh.url(&format!(
-            "/claims/x?a=1&access_token={forged}&ACCESS.TOKEN={forged}&b=2"
+            "/claims/x?a=1&access_token={forged}&ACCESS.TOKEN={forged}&+access_token={forged}\
+             &%20access_token={forged}&access_token%00x={forged}&access_token[]={forged}&b=2"
         )))
         .bearer_auth(&bob)
         .send()

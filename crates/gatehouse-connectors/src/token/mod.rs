@@ -226,19 +226,55 @@ pub fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
 }
 
 /// True when a raw (still percent-encoded) cookie or query parameter name is
-/// the configured `name`, as the most lenient reader would see it: after
-/// percent-decoding, with ASCII case folded, and with ` `, `+`, `.` and `[`
-/// counted as `_` (PHP turns `access.token`, `access+token` and
-/// `access token` into `access_token`). A name with a malformed escape
-/// matches nothing.
+/// the configured `name` as the most lenient reader would see it. PHP
+/// (`php_register_variable_ex`) decodes the name (`+` is a space), cuts it
+/// at a NUL, drops leading spaces, reads `name[…]` as an array called
+/// `name`, and turns ` `, `.` and an unclosed `[` into `_`; frameworks fold
+/// ASCII case. So `+access_token`, `%20access_token`, `access_token%00x`,
+/// `access_token[]`, `ACCESS.TOKEN` and `access+token` are all
+/// `access_token`; `access-token` is not (no reader folds `-` in a query).
 pub fn name_matches(raw: &str, name: &str) -> bool {
-    fn fold(c: char) -> char {
-        match c {
-            ' ' | '+' | '.' | '[' => '_',
-            c => c.to_ascii_lowercase(),
+    let decoded = decode_lenient(raw.as_bytes());
+    let cut = decoded.split(|&b| b == 0).next().unwrap_or_default();
+    let start = cut.iter().position(|&b| b != b' ').unwrap_or(cut.len());
+    let trimmed = &cut[start..];
+    // `name[…]…`: an array called `name` (a `[` without `]` is folded below).
+    let base = match trimmed.iter().position(|&b| b == b'[') {
+        Some(open) if trimmed[open..].contains(&b']') => &trimmed[..open],
+        _ => trimmed,
+    };
+    let fold = |b: u8| match b {
+        b' ' | b'.' | b'[' => b'_',
+        b => b.to_ascii_lowercase(),
+    };
+    !base.is_empty() && base.iter().map(|&b| fold(b)).eq(name.bytes().map(fold))
+}
+
+/// Percent-decodes `raw` as a form decoder does (`+` is a space); a
+/// malformed escape is kept as it is, as PHP keeps it.
+fn decode_lenient(raw: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => match (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
         }
+        i += 1;
     }
-    percent_decode(raw.trim()).is_some_and(|d| d.chars().map(fold).eq(name.chars().map(fold)))
+    out
 }
 
 /// True when one raw query pair (`name=value`, split on `&`) carries the

@@ -177,7 +177,16 @@ fn name_matching_helpers() {
     assert!(name_matches("access%5Ftoken", "access_token"));
     assert!(name_matches("%61ccess_token", "access_token"));
     assert!(name_matches("Access_Token", "access_token"));
-    assert!(!name_matches("access%5Ftoken%00", "access_token"));
+    // PHP cuts a name at NUL, drops leading spaces (`+` is one) and reads
+    // `name[...]` as an array called `name`.
+    assert!(name_matches("access%5Ftoken%00", "access_token"));
+    assert!(name_matches("access_token%00junk", "access_token"));
+    assert!(name_matches("+access_token", "access_token"));
+    assert!(name_matches("%20access_token", "access_token"));
+    assert!(name_matches("access_token[]", "access_token"));
+    assert!(name_matches("access_token[x]", "access_token"));
+    assert!(!name_matches("%00access_token", "access_token"));
+    assert!(!name_matches("x[access_token]", "access_token"));
     assert!(name_matches("access+token", "access_token"));
     assert!(name_matches("access[token", "access_token"));
     assert!(!name_matches("access-token", "access_token"));

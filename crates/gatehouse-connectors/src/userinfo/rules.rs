@@ -159,6 +159,12 @@ impl Rules {
         let mut endpoints = Vec::new();
         let mut by_region = HashMap::new();
         let mut injected: Vec<HeaderName> = flat.headers().to_vec();
+        // The region header is set only by this connector (the region it
+        // used): a client's copy is removed on every route, so a route where
+        // this connector did not allow never forwards an unverified region.
+        if let Some(h) = &region_header {
+            injected.push(h.clone());
+        }
         for (region, url) in &s.endpoints {
             let at = format!("endpoints.{region}");
             if region.is_empty() || region == "default" {

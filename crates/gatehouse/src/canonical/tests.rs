@@ -96,6 +96,11 @@ fn refusals() {
         ("/api.%20./secret", Refusal::TrailingDot),
         ("/a/..%2e", Refusal::TrailingDot),
         ("/a/...", Refusal::TrailingDot),
+        ("/api::$INDEX_ALLOCATION/secret", Refusal::StreamName),
+        ("/api:$i30:$INDEX_ALLOCATION/secret", Refusal::StreamName),
+        ("/secret.aspx::$DATA", Refusal::StreamName),
+        ("/api%3A%3A%24DATA/x", Refusal::StreamName),
+        ("/api:%24DATA", Refusal::StreamName),
         ("api", Refusal::InvalidTarget),
     ];
     for (input, want) in cases {
@@ -132,6 +137,8 @@ fn dot_segments_and_inner_dots_still_pass() {
         ("/a.b/c", "/a.b/c"),
         ("/a/..b", "/a/..b"),
         ("/a%20b", "/a%20b"),
+        ("/a:b/c$d", "/a:b/c$d"),
+        ("/a%3Ab%24c", "/a%3Ab%24c"),
     ] {
         assert_eq!(canon(input).as_deref(), Ok(want), "{input}");
     }

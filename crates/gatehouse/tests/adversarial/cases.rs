@@ -453,7 +453,7 @@ pub fn all(t: &Tokens) -> Vec<Case> {
 
     // Client-address, scheme and path-override headers (issue 20, items 5
     // and 6).
-    let addr_spoofs: [&[&str]; 17] = [
+    let addr_spoofs: [&[&str]; 20] = [
         &["X-Forwarded-For: 6.6.6.6"],
         &["X-Forwarded-For: 6.6.6.6", "X-Forwarded-For: 7.7.7.7"],
         &["X-Real-IP: 6.6.6.6"],
@@ -474,6 +474,18 @@ pub fn all(t: &Tokens) -> Vec<Case> {
         &["X-Forwarded-Prefix: /evil"],
         &["X.Client.IP: 6.6.6.6", "True.Client.IP: 6.6.6.6"],
         &["X-Original-Url: /api/secret?evil"],
+        &[
+            "X-Forwarded-Client-Cert: Hash=evil;Subject=\"CN=admin\"",
+            "X-Scheme: evil",
+        ],
+        &[
+            "X-Original-URI: /api/secret?evil",
+            "X-Forwarded-Uri: /api/secret?evil",
+        ],
+        &[
+            "X-Original-Host: evil.example",
+            "X-Envoy-Original-Path: /api/secret?evil",
+        ],
     ];
     for s in addr_spoofs {
         let mut h = vec!["Host: public.test"];

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 /// Header names connectors of the adversarial config inject.
 pub const IDENTITY: [&str; 2] = ["x-user-id", "x-user-roles"];
 /// Client-address, scheme and path-override headers a client must not set.
-pub const ADDRESS: [&str; 23] = [
+pub const ADDRESS: [&str; 29] = [
     "x-real-ip",
     "forwarded",
     "x-forwarded-host",
@@ -35,6 +35,12 @@ pub const ADDRESS: [&str; 23] = [
     "x-url-scheme",
     "front-end-https",
     "x-forwarded-protocol",
+    "x-forwarded-client-cert",
+    "x-scheme",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-original-host",
+    "x-envoy-original-path",
 ];
 /// Headers frameworks read as the real method (Rails, Laravel, Symfony,
 /// Express `method-override`, ASP.NET, Spring's `HiddenHttpMethodFilter`).
