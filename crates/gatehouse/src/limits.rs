@@ -290,11 +290,13 @@ impl ServerApp for Gate {
         // Pingora's HTTP/1 keep-alive loop (apps/mod.rs), with our timeouts:
         // the first head's reads wait at most `request_header_timeout`, the
         // idle time before each later request (and that head's reads) at
-        // most `idle_timeout`.
+        // most `idle_timeout` — and each whole head (not only each read)
+        // must be complete within the same bound, so a client trickling
+        // one byte at a time cannot hold the connection.
         let mut session = Self::h1_session(stream, &l);
         let first = (!*shutdown.borrow()).then(|| whole_seconds(l.first_head));
         session.set_keepalive(first);
-        let mut result = self.proxy.process_new_http(session, shutdown).await;
+        let mut result = self.serve_one(session, shutdown, l.first_head).await;
         while let Some((stream, settings)) = result.map(ReusedHttpStream::consume) {
             let mut session = Self::h1_session(stream, &l);
             if let Some(settings) = settings {
@@ -303,7 +305,8 @@ impl ServerApp for Gate {
             if session.get_keepalive().is_some() {
                 session.set_keepalive(Some(l.idle_secs));
             }
-            result = self.proxy.process_new_http(session, shutdown).await;
+            let idle = Duration::from_secs(l.idle_secs);
+            result = self.serve_one(session, shutdown, idle).await;
         }
         None
     }
@@ -313,7 +316,47 @@ impl ServerApp for Gate {
     }
 }
 
+/// Handed to a request through its session: notified by the proxy's first
+/// hook ([`head_read`]) once the request head has been read.
+struct HeadSignal(Arc<tokio::sync::Notify>);
+
+/// Called from the proxy's first hook: the head of this request is complete,
+/// so its deadline no longer applies.
+pub fn head_read(session: &mut pingora::proxy::Session) {
+    if let Some(ctx) = session.take_connection_user_context() {
+        if let Ok(signal) = ctx.downcast::<HeadSignal>() {
+            signal.0.notify_one();
+        }
+    }
+}
+
 impl Gate {
+    /// Serves one request of an HTTP/1 connection; the connection is closed
+    /// (`None`) when its head is not complete within `deadline`.
+    async fn serve_one(
+        &self,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+        deadline: Duration,
+    ) -> Option<ReusedHttpStream> {
+        let read = Arc::new(tokio::sync::Notify::new());
+        session.set_connection_user_context(Some(Box::new(HeadSignal(read.clone()))));
+        let serve = self.proxy.process_new_http(session, shutdown);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result,
+            late = tokio::time::timeout(deadline, read.notified()) => match late {
+                // The head arrived in time: the request runs to its end.
+                Ok(()) => serve.await,
+                Err(_) => {
+                    self.state.metrics.heads_timed_out.inc();
+                    tracing::debug!("closed a connection whose request head took over {deadline:?}");
+                    None
+                }
+            },
+        }
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.connections.open()

@@ -76,6 +76,9 @@ pub struct Metrics {
     /// `gatehouse_abandoned_checks_total`: connector chains stopped (their
     /// identity-provider calls cancelled) because the client went away.
     pub abandoned_checks: IntCounter,
+    /// `gatehouse_request_heads_timed_out_total`: HTTP/1 connections closed
+    /// because a request head was not complete in time.
+    pub heads_timed_out: IntCounter,
 }
 
 /// What became of a request that asked for a protocol upgrade.
@@ -240,6 +243,14 @@ impl Metrics {
                 "gatehouse_request_heads_refused_total",
                 "Requests refused with 431: the request head was larger than server.max_request_header_bytes.",
             )?,
+            heads_timed_out: {
+                let c = IntCounter::new(
+                    "gatehouse_request_heads_timed_out_total",
+                    "HTTP/1 connections closed because a request head was not complete within request_header_timeout (the first) or idle_timeout (later ones).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             abandoned_checks: {
                 let c = IntCounter::new(
                     "gatehouse_abandoned_checks_total",

@@ -218,6 +218,7 @@ impl ProxyHttp for GatehouseProxy {
     /// HTTP/2 streams get `server.response_write_timeout` here (HTTP/1
     /// sessions get theirs, and the body read timeout, in [`crate::limits::Gate`]).
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        crate::limits::head_read(session);
         if session.is_http2() {
             let write = self.state.current().config.server.response_write_timeout;
             session.set_write_timeout(Some(write.get()));

@@ -175,6 +175,59 @@ fn silent_and_unfinished_heads_are_closed_after_request_header_timeout() {
     }
 }
 
+/// A head trickled one byte at a time (each read well inside the timeout)
+/// is still closed when the whole head takes longer than
+/// `request_header_timeout` — the first head and later ones alike.
+#[test]
+fn a_trickled_head_is_closed_at_its_deadline_not_per_read() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "").replace(
+            "access_log = true",
+            "access_log = true\nrequest_header_timeout = \"2s\"\nidle_timeout = \"2s\"",
+        ),
+    )
+    .unwrap();
+    for keep_alive_first in [false, true] {
+        let mut s = connect(gh.listen_addr());
+        if keep_alive_first {
+            // One whole request first: the trickle is the connection's second head.
+            s.write_all(&get("/public/first")).unwrap();
+            assert_eq!(read_response(&mut s).0, 200);
+        }
+        s.write_all(b"GET /public/slow HTTP/1.1\r\nHost: gh.test\r\nX-Pad: ")
+            .unwrap();
+        // 200 bytes at one per 100 ms: 20 s if nobody stops it.
+        let mut closed_while_trickling = false;
+        for _ in 0..200 {
+            std::thread::sleep(Duration::from_millis(100));
+            if s.write_all(b"a").is_err() {
+                closed_while_trickling = true;
+                break;
+            }
+            let mut probe = [0u8; 1];
+            s.set_nonblocking(true).unwrap();
+            let eof = matches!(s.read(&mut probe), Ok(0));
+            s.set_nonblocking(false).unwrap();
+            if eof {
+                closed_while_trickling = true;
+                break;
+            }
+        }
+        assert!(
+            closed_while_trickling,
+            "keep_alive_first={keep_alive_first}: a head trickled for 20 s was never closed"
+        );
+    }
+    assert!(metric(&gh, "gatehouse_request_heads_timed_out_total") >= 2.0);
+    assert_eq!(
+        echo.requests(),
+        1,
+        "only the whole first request was forwarded"
+    );
+}
+
 #[test]
 fn trickling_body_is_closed_after_request_body_timeout_and_the_connection_freed() {
     let echo = EchoUpstream::start();
