@@ -23,6 +23,7 @@ use gatehouse_config::{
     parse_trusted_proxy, ServerConfig, CLIENT_ADDRESS_HEADERS, METHOD_OVERRIDE_HEADERS,
     PATH_OVERRIDE_HEADERS,
 };
+use gatehouse_connectors::token::folded_header_name;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -66,10 +67,7 @@ pub struct HeaderRules {
 /// A name as every folding parser downstream reads it: its ASCII letters
 /// (lower case) and digits, every other character left out.
 pub fn fold(name: &str) -> String {
-    name.bytes()
-        .filter(u8::is_ascii_alphanumeric)
-        .map(|b| char::from(b.to_ascii_lowercase()))
-        .collect()
+    folded_header_name(name).map(char::from).collect()
 }
 
 /// Folded names up to this length are folded on the stack.
@@ -79,11 +77,11 @@ const STACK_FOLD: usize = 64;
 /// case: no allocation per header).
 fn fold_bytes<'b>(name: &str, buf: &'b mut [u8; STACK_FOLD]) -> Cow<'b, [u8]> {
     let mut n = 0;
-    for b in name.bytes().filter(u8::is_ascii_alphanumeric) {
+    for b in folded_header_name(name) {
         if n == STACK_FOLD {
             return Cow::Owned(fold(name).into_bytes());
         }
-        buf[n] = b.to_ascii_lowercase();
+        buf[n] = b;
         n += 1;
     }
     Cow::Borrowed(&buf[..n])

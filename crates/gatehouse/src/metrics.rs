@@ -96,6 +96,20 @@ pub enum UpgradeResult {
 /// Label values of `gatehouse_upgrades_total`, indexed by [`UpgradeResult`].
 pub const UPGRADE_RESULTS: [&str; 3] = ["tunnelled", "stripped", "bad_handshake"];
 
+/// A counter family with one label, registered in `registry`, resolved for
+/// each of `values` (indexed like them).
+fn counter_set<const N: usize>(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: [&str; N],
+) -> prometheus::Result<[IntCounter; N]> {
+    let family = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(values.map(|v| family.with_label_values(&[v])))
+}
+
 fn hist(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
     HistogramVec::new(
         HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
@@ -209,28 +223,20 @@ impl Metrics {
                 ),
                 &["file"],
             )?,
-            headers_dropped: {
-                let v = IntCounterVec::new(
-                    Opts::new(
-                        "gatehouse_request_headers_dropped_total",
-                        "Client request headers not forwarded, by reason: invalid_name (a character outside [A-Za-z0-9-], `_` unless allowed), protected (an identity, certificate or override header in any spelling), client_address (address and scheme headers from an untrusted peer).",
-                    ),
-                    &["reason"],
-                )?;
-                registry.register(Box::new(v.clone()))?;
-                crate::headers::DROP_REASONS.map(|r| v.with_label_values(&[r]))
-            },
-            upgrades: {
-                let v = IntCounterVec::new(
-                    Opts::new(
-                        "gatehouse_upgrades_total",
-                        "Requests asking for a protocol upgrade, by result: tunnelled, stripped (the route does not allow it), bad_handshake (the upstream's 101 did not complete the handshake; closed).",
-                    ),
-                    &["result"],
-                )?;
-                registry.register(Box::new(v.clone()))?;
-                UPGRADE_RESULTS.map(|r| v.with_label_values(&[r]))
-            },
+            headers_dropped: counter_set(
+                &registry,
+                "gatehouse_request_headers_dropped_total",
+                "Client request headers not forwarded, by reason: invalid_name (a character outside [A-Za-z0-9-], `_` unless allowed), protected (an identity, certificate or override header in any spelling), client_address (address and scheme headers from an untrusted peer).",
+                "reason",
+                crate::headers::DROP_REASONS,
+            )?,
+            upgrades: counter_set(
+                &registry,
+                "gatehouse_upgrades_total",
+                "Requests asking for a protocol upgrade, by result: tunnelled, stripped (the route does not allow it), bad_handshake (the upstream's 101 did not complete the handshake; closed).",
+                "result",
+                UPGRADE_RESULTS,
+            )?,
             connections_open: IntGauge::new(
                 "gatehouse_connections_open",
                 "Client connections open now (counted after the TLS handshake), against server.max_connections.",
@@ -243,28 +249,22 @@ impl Metrics {
                 "gatehouse_request_heads_refused_total",
                 "Requests refused with 431: the request head was larger than server.max_request_header_bytes.",
             )?,
-            heads_timed_out: {
-                let c = IntCounter::new(
-                    "gatehouse_request_heads_timed_out_total",
-                    "HTTP/1 connections closed because a request head was not complete within request_header_timeout (the first) or idle_timeout (later ones).",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
-            abandoned_checks: {
-                let c = IntCounter::new(
-                    "gatehouse_abandoned_checks_total",
-                    "Connector chains that could call an identity provider, stopped because the client went away (the call is cancelled).",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
+            heads_timed_out: IntCounter::new(
+                "gatehouse_request_heads_timed_out_total",
+                "HTTP/1 connections closed because a request head was not complete within request_header_timeout (the first) or idle_timeout (later ones).",
+            )?,
+            abandoned_checks: IntCounter::new(
+                "gatehouse_abandoned_checks_total",
+                "Connector chains that could call an identity provider, stopped because the client went away (the call is cancelled).",
+            )?,
             registry,
         };
         let r = &m.registry;
         r.register(Box::new(m.connections_open.clone()))?;
         r.register(Box::new(m.connections_refused.clone()))?;
         r.register(Box::new(m.request_heads_refused.clone()))?;
+        r.register(Box::new(m.heads_timed_out.clone()))?;
+        r.register(Box::new(m.abandoned_checks.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.request_duration.clone()))?;
         r.register(Box::new(m.upstream_duration.clone()))?;

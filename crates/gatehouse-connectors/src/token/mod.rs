@@ -183,12 +183,16 @@ fn is_unreserved(b: u8) -> bool {
 /// names: on their ASCII letters (case folded) and digits alone, so
 /// `X_Auth_Token`, `X.Auth.Token` and `x-auth-token` are one name.
 pub fn header_folds_to(a: &str, b: &str) -> bool {
-    fn key(s: &str) -> impl Iterator<Item = u8> + '_ {
-        s.bytes()
-            .filter(u8::is_ascii_alphanumeric)
-            .map(|b| b.to_ascii_lowercase())
-    }
-    key(a).eq(key(b))
+    folded_header_name(a).eq(folded_header_name(b))
+}
+
+/// A header name as CGI, WSGI, PHP and lighttpd compare it: its ASCII
+/// letters (lower-cased) and digits, every other byte left out. The one
+/// definition for token carriers here and the proxy's header rules.
+pub fn folded_header_name(name: &str) -> impl Iterator<Item = u8> + '_ {
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
 }
 
 /// The names in `headers` that are `name` folded (see [`header_folds_to`]).
