@@ -178,6 +178,17 @@ pub struct ServerConfig {
     /// closed at once. Default: derived from the descriptor limit.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Read buffer of each plain-TCP client connection, in bytes (TLS
+    /// listeners keep Pingora's 64 KiB). `0` (default): reads go straight
+    /// into the request's own buffers, so an idle connection holds none.
+    /// Read at start-up only.
+    #[serde(default)]
+    pub read_buffer_bytes: usize,
+    /// HTTP/2: response bytes buffered per stream for a client that does
+    /// not read (flow-control window exhausted); past it the upstream read
+    /// waits. Read at start-up only.
+    #[serde(default = "limits::default_h2_max_send_buffer_bytes")]
+    pub h2_max_send_buffer_bytes: usize,
 }
 
 /// One `[[server.tls]]` entry: TLS listeners sharing certificates and settings.

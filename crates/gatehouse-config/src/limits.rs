@@ -22,6 +22,9 @@ pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Default `server.max_request_header_bytes`: NGINX refuses heads above
 /// 4 × 8 KiB (`large_client_header_buffers`).
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
+/// Default `server.h2_max_send_buffer_bytes`: four 16 KiB frames (the `h2`
+/// crate's own default is 400 KiB per stream).
+pub const DEFAULT_H2_MAX_SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// Pingora refuses HTTP/1 request heads above 1 MiB on its own.
 pub const ENGINE_MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// Default ceiling of `server.max_connections` when it is derived from the
@@ -48,6 +51,9 @@ pub(crate) fn default_h2_idle_timeout() -> HumanDuration {
 }
 pub(crate) fn default_h2_max_concurrent_streams() -> u32 {
     DEFAULT_H2_MAX_CONCURRENT_STREAMS
+}
+pub(crate) fn default_h2_max_send_buffer_bytes() -> usize {
+    DEFAULT_H2_MAX_SEND_BUFFER_BYTES
 }
 pub(crate) fn default_max_request_header_bytes() -> usize {
     DEFAULT_MAX_REQUEST_HEADER_BYTES
@@ -113,6 +119,21 @@ pub(crate) fn validate(s: &ServerConfig, errs: &mut Vec<ConfigError>) {
             format!(
                 "must be between 1024 and {ENGINE_MAX_HEADER_BYTES} (Pingora's own limit), got {}",
                 s.max_request_header_bytes
+            ),
+        ));
+    }
+    if s.read_buffer_bytes > 1024 * 1024 {
+        errs.push(ConfigError::new(
+            "server.read_buffer_bytes",
+            format!("must be at most 1048576, got {}", s.read_buffer_bytes),
+        ));
+    }
+    if !(16 * 1024..=16 * 1024 * 1024).contains(&s.h2_max_send_buffer_bytes) {
+        errs.push(ConfigError::new(
+            "server.h2_max_send_buffer_bytes",
+            format!(
+                "must be between 16384 and 16777216, got {}",
+                s.h2_max_send_buffer_bytes
             ),
         ));
     }

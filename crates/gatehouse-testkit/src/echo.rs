@@ -5,13 +5,15 @@
 //!
 //! ```json
 //! {"method": "GET", "path": "/x/y", "query": "a=1",
-//!  "headers": {"accept": ["*/*"]}, "body": ""}
+//!  "headers": {"accept": ["*/*"]}, "body": "", "pad": ""}
 //! ```
 //!
 //! Controls:
 //! - `x-echo-delay-ms: N` header or `echo_delay_ms=N` query parameter: sleep
 //!   `N` ms before answering.
 //! - `x-echo-status: NNN` header: answer with that status (same JSON body).
+//! - `echo_pad=N` query parameter: `pad` is `N` bytes of `x` (at most
+//!   [`MAX_ECHO_PAD`]), for a large response.
 //!
 //! Every request is also recorded as an [`EchoRecord`] (method, request
 //! target exactly as received, version, every header in order), readable
@@ -31,6 +33,10 @@ use crate::server::{self, Handler, HandlerFuture, ServerHandle};
 
 /// Maximum request body size echoed back (larger bodies are truncated).
 pub const MAX_ECHO_BODY: usize = 1024 * 1024;
+
+/// Largest `echo_pad=N` honoured: the answer carries a `pad` string of `N`
+/// bytes, for tests that need a large response.
+pub const MAX_ECHO_PAD: usize = 16 * 1024 * 1024;
 
 /// A running echo upstream; dropping it stops the server.
 pub struct EchoUpstream {
@@ -172,6 +178,9 @@ impl Handler for EchoState {
                 .filter(|s| (200..=999).contains(s))
                 .unwrap_or(200);
 
+            let pad = server::query_param(query.as_deref(), "echo_pad")
+                .and_then(|v| v.parse::<usize>().ok())
+                .map_or(0, |n| n.min(MAX_ECHO_PAD));
             let body = server::read_body_capped(body, MAX_ECHO_BODY).await;
 
             if let Some(ms) = delay_ms {
@@ -184,6 +193,7 @@ impl Handler for EchoState {
                 "query": query,
                 "headers": Value::Object(headers),
                 "body": String::from_utf8_lossy(&body),
+                "pad": "x".repeat(pad),
             });
             let bytes = serde_json::to_vec(&payload).unwrap_or_default();
             Ok(server::build_response(

@@ -17,7 +17,7 @@ use crate::proxy::GatehouseProxy;
 use crate::state::State;
 use async_trait::async_trait;
 use gatehouse_config::limits::{derived_max_connections, whole_seconds};
-use pingora::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -26,7 +26,10 @@ use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub mod head;
+use head::{HeadBudget, HeadGuard};
 
 /// RFC 9113 §3.4: what an HTTP/2 client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -196,6 +199,8 @@ struct ConnLimits {
     body: Duration,
     write: Duration,
     min_send_rate: usize,
+    /// Bytes an unfinished head may take (the limit plus [`head::SLACK`]).
+    head_budget: usize,
 }
 
 impl Gate {
@@ -241,6 +246,7 @@ impl Gate {
             body: s.request_body_timeout.get(),
             write: s.response_write_timeout.get(),
             min_send_rate: usize::try_from(s.response_min_send_rate).unwrap_or(usize::MAX),
+            head_budget: s.max_request_header_bytes.saturating_add(head::SLACK),
         }
     }
 
@@ -283,32 +289,61 @@ impl ServerApp for Gate {
     ) -> Option<Stream> {
         let l = self.limits();
         let _slot = self.connections.admit(l.cap)?;
+        let accepted = Instant::now();
         if self.is_h2(&mut stream, l.first_head).await? {
             // Pingora's own HTTP/2 path (h2_idle_timeout, stream limits).
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
-        // Pingora's HTTP/1 keep-alive loop (apps/mod.rs), with our timeouts:
-        // the first head's reads wait at most `request_header_timeout`, the
-        // idle time before each later request (and that head's reads) at
-        // most `idle_timeout` — and each whole head (not only each read)
-        // must be complete within the same bound, so a client trickling
-        // one byte at a time cannot hold the connection.
-        let mut session = Self::h1_session(stream, &l);
-        let first = (!*shutdown.borrow()).then(|| whole_seconds(l.first_head));
-        session.set_keepalive(first);
-        let mut result = self.serve_one(session, shutdown, l.first_head).await;
-        while let Some((stream, settings)) = result.map(ReusedHttpStream::consume) {
+        // Pingora's HTTP/1 keep-alive loop (apps/mod.rs), with our bounds:
+        // - nothing is built for a request (session, Pingora's 14 KiB request
+        //   future, the head buffer) before its first byte arrives, so an
+        //   idle connection holds little more than its socket;
+        // - the whole first head must be complete within
+        //   `request_header_timeout` of the accept, each later one within
+        //   `idle_timeout` of the previous answer — a deadline, not a per-read
+        //   timeout, so a client trickling one byte at a time is closed too;
+        // - an unfinished head may take `max_request_header_bytes` (plus
+        //   slack) of memory, not Pingora's 1 MiB ([`HeadGuard`]).
+        let refused = self.state.metrics.request_heads_refused.clone();
+        let (mut stream, budget) = HeadGuard::wrap(stream, refused);
+        let mut deadline = accepted + l.first_head;
+        let mut later: Option<Option<HttpPersistentSettings>> = None;
+        loop {
+            match Self::first_byte(&mut stream, deadline, shutdown).await {
+                FirstByte::Arrived => {}
+                FirstByte::Closed => return None,
+                FirstByte::Silent => {
+                    if later.is_none() {
+                        // A first request that never started: a silent client.
+                        self.state.metrics.heads_timed_out.inc();
+                    }
+                    return None;
+                }
+            }
             let mut session = Self::h1_session(stream, &l);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
+            match later {
+                None => {
+                    let first = (!*shutdown.borrow()).then(|| whole_seconds(l.first_head));
+                    session.set_keepalive(first);
+                }
+                Some(settings) => {
+                    if let Some(settings) = settings {
+                        settings.apply_to_session(&mut session);
+                    }
+                    if session.get_keepalive().is_some() {
+                        session.set_keepalive(Some(l.idle_secs));
+                    }
+                }
             }
-            if session.get_keepalive().is_some() {
-                session.set_keepalive(Some(l.idle_secs));
-            }
-            let idle = Duration::from_secs(l.idle_secs);
-            result = self.serve_one(session, shutdown, idle).await;
+            budget.start(l.head_budget);
+            let (next, settings) = self
+                .serve_one(session, shutdown, deadline, &budget)
+                .await?
+                .consume();
+            stream = next;
+            later = Some(settings);
+            deadline = Instant::now() + Duration::from_secs(l.idle_secs);
         }
-        None
     }
 
     async fn cleanup(&self) {
@@ -316,41 +351,87 @@ impl ServerApp for Gate {
     }
 }
 
-/// Handed to a request through its session: notified by the proxy's first
-/// hook ([`head_read`]) once the request head has been read.
-struct HeadSignal(Arc<tokio::sync::Notify>);
+/// Handed to a request through its session: the proxy's first hook
+/// ([`head_read`]) lifts the head budget and notifies the request loop once
+/// the request head has been read.
+struct HeadSignal {
+    read: Arc<tokio::sync::Notify>,
+    budget: Arc<HeadBudget>,
+}
 
 /// Called from the proxy's first hook: the head of this request is complete,
-/// so its deadline no longer applies.
+/// so its deadline and byte budget no longer apply.
 pub fn head_read(session: &mut pingora::proxy::Session) {
     if let Some(ctx) = session.take_connection_user_context() {
         if let Ok(signal) = ctx.downcast::<HeadSignal>() {
-            signal.0.notify_one();
+            signal.budget.lift();
+            signal.read.notify_one();
         }
     }
 }
 
+/// What became of the wait for a request's first byte.
+enum FirstByte {
+    Arrived,
+    /// Closed by the client, or the server is shutting down.
+    Closed,
+    /// Nothing arrived before the deadline.
+    Silent,
+}
+
 impl Gate {
+    /// Waits for the first byte of the next request (without consuming it).
+    /// Streams that cannot peek (TLS) answer at once: their request is
+    /// served as before, with the same deadline.
+    async fn first_byte(
+        stream: &mut Stream,
+        deadline: Instant,
+        shutdown: &ShutdownWatch,
+    ) -> FirstByte {
+        if *shutdown.borrow() {
+            return FirstByte::Closed;
+        }
+        let mut shutdown = shutdown.clone();
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            peeked = tokio::time::timeout_at(deadline.into(), stream.try_peek(&mut byte)) => match peeked {
+                Ok(Ok(_)) => FirstByte::Arrived,
+                Ok(Err(_)) => FirstByte::Closed,
+                Err(_) => FirstByte::Silent,
+            },
+            _ = shutdown.changed() => FirstByte::Closed,
+        }
+    }
+
     /// Serves one request of an HTTP/1 connection; the connection is closed
-    /// (`None`) when its head is not complete within `deadline`.
+    /// (`None`) when its head is not complete by `deadline`, or when it
+    /// outgrew its byte budget (answered 431 by the [`HeadGuard`]).
     async fn serve_one(
         &self,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
-        deadline: Duration,
+        deadline: Instant,
+        budget: &Arc<HeadBudget>,
     ) -> Option<ReusedHttpStream> {
         let read = Arc::new(tokio::sync::Notify::new());
-        session.set_connection_user_context(Some(Box::new(HeadSignal(read.clone()))));
+        session.set_connection_user_context(Some(Box::new(HeadSignal {
+            read: read.clone(),
+            budget: budget.clone(),
+        })));
         let serve = self.proxy.process_new_http(session, shutdown);
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result,
-            late = tokio::time::timeout(deadline, read.notified()) => match late {
+            () = budget.spent() => {
+                tracing::debug!("closed a connection whose unfinished request head outgrew its budget");
+                None
+            }
+            late = tokio::time::timeout_at(deadline.into(), read.notified()) => match late {
                 // The head arrived in time: the request runs to its end.
                 Ok(()) => serve.await,
                 Err(_) => {
                     self.state.metrics.heads_timed_out.inc();
-                    tracing::debug!("closed a connection whose request head took over {deadline:?}");
+                    tracing::debug!("closed a connection whose request head was not complete in time");
                     None
                 }
             },

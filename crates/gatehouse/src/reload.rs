@@ -181,12 +181,32 @@ impl Reloader {
             self.rearm(&files);
             last.files = files;
             let previous = self.state.current();
-            if previous.config.server.listen != config.server.listen
-                || previous.config.server.admin_listen != config.server.admin_listen
-                || previous.config.server.threads != config.server.threads
-            {
+            let (was, now) = (&previous.config.server, &config.server);
+            let restart_only = [
+                ("listen", was.listen != now.listen),
+                ("admin_listen", was.admin_listen != now.admin_listen),
+                ("threads", was.threads != now.threads),
+                ("h2c", was.h2c != now.h2c),
+                ("h2_idle_timeout", was.h2_idle_timeout != now.h2_idle_timeout),
+                (
+                    "h2_max_concurrent_streams",
+                    was.h2_max_concurrent_streams != now.h2_max_concurrent_streams,
+                ),
+                (
+                    "h2_max_send_buffer_bytes",
+                    was.h2_max_send_buffer_bytes != now.h2_max_send_buffer_bytes,
+                ),
+                ("read_buffer_bytes", was.read_buffer_bytes != now.read_buffer_bytes),
+            ];
+            let changed: Vec<&str> = restart_only
+                .iter()
+                .filter(|(_, changed)| *changed)
+                .map(|(key, _)| *key)
+                .collect();
+            if !changed.is_empty() {
                 tracing::warn!(
-                    "server.listen, server.admin_listen and server.threads changes take effect only after a restart; the running listeners are kept"
+                    "server.{} changed: read at start-up only, applied after a restart; the running listeners are kept",
+                    changed.join(", server.")
                 );
             }
             let settings = |c: &Config| {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use gatehouse_connectors::Registry;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -91,6 +92,10 @@ fn proxy_service(
     options.h2_idle_timeout = Some(cfg.h2_idle_timeout.get());
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
     h2.max_concurrent_streams(cfg.h2_max_concurrent_streams);
+    // Pingora waits for send capacity before each write of a response body,
+    // so this is the most one stalled stream buffers: the upstream read
+    // pauses behind it (the `h2` default is 400 KiB per stream).
+    h2.max_send_buffer_size(cfg.h2_max_send_buffer_bytes);
     // Pingora's default decoded header-list cap is 64 KiB; never below the
     // head limit, so larger heads reach our 431.
     let list = cfg.max_request_header_bytes.max(64 * 1024);
@@ -229,7 +234,11 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
     server.bootstrap();
     let mut service = proxy_service(&server, &state, &server_cfg, fd_limit);
     for addr in &server_cfg.listen {
-        service.add_tcp(&addr.to_string());
+        // Pingora gives every accepted connection a 64 KiB read buffer;
+        // with `read_buffer_bytes = 0` an idle connection holds none.
+        let buffers =
+            L4BufferSettings::new(server_cfg.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE);
+        service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
         tracing::info!("proxy listener on http://{addr}");
     }
     let initial_tls = state.current().tls.clone();

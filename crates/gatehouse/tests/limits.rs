@@ -322,6 +322,67 @@ fn a_head_over_32_kib_gets_431_and_never_reaches_the_upstream() {
     assert_eq!(metric(&gh, "gatehouse_request_heads_refused_total"), 1.0);
 }
 
+/// An unfinished head of `bytes`: header lines without the empty line.
+fn unfinished_head(bytes: usize) -> Vec<u8> {
+    let mut head = head_with(bytes + 2);
+    head.truncate(bytes);
+    head
+}
+
+#[test]
+fn an_unfinished_head_is_answered_431_once_it_outgrows_its_budget() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), "")).unwrap();
+    let pid = gh.pid();
+    // 80 KiB and no end: before, Pingora read on (up to 1 MiB) until the
+    // head deadline, holding it all; now the 431 comes at the budget.
+    let mut s = connect(gh.listen_addr());
+    s.write_all(&unfinished_head(80 * 1024)).unwrap();
+    let (status, head) = read_response(&mut s);
+    assert_eq!(status, 431, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let (closed, _) = wait_closed(&mut s);
+    assert!(closed.is_some(), "the connection is closed after the 431");
+    assert_eq!(metric(&gh, "gatehouse_request_heads_refused_total"), 1.0);
+
+    // 50 clients pushing 400 KiB unfinished heads each: every connection is
+    // closed, and Gatehouse never held more than the budget for each
+    // (before: 400 KiB each, 20 MB, until request_header_timeout).
+    let rss0 = rss_kib(pid);
+    let flood: Vec<_> = (0..50)
+        .map(|_| {
+            let addr = gh.listen_addr();
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                // The server stops reading at its budget: the rest may fail.
+                let _ = s.write_all(&unfinished_head(400 * 1024));
+                wait_closed(&mut s).0
+            })
+        })
+        .collect();
+    for t in flood {
+        assert!(
+            t.join().unwrap().is_some(),
+            "a flooding connection stayed open"
+        );
+    }
+    let grown = rss_kib(pid).saturating_sub(rss0);
+    eprintln!("50 unfinished 400 KiB heads: RSS grew {grown} KiB");
+    assert!(
+        grown < 50 * 100,
+        "RSS grew {grown} KiB for 50 unfinished heads (budget 33 KiB each)"
+    );
+    assert!(wait_metric(
+        &gh,
+        "gatehouse_request_heads_refused_total",
+        51.0
+    ));
+    assert_eq!(echo.requests(), 0, "nothing reached the upstream");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_head_limit_and_idle_timeout_hold_over_h2c() {
     let echo = EchoUpstream::start();
@@ -561,4 +622,133 @@ fn hundreds_of_idle_connections_latency_and_memory() {
         per(rss_kept, rss_idle_closed),
         per(rss_kept_closed, rss0),
     );
+}
+
+/// One HTTP/2 frame: 9-byte header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads HTTP/2 frames until `want` response HEADERS frames arrived;
+/// answers the server's SETTINGS.
+fn read_h2_headers(s: &mut TcpStream, want: usize) {
+    let mut got = 0;
+    let mut head = [0u8; 9];
+    while got < want {
+        s.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).unwrap();
+        match (head[3], head[4]) {
+            (0x1, _) => got += 1,
+            (0x4, 0) => s.write_all(&h2_frame(0x4, 0x1, 0, &[])).unwrap(),
+            (0x7, _) => panic!("GOAWAY: {payload:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Samples RSS until it stops moving (four samples 250 ms apart within
+/// 64 KiB of each other), at most 15 s; the last sample.
+fn settled_rss_kib(pid: u32) -> u64 {
+    let mut samples = vec![rss_kib(pid)];
+    let deadline = Instant::now() + CLOSE_BOUND;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        samples.push(rss_kib(pid));
+        let last = &samples[samples.len().saturating_sub(4)..];
+        if last.len() == 4 && last.iter().max().unwrap() - last.iter().min().unwrap() <= 64 {
+            break;
+        }
+    }
+    *samples.last().unwrap()
+}
+
+/// KiB of RSS each of 40 stalled HTTP/2 streams holds, each asking for a
+/// 2 MB answer. `wide`: the client grants 16 MiB windows and then never
+/// reads its socket (the `h2` send buffer fills); otherwise it grants a
+/// window of 0 (nothing can be sent; Pingora's pipeline fills).
+fn stalled_h2_stream_kib(wide: bool) -> u64 {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "")
+            .replace("access_log = true", "access_log = true\nh2c = true"),
+    )
+    .unwrap();
+    let pid = gh.pid();
+    let streams = 40u32;
+    // Warm up the upstream pool and allocator with one full answer.
+    let mut warm = connect(gh.listen_addr());
+    warm.write_all(&get("/public/big?echo_pad=2000000"))
+        .unwrap();
+    assert_eq!(read_response(&mut warm).0, 200);
+    drop(warm);
+    let rss0 = settled_rss_kib(pid);
+
+    let mut s = connect(gh.listen_addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    if wide {
+        // SETTINGS_INITIAL_WINDOW_SIZE = 16 MiB, the connection's window 1 GiB.
+        out.extend(h2_frame(0x4, 0, 0, &[0, 4, 1, 0, 0, 0]));
+        out.extend(h2_frame(0x8, 0, 0, &0x4000_0000u32.to_be_bytes()));
+    } else {
+        // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent any DATA.
+        out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    }
+    let path = b"/public/big?echo_pad=2000000";
+    let authority = b"gh.test";
+    for i in 0..streams {
+        // :method GET, :scheme http, :path and :authority as literals.
+        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+        block.extend_from_slice(path);
+        block.extend_from_slice(&[0x01, authority.len() as u8]);
+        block.extend_from_slice(authority);
+        out.extend(h2_frame(0x1, 0x5, 2 * i + 1, &block));
+    }
+    s.write_all(&out).unwrap();
+    if !wide {
+        read_h2_headers(&mut s, streams as usize);
+    }
+    assert!(wait_for_requests(&echo, streams as usize + 1));
+    let grown = settled_rss_kib(pid).saturating_sub(rss0);
+    let per_stream = grown / u64::from(streams);
+    eprintln!(
+        "{streams} stalled HTTP/2 streams (wide windows: {wide}) of 2 MB answers: RSS grew {grown} KiB, {per_stream} KiB per stream"
+    );
+    per_stream
+}
+
+/// A client that grants wide windows and stops reading: each stream holds
+/// `h2_max_send_buffer_bytes` (64 KiB) in the `h2` crate plus Pingora's
+/// pipeline (~450 KiB: four 64 KiB chunks queued between the upstream
+/// reader and the client writer, the chunks in hand), not the `h2` default
+/// of 400 KiB on top (876 KiB per stream measured with it).
+#[test]
+fn stalled_http2_streams_with_wide_windows_hold_a_bounded_buffer_each() {
+    let per_stream = stalled_h2_stream_kib(true);
+    assert!(per_stream < 640, "{per_stream} KiB held per stalled stream");
+}
+
+/// A client that grants no window at all: the upstream read pauses once
+/// Pingora's pipeline is full (the issue measured ~475 KB per stream).
+#[test]
+fn stalled_http2_streams_without_window_hold_a_bounded_buffer_each() {
+    let per_stream = stalled_h2_stream_kib(false);
+    assert!(per_stream < 640, "{per_stream} KiB held per stalled stream");
+}
+
+fn wait_for_requests(echo: &EchoUpstream, n: usize) -> bool {
+    let deadline = Instant::now() + CLOSE_BOUND;
+    while Instant::now() < deadline {
+        if echo.requests() >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
