@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod guard;
+pub mod h2;
 pub mod head;
 use head::{HeadBudget, HeadGuard};
 
@@ -291,7 +293,9 @@ impl ServerApp for Gate {
         let _slot = self.connections.admit(l.cap)?;
         let accepted = Instant::now();
         if self.is_h2(&mut stream, l.first_head).await? {
-            // Pingora's own HTTP/2 path (h2_idle_timeout, stream limits).
+            // Pingora's own HTTP/2 path (h2_idle_timeout, stream limits),
+            // behind the control-frame budget.
+            let stream = h2::FrameMeter::wrap(stream, self.state.metrics.h2_floods.clone());
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         // Pingora's HTTP/1 keep-alive loop (apps/mod.rs), with our bounds:

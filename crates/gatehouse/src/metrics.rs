@@ -79,6 +79,9 @@ pub struct Metrics {
     /// `gatehouse_request_heads_timed_out_total`: HTTP/1 connections closed
     /// because a request head was not complete in time.
     pub heads_timed_out: IntCounter,
+    /// `gatehouse_h2_floods_total`: HTTP/2 connections closed for sending
+    /// more control frames than their budget.
+    pub h2_floods: IntCounter,
 }
 
 /// What became of a request that asked for a protocol upgrade.
@@ -249,6 +252,10 @@ impl Metrics {
                 "gatehouse_request_heads_refused_total",
                 "Requests refused with 431: the request head was larger than server.max_request_header_bytes.",
             )?,
+            h2_floods: IntCounter::new(
+                "gatehouse_h2_floods_total",
+                "HTTP/2 connections closed because they sent more control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA, unknown types) than their budget.",
+            )?,
             heads_timed_out: IntCounter::new(
                 "gatehouse_request_heads_timed_out_total",
                 "HTTP/1 connections closed because a request head was not complete within request_header_timeout (the first) or idle_timeout (later ones).",
@@ -264,6 +271,7 @@ impl Metrics {
         r.register(Box::new(m.connections_refused.clone()))?;
         r.register(Box::new(m.request_heads_refused.clone()))?;
         r.register(Box::new(m.heads_timed_out.clone()))?;
+        r.register(Box::new(m.h2_floods.clone()))?;
         r.register(Box::new(m.abandoned_checks.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.request_duration.clone()))?;

@@ -769,3 +769,52 @@ fn wait_for_requests(echo: &EchoUpstream, n: usize) -> bool {
     }
     false
 }
+
+/// 100 000 PINGs were answered in full before; now the connection is
+/// closed once its cheap frames pass the budget (1 000 plus allowances),
+/// while an ordinary HTTP/2 client making 300 requests on one connection is
+/// untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_control_frame_flood_closes_the_connection() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(
+        BIN,
+        &public_config(echo.addr(), "")
+            .replace("access_log = true", "access_log = true\nh2c = true"),
+    )
+    .unwrap();
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for _ in 0..300 {
+        let r = h2c.get(gh.url("/public/ok")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let addr = gh.listen_addr();
+    let (closed, answered) = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(0x4, 0, 0, &[]));
+        for i in 0..5_000u64 {
+            out.extend(h2_frame(0x6, 0, 0, &i.to_be_bytes()));
+        }
+        // The server closes mid-way: the rest may not be written.
+        let _ = s.write_all(&out);
+        let (closed, got) = wait_closed(&mut s);
+        (closed, got.len())
+    })
+    .await
+    .unwrap();
+    assert!(closed.is_some(), "the flooding connection is still open");
+    // Each PING ACK is 17 bytes: far fewer than 5 000 were answered.
+    assert!(answered < 2_000 * 17, "{answered} bytes answered");
+    assert_eq!(metric(&gh, "gatehouse_h2_floods_total"), 1.0);
+    let r = h2c.get(gh.url("/public/ok")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the ordinary client's connection still serves"
+    );
+}

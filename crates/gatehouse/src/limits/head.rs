@@ -14,19 +14,14 @@
 //! up to the limit — and a little over, spelled differently — reaches the
 //! proxy's own (JSON) `431`, which carries a request id.
 
-use pingora::protocols::raw_connect::ProxyDigest;
-use pingora::protocols::tls::{SslDigest, TlsRef};
-use pingora::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN,
-};
+use super::guard::{Guarded, ReadGuard};
+use pingora::protocols::Stream;
 use prometheus::IntCounter;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
@@ -85,10 +80,9 @@ impl HeadBudget {
     }
 }
 
-/// A connection's stream with the head budget in front of its reads.
+/// The head budget in front of a connection's reads (a [`Guarded`] stream).
 #[derive(Debug)]
 pub struct HeadGuard {
-    inner: Stream,
     budget: Arc<HeadBudget>,
     refusal: Refusal,
 }
@@ -116,11 +110,10 @@ impl HeadGuard {
     pub fn wrap(inner: Stream, refused: IntCounter) -> (Stream, Arc<HeadBudget>) {
         let budget = Arc::new(HeadBudget::new(refused));
         let guard = HeadGuard {
-            inner,
             budget: budget.clone(),
             refusal: Refusal::None,
         };
-        (Box::new(guard), budget)
+        (Box::new(Guarded::new(inner, guard)), budget)
     }
 
     /// Answers the refusal and closes like NGINX's lingering close: write
@@ -129,9 +122,9 @@ impl HeadGuard {
     /// would reset the connection and could destroy the answer in flight.
     /// Then tells the request loop, which drops the connection; the request
     /// loop's head deadline bounds all of it.
-    fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_refuse(&mut self, inner: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let inner = Pin::new(&mut self.inner);
+            let inner = Pin::new(&mut *inner);
             self.refusal = match self.refusal {
                 Refusal::Writing(n) => match inner.poll_write(cx, &REFUSAL[n..]) {
                     Poll::Pending => return Poll::Pending,
@@ -176,137 +169,39 @@ impl HeadGuard {
     }
 }
 
-impl AsyncRead for HeadGuard {
+impl ReadGuard for HeadGuard {
     fn poll_read(
-        self: Pin<&mut Self>,
+        &mut self,
+        inner: &mut Stream,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let remaining = this.budget.remaining.load(Ordering::Acquire);
+        let remaining = self.budget.remaining.load(Ordering::Acquire);
         if remaining == LIFTED {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            return Pin::new(inner).poll_read(cx, buf);
         }
         if remaining == 0 {
-            if this.refusal == Refusal::None {
-                this.refusal = Refusal::Writing(0);
-                this.budget.refused.inc();
+            if self.refusal == Refusal::None {
+                self.refusal = Refusal::Writing(0);
+                self.budget.refused.inc();
             }
-            return this.poll_refuse(cx);
+            return self.poll_refuse(inner, cx);
         }
         // Read at most `remaining` bytes, into a bounded view of `buf`.
         let want = remaining.min(buf.remaining());
         let dst = buf.initialize_unfilled_to(want);
         let mut bounded = ReadBuf::new(dst);
-        match Pin::new(&mut this.inner).poll_read(cx, &mut bounded) {
+        match Pin::new(inner).poll_read(cx, &mut bounded) {
             Poll::Ready(Ok(())) => {
                 let n = bounded.filled().len();
                 buf.advance(n);
-                this.budget
+                self.budget
                     .remaining
                     .store(remaining - n, Ordering::Release);
                 Poll::Ready(Ok(()))
             }
             other => other,
         }
-    }
-}
-
-impl AsyncWrite for HeadGuard {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[async_trait::async_trait]
-impl Shutdown for HeadGuard {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await;
-    }
-}
-
-impl UniqueID for HeadGuard {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for HeadGuard {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for HeadGuard {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for HeadGuard {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest);
-    }
-}
-
-impl GetSocketDigest for HeadGuard {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest);
-    }
-}
-
-#[async_trait::async_trait]
-impl Peek for HeadGuard {
-    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
     }
 }
 
