@@ -392,12 +392,19 @@ impl Gate {
         deadline: Instant,
         shutdown: &ShutdownWatch,
     ) -> FirstByte {
+        let mut byte = [0u8; 1];
         if *shutdown.borrow() {
-            return FirstByte::Closed;
+            // Shutting down: serve a request that is already here (tokio's
+            // timeout polls the peek once before it looks at the clock),
+            // close an idle connection.
+            return match tokio::time::timeout(Duration::ZERO, stream.try_peek(&mut byte)).await {
+                Ok(Ok(_)) => FirstByte::Arrived,
+                _ => FirstByte::Closed,
+            };
         }
         let mut shutdown = shutdown.clone();
-        let mut byte = [0u8; 1];
         tokio::select! {
+            biased;
             peeked = tokio::time::timeout_at(deadline.into(), stream.try_peek(&mut byte)) => match peeked {
                 Ok(Ok(_)) => FirstByte::Arrived,
                 Ok(Err(_)) => FirstByte::Closed,

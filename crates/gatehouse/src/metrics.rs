@@ -258,7 +258,7 @@ impl Metrics {
             )?,
             heads_timed_out: IntCounter::new(
                 "gatehouse_request_heads_timed_out_total",
-                "HTTP/1 connections closed because a request head was not complete within request_header_timeout (the first) or idle_timeout (later ones).",
+                "HTTP/1 connections closed because the first request did not start or complete its head within request_header_timeout, or a later head that started was not complete within idle_timeout.",
             )?,
             abandoned_checks: IntCounter::new(
                 "gatehouse_abandoned_checks_total",

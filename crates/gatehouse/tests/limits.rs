@@ -589,6 +589,7 @@ fn hundreds_of_idle_connections_latency_and_memory() {
     let rss_idle = rss_kib(pid);
     drop(idle.drain(..));
     assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
+    let idle_back = rss_back_within(pid, rss0, 1.2);
     let rss_idle_closed = rss_kib(pid);
 
     let mut kept: Vec<TcpStream> = (0..n)
@@ -605,21 +606,16 @@ fn hundreds_of_idle_connections_latency_and_memory() {
     drop(kept.drain(..));
     assert!(wait_metric(&gh, "gatehouse_connections_open", 0.0));
     let rss_kept_closed = rss_kib(pid);
-    // Does it come back later? More allocator activity, then look again.
-    std::thread::sleep(Duration::from_secs(1));
-    for _ in 0..50 {
-        timed();
-    }
+    let kept_back = rss_back_within(pid, rss0, 1.2);
     let rss_settled = rss_kib(pid);
-
     let per = |a: u64, b: u64| (a as f64 - b as f64) / n as f64;
     eprintln!(
         "latency: {quiet:?} quiet, {with_200:?} with 200 idle connections held, {with_kept:?} with {n} keep-alive connections held"
     );
     eprintln!(
         "RSS KiB: start {rss0}; {n} idle {rss_idle} ({:.1} KiB each); closed {rss_idle_closed} ({:+.1} KiB each kept); \
-         {n} keep-alive after one request {rss_kept} ({:.1} KiB each over the closed level); closed {rss_kept_closed} ({:+.1} KiB each over start); \
-         1 s and 50 requests later {rss_settled}",
+         {n} keep-alive after one request {rss_kept} ({:.1} KiB each over the level before); closed {rss_kept_closed} ({:+.1} KiB each over start); \
+         back within 20 % of the start after {idle_back:?} (idle) and {kept_back:?} (kept alive): {rss_settled}",
         per(rss_idle, rss0),
         per(rss_idle_closed, rss0),
         per(rss_kept, rss_idle_closed),
@@ -636,9 +632,23 @@ fn hundreds_of_idle_connections_latency_and_memory() {
         per(rss_kept, rss_idle_closed)
     );
     assert!(
-        rss_settled as f64 <= rss0 as f64 * 1.2,
+        idle_back.is_some() && kept_back.is_some(),
         "RSS {rss_settled} KiB after the connections closed, {rss0} KiB before"
     );
+}
+
+/// Waits until the RSS of `pid` is at most `factor` × `start` KiB (the
+/// allocator gives freed memory back every second): how long it took, or
+/// `None` after 30 s.
+fn rss_back_within(pid: u32, start: u64, factor: f64) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if rss_kib(pid) as f64 <= start as f64 * factor {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
 }
 
 /// One HTTP/2 frame: 9-byte header and payload.
