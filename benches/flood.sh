@@ -119,7 +119,7 @@ log "Gatehouse pid $GH_PID ready on 127.0.0.1:$GH (h2c; limits ${FLOOD_LIMIT}s);
 # --- the floods -------------------------------------------------------------------------------------------
 set +e
 python3 benches/flood/flood.py run --pid "$GH_PID" --port "$GH" --token "$TOKEN" --out "$OUT" --work "$W" \
-  --log "$W/gatehouse.log" --flood-seconds "$FLOOD_SECONDS" --quiet "$FLOOD_QUIET" --recovery "$FLOOD_RECOVERY" \
+  --upstream-port "$UP" --log "$W/gatehouse.log" --flood-seconds "$FLOOD_SECONDS" --quiet "$FLOOD_QUIET" --recovery "$FLOOD_RECOVERY" \
   --deadline-epoch $((RUN_START + FLOOD_BUDGET)) --attacks "$FLOOD_ATTACKS" \
   --limits "h2c; idle, request header/body, response write and h2 idle timeouts ${FLOOD_LIMIT}s; threads 2" &
 DRIVER_PID=$!

@@ -67,6 +67,31 @@ def proc_figures(pid):
         return None
 
 
+def tcp_table():
+    """(local port, remote port, state, inode) of every IPv4 TCP socket (/proc/net/tcp)."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            out.append((int(p[1][-4:], 16), int(p[2][-4:], 16), int(p[3], 16), int(p[9])))
+    return out
+
+
+def gatehouse_conns(port, upstream_port):
+    """Connections Gatehouse holds open (a socket with an inode; an orphan it closed has none):
+    {client remote port: inode} on its listener PORT, and the number to UPSTREAM_PORT."""
+    clients, upstream = {}, 0
+    for lport, rport, state, inode in tcp_table():
+        if inode == 0 or state == 0x0A:  # closed by the process (orphan, TIME_WAIT) or LISTEN
+            continue
+        if lport == port:
+            clients[rport] = inode
+        elif rport == upstream_port and upstream_port:
+            upstream += 1
+    return clients, upstream
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -356,6 +381,14 @@ class Ctx:
     def left(self):
         return self.deadline - now()
 
+    async def watch_server(self):
+        """Every 250 ms: which client ports Gatehouse still holds a connection for (attack 4 tells
+        a closed connection from the server side, since its client never reads)."""
+        self.held = None
+        while True:
+            self.held = set(gatehouse_conns(self.a.port, 0)[0])
+            await asyncio.sleep(0.25)
+
     async def connect(self, rec, rcvbuf=None):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
@@ -440,13 +473,16 @@ async def a_keepalive(ctx, rec, socks):
 
 
 async def a_h1_noread(ctx, rec, socks):
-    """GET /public/big, then never read: the connection's state is watched through TCP_INFO and
-    the status line through MSG_PEEK (nothing is taken from the receive buffer)."""
+    """GET /public/big, then never read: the status line is read through MSG_PEEK (nothing is
+    taken from the receive buffer) and the end of the connection is seen from the server side (its
+    socket gone from Gatehouse in /proc/net/tcp: the server's FIN waits behind data the client never
+    takes, so the client side stays ESTABLISHED) or, for a reset, from TCP_INFO."""
     s = await ctx.connect(rec, rcvbuf=4096)
     socks.append(s)
+    eport, seen = s.getsockname()[1], False
     await ctx.loop.sock_sendall(s, request("/public/big"))
-    while ctx.left() > 0:
-        await asyncio.sleep(min(0.25, max(0.0, ctx.left())))
+    while True:
+        await asyncio.sleep(0.25)
         if "status" not in rec:
             try:
                 rec["status"] = status_of(s.recv(64, socket.MSG_PEEK))
@@ -456,30 +492,12 @@ async def a_h1_noread(ctx, rec, socks):
         if state != 1:
             rec.update(end=f"server_closed:{TCP_STATES.get(state, state)}", t_end=now())
             return
-    # The deadline: read what the server sends within 2 s. EOF before the whole body means it had
-    # given up (closing behind data the client never took); the whole body, that it was still there.
-    got, buf, t0 = 0, bytearray(), now()
-    rec["t_end"] = now()
-    while now() - t0 < 2.0:
-        try:
-            d = await asyncio.wait_for(ctx.loop.sock_recv(s, 1 << 20), 2.0 - (now() - t0))
-        except (TimeoutError, ConnectionResetError):
-            break
-        if not d:
-            rec["drain"] = "eof"
-            break
-        got += len(d)
-        if len(buf) < 4096:
-            buf += d
-        i = buf.find(b"\r\n\r\n")
-        if i >= 0:
-            cl = [ln for ln in buf[:i].split(b"\r\n") if ln.lower().startswith(b"content-length:")]
-            if cl and got >= i + 4 + int(cl[0].split(b":")[1]):
-                rec["drain"] = "complete"
-                break
-    rec.setdefault("drain", "open")
-    rec["drained_bytes"] = got
-    rec["end"] = "client"
+        if ctx.held is not None:
+            if eport in ctx.held:
+                seen = True
+            elif seen:
+                rec.update(end="server_closed:server_side", t_end=now())
+                return
 
 
 async def a_big_head(ctx, rec, socks):
@@ -631,7 +649,7 @@ ATTACKS = [
     (1, "idle", "2 000 idle TCP connections", "idle_conns", a_idle, 0),
     (2, "keepalive", "2 000 HTTP/1.1 keep-alive, idle after one request", "keepalive_conns", a_keepalive, 0),
     (3, "h2-noread", "h2c 20 conns x 100 streams /public/big, window 0", "h2_conns", a_h2_noread, 0),
-    (4, "h1-noread", "200 HTTP/1.1 /public/big, never read", "noread_conns", a_h1_noread, 3),
+    (4, "h1-noread", "200 HTTP/1.1 /public/big, never read", "noread_conns", a_h1_noread, 0),
     (5, "big-head", "200 unfinished request heads (~1 MiB)", "head_conns", a_big_head, 0),
     (6, "userinfo", "random bearer tokens, 50 conns, IdP 1 s", "userinfo_conns", a_userinfo, 0),
     (7, "h2-ping", "4 h2c conns x 100 000 PING", "ping_conns", a_h2_ping, 0),
@@ -663,9 +681,10 @@ def outcome(aid, ctx):
     by_server = [r for r in conns if r.get("end", "").startswith("server")]
     statuses = collections.Counter(str(r.get("status", r.get("late_status"))) for r in conns
                                    if r.get("status", r.get("late_status")) is not None)
-    o = {"connections": len(conns), "connect_failures": len(recs) - len(conns),
+    o = {"connections": len(conns),
+         "connect_failures": sum(1 for r in recs if "t_conn" not in r and r.get("end") != "client"),
          "ends": dict(ends), "closed_by_server": len(by_server),
-         "closed_after_s": spread([round(r["t_end"] - r["t_ref"], 2) for r in by_server]),
+         "closed_after_s": spread([round(r["t_end"] - r["t_ref"], 3) for r in by_server]),
          "open_at_end": sum(1 for r in conns if r.get("end") == "client"),
          "statuses": dict(statuses)}
     if aid == 3:
@@ -676,8 +695,6 @@ def outcome(aid, ctx):
                         "ended_after_s": spread([round(x["t_end"] - x["t_open"], 2) for x in ended]),
                         "statuses": dict(collections.Counter(str(x.get("status")) for x in st)),
                         "data_bytes": sum(x.get("data", 0) for x in st)}
-    if aid == 4:
-        o["drain_at_deadline"] = dict(collections.Counter(r.get("drain") for r in conns if "drain" in r))
     if aid == 5:
         o["head_sent_after_s"] = spread([round(r["sent_after"], 3) for r in conns if "sent_after" in r])
     if aid == 6:
@@ -688,6 +705,7 @@ def outcome(aid, ctx):
         o["pings_sent"] = sum(r.get("pings", 0) for r in conns)
         o["ping_acks"] = sum(r.get("acks", 0) for r in conns)
         o["goaways"] = sum(1 for r in conns if "goaway" in r)
+        o["acks_per_conn"] = spread([r.get("acks", 0) for r in conns])
     return o
 
 
@@ -707,12 +725,14 @@ def outcome_text(aid, o):
         return (f"{o['requests']} requests ({', '.join(f'{k}×{v}' for k, v in o['answers'].items())}), "
                 f"p50 {o['request_latency_ms']['p50'] or 0:.0f} ms; {o['closed_by_server']} conns closed by server{fail}")
     if aid == 7:
-        return (f"{o['connections']} conns, {o['pings_sent']} PINGs, {o['ping_acks']} ACKs, "
-                f"{o['goaways']} GOAWAY, {o['closed_by_server']} closed by server{fail}")
+        ms = o["closed_after_s"]
+        return (f"{o['connections']} conns; {o['closed_by_server']} closed by server "
+                f"({', '.join(f'{k}×{v}' for k, v in o['ends'].items())}) after p50/max "
+                f"{(ms['p50'] or 0) * 1000:.0f}/{(ms['max'] or 0) * 1000:.0f} ms; PING ACKs per conn p50/max "
+                f"{o['acks_per_conn']['p50']}/{o['acks_per_conn']['max']} ({o['ping_acks']} in all, "
+                f"{o['pings_sent']} PINGs written); {o['goaways']} GOAWAY{fail}")
     text = (f"{o['connections']} conns; {o['closed_by_server']} closed by server after p50/max "
             f"{after(o['closed_after_s'])}; status {st}; {o['open_at_end']} open at end{fail}")
-    if aid == 4 and o.get("drain_at_deadline"):
-        text += "; at end: " + ", ".join(f"{k}×{v}" for k, v in o["drain_at_deadline"].items())
     return text
 
 
@@ -770,18 +790,24 @@ async def run(a):
                 break
             ctx = Ctx(a, now() + a.flood_seconds)
             ctx.head = big_head(a.head_bytes)
+            clients, upstream = gatehouse_conns(a.port, a.upstream_port)
             res = {"id": aid, "name": name, "attack": desc, "rss_kb_before": fig[0], "fds_before": fig[1],
+                   "client_conns_before": len(clients), "upstream_conns_before": upstream,
                    "t_quiet": now() - a.quiet, "t_start": now()}
             log(f"attack {aid} {name}: start (RSS {fig[0]} kB, {fig[1]} fds)")
+            watcher = asyncio.ensure_future(ctx.watch_server()) if aid == 4 else None
             await sustained(ctx, getattr(a, workers_attr), body, grace)
+            if watcher:
+                watcher.cancel()
             res["t_closed"] = now()
             res["outcome"] = outcome(aid, ctx)
-            # Recovery: RSS every second until within 20 % of the pre-flood value and the descriptors
-            # are back (±8: upstream pool), at most RECOVERY s (less when the time budget needs it).
+            # Recovery: RSS every second until within 20 % of the pre-flood value and Gatehouse holds
+            # no more client connections than before (+2: the probes), at most RECOVERY s (less when
+            # the time budget needs it). Pooled upstream connections are reported, not waited for.
             cap = min(a.recovery, deadline - now() - remaining * (a.quiet + a.flood_seconds + 8))
             cap = max(1.0, cap)
             res["recovery_window_s"] = round(cap, 1)
-            rss_back = fds_back = None
+            rss_back = conns_back = None
             t_rec = now()
             while True:
                 fig = proc_figures(a.pid)
@@ -791,16 +817,18 @@ async def run(a):
                 el = now() - t_rec
                 if rss_back is None and fig[0] <= 1.2 * res["rss_kb_before"]:
                     rss_back = round(el, 1)
-                if fds_back is None and fig[1] <= res["fds_before"] + 8:
-                    fds_back = round(el, 1)
+                clients, upstream = gatehouse_conns(a.port, a.upstream_port)
+                if conns_back is None and len(clients) <= res["client_conns_before"] + 2:
+                    conns_back = round(el, 1)
                 res["rss_kb_after"], res["fds_after"] = fig
-                if (rss_back is not None and fds_back is not None) or el + 1 > cap:
+                res["client_conns_after"], res["upstream_conns_after"] = len(clients), upstream
+                if (rss_back is not None and conns_back is not None) or el + 1 > cap:
                     break
                 await asyncio.sleep(1.0)
-            res.update(rss_back_s=rss_back, fds_back_s=fds_back, t_end=now())
+            res.update(rss_back_s=rss_back, conns_back_s=conns_back, t_end=now())
             results.append(res)
             log(f"attack {aid} {name}: done; RSS back: {rss_back if rss_back is not None else 'no'} s, "
-                f"fds back: {fds_back if fds_back is not None else 'no'} s")
+                f"client connections back: {conns_back if conns_back is not None else 'no'} s")
             if crashed:
                 break
     finally:
@@ -860,13 +888,14 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
         return f"{kb / 1024:.1f}"
 
     lines = [f"Flood, then recover ({len(results)} attacks × {a.flood_seconds} s; Gatehouse limits: {a.limits}; "
-             f"RSS back = within +20 % of the pre-flood value, checked every 1 s for up to {a.recovery:g} s).", "",
-             "| # | attack | RSS MiB before → peak → after | RSS back | fds before → peak → after | fds back "
+             f"RSS back = within +20 % of the pre-flood value, checked every 1 s for up to {a.recovery:g} s; "
+             f"client conns back = Gatehouse holds no more client connections than before, +2).", "",
+             "| # | attack | RSS MiB before → peak → after | RSS back | fds before → peak → after (upstream conns) | client conns back "
              "| new-conn probe p99 ms quiet → during (Δ) | keep-alive JWT probe p99 ms quiet → during (Δ) | probe failures |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         back = f"{r['rss_back_s']:g} s" if r["rss_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
-        fback = f"{r['fds_back_s']:g} s" if r["fds_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
+        fback = f"{r['conns_back_s']:g} s" if r["conns_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
         cells = []
         for kind in ("new", "ka"):
             p = r["probes"][kind]
@@ -876,7 +905,7 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
                          f"({'-' if delta is None else format(delta, '+.1f')}){flag}")
         fails = sum(r["probes"][k]["failures"] for k in ("new", "ka"))
         lines.append(f"| {r['id']} | {r['name']} | {mib(r['rss_kb_before'])} → {mib(r['rss_kb_peak'])} → "
-                     f"{mib(r['rss_kb_after'])} | {back} | {r['fds_before']} → {r['fds_peak']} → {r['fds_after']} "
+                     f"{mib(r['rss_kb_after'])} | {back} | {r['fds_before']} → {r['fds_peak']} → {r['fds_after']} ({r['upstream_conns_after']}) "
                      f"| {fback} | {cells[0]} | {cells[1]} | {fails} |")
     lines += ["", "| # | probe | quiet p50 / p99 / max ms | during p50 / p99 / max ms | Δp99 ms |", "|---|---|---|---|---|"]
     for r in results:
@@ -910,6 +939,7 @@ def main():
     r.add_argument("--pid", type=int, required=True)
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--token", required=True)
+    r.add_argument("--upstream-port", type=int, default=0, help="to count Gatehouse's upstream connections")
     r.add_argument("--out", required=True)
     r.add_argument("--work", required=True, help="directory for the probe and sampler files")
     r.add_argument("--log", help="Gatehouse's log, searched for panics")

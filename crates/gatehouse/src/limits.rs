@@ -340,8 +340,9 @@ impl ServerApp for Gate {
                 }
             }
             budget.start(l.head_budget);
-            let (next, settings) = self
-                .serve_one(session, shutdown, deadline, &budget)
+            // Boxed: its state (the session, timers) exists only while a
+            // request does, not in every idle connection's future.
+            let (next, settings) = Box::pin(self.serve_one(session, shutdown, deadline, &budget))
                 .await?
                 .consume();
             stream = next;
