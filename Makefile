@@ -44,8 +44,8 @@ clippy:
 
 ## bench: criterion micro-benchmarks, cache and chain scaling, routing scaling, the loopback load
 ## benchmark against HAProxy, NGINX, Pingap and the engine A/B (plain, then TLS), the shared-cache
-## benchmark (Redis), instructions per request under callgrind, allocations per request, and the
-## flame graphs of docs/flamegraphs (see docs/performance.md)
+## benchmark (Redis), instructions per request under callgrind, allocations per request, memory per
+## connection, and the flame graphs of docs/flamegraphs (see docs/performance.md)
 bench: deps release
 	$(CARGO) bench -p gatehouse-connectors --bench connectors
 	$(CARGO) bench -p gatehouse-connectors --bench scale
@@ -54,6 +54,7 @@ bench: deps release
 	benches/shared_cache.sh
 	benches/instructions.sh
 	benches/allocations.sh --sites --engine
+	GATEHOUSE_BIN=target/release/gatehouse benches/connection_memory.sh
 	benches/flamegraph.sh
 
 ## fuzz: every cargo-fuzz target of fuzz/ for FUZZ_SECONDS each (default 60), one at a time;
@@ -64,9 +65,12 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) RUSTC_BOOTSTRAP=1 scripts/fuzz.sh
 
 ## soak: faults under steady load (reloads, JWKS rotation and outage, userinfo IdP slow/down/500) for
-## about 5 minutes on loopback; SOAK_SECONDS, FAULT_SECONDS, RELOADS; not part of `make test`
+## about 5 minutes on loopback (SOAK_SECONDS, FAULT_SECONDS, RELOADS), then issue 27's attacks one
+## after the other with memory, descriptors and a normal request's latency during and after each
+## (benches/flood.sh, FLOOD_SECONDS); not part of `make test`
 soak: deps
 	benches/soak.sh
+	benches/flood.sh
 
 clean:
 	$(CARGO) clean
