@@ -26,8 +26,10 @@ deps:
 deploy-check: build
 	scripts/validate-deploy.sh
 
-## check: validate every example config with the real binary
+## check: validate every example config with the real binary (creates the example certificates
+## configs/tls.toml names first: they are git-ignored, so a fresh clone has none)
 check: build
+	@scripts/gen-example-certs.sh
 	@for f in configs/*.toml; do target/debug/gatehouse check --config $$f >/dev/null || exit 1; echo "ok  $$f"; done
 
 build:

@@ -80,7 +80,7 @@ impl HeadBudget {
     }
 }
 
-/// The head budget in front of a connection's reads (a [`Guarded`] stream).
+/// The head budget in front of a connection's reads (in a guarded stream).
 #[derive(Debug)]
 pub struct HeadGuard {
     budget: Arc<HeadBudget>,
