@@ -223,6 +223,31 @@ mod tests {
         assert_eq!((m.have, m.skip, m.preface), (0, 0, 0));
     }
 
+    proptest::proptest! {
+        /// Hostile bytes, cut anywhere: never a panic, and the count does
+        /// not depend on how the reads were cut.
+        #[test]
+        fn any_bytes_cut_anywhere_count_the_same(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096),
+            cuts in proptest::collection::vec(0usize..4096, 0..16),
+        ) {
+            let mut whole = FrameMeter::new(None);
+            whole.meter(&bytes);
+            let mut cut = FrameMeter::new(None);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            points.sort_unstable();
+            let mut from = 0;
+            for p in points.into_iter().chain([bytes.len()]) {
+                cut.meter(&bytes[from..p]);
+                from = p;
+            }
+            proptest::prop_assert_eq!(
+                (whole.cheap, whole.streams, whole.skip, whole.have, whole.preface),
+                (cut.cheap, cut.streams, cut.skip, cut.have, cut.preface)
+            );
+        }
+    }
+
     #[test]
     fn what_was_written_and_time_raise_the_budget() {
         let mut m = FrameMeter::new(None);
