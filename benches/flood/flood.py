@@ -92,6 +92,15 @@ def gatehouse_conns(port, upstream_port):
     return clients, upstream
 
 
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -365,8 +374,8 @@ def sample_main(a):
     nxt = now()
     while not stop.is_set() and os.getppid() == parent:
         t, fig = now(), proc_figures(a.pid)
-        out.write(json.dumps({"k": "rss", "t": t, "rss": fig[0], "fds": fig[1]} if fig
-                             else {"k": "gone", "t": t}) + "\n")
+        out.write(json.dumps({"k": "rss", "t": t, "rss": fig[0], "fds": fig[1], "cpu": cpu_ticks(a.pid)}
+                             if fig else {"k": "gone", "t": t}) + "\n")
         nxt += 0.2
         stop.wait(max(0.0, nxt - now()))
 
@@ -702,7 +711,7 @@ def outcome(aid, ctx):
         o["answers"] = {str(k): v for k, v in sorted(ctx.counts.items())}
         o["request_latency_ms"] = lat_stats(ctx.latencies)
     if aid == 7:
-        o["pings_sent"] = sum(r.get("pings", 0) for r in conns)
+        o["pings_written_to_socket"] = sum(r.get("pings", 0) for r in conns)
         o["ping_acks"] = sum(r.get("acks", 0) for r in conns)
         o["goaways"] = sum(1 for r in conns if "goaway" in r)
         o["acks_per_conn"] = spread([r.get("acks", 0) for r in conns])
@@ -729,8 +738,8 @@ def outcome_text(aid, o):
         return (f"{o['connections']} conns; {o['closed_by_server']} closed by server "
                 f"({', '.join(f'{k}×{v}' for k, v in o['ends'].items())}) after p50/max "
                 f"{(ms['p50'] or 0) * 1000:.0f}/{(ms['max'] or 0) * 1000:.0f} ms; PING ACKs per conn p50/max "
-                f"{o['acks_per_conn']['p50']}/{o['acks_per_conn']['max']} ({o['ping_acks']} in all, "
-                f"{o['pings_sent']} PINGs written); {o['goaways']} GOAWAY{fail}")
+                f"{o['acks_per_conn']['p50']}/{o['acks_per_conn']['max']} ({o['ping_acks']} in all); "
+                f"{o['goaways']} GOAWAY{fail}")
     text = (f"{o['connections']} conns; {o['closed_by_server']} closed by server after p50/max "
             f"{after(o['closed_after_s'])}; status {st}; {o['open_at_end']} open at end{fail}")
     return text
@@ -775,6 +784,7 @@ async def run(a):
             if now() - t0 > 15:
                 raise SystemExit("the probes never got a 200 from Gatehouse")
             await asyncio.sleep(0.1)
+        await asyncio.sleep(a.quiet)  # warm-up: the first quiet window does not start with the probes
         wanted = {int(x) for x in a.attacks.split(",")}
         todo = [x for x in ATTACKS if x[0] in wanted]
         for k, (aid, name, desc, workers_attr, body, grace) in enumerate(todo):
@@ -795,11 +805,15 @@ async def run(a):
                    "client_conns_before": len(clients), "upstream_conns_before": upstream,
                    "t_quiet": now() - a.quiet, "t_start": now()}
             log(f"attack {aid} {name}: start (RSS {fig[0]} kB, {fig[1]} fds)")
+            cpu0 = os.times()
             watcher = asyncio.ensure_future(ctx.watch_server()) if aid == 4 else None
             await sustained(ctx, getattr(a, workers_attr), body, grace)
             if watcher:
                 watcher.cancel()
             res["t_closed"] = now()
+            cpu1 = os.times()
+            res["attacker_cpu_cores"] = round((cpu1.user + cpu1.system - cpu0.user - cpu0.system)
+                                              / (res["t_closed"] - res["t_start"]), 2)
             res["outcome"] = outcome(aid, ctx)
             # Recovery: RSS every second until within 20 % of the pre-flood value and Gatehouse holds
             # no more client connections than before (+2: the probes), at most RECOVERY s (less when
@@ -808,6 +822,7 @@ async def run(a):
             cap = max(1.0, cap)
             res["recovery_window_s"] = round(cap, 1)
             rss_back = conns_back = None
+            res["rss_trace_kb"] = []  # one value a second from the close of the attacker's sockets
             t_rec = now()
             while True:
                 fig = proc_figures(a.pid)
@@ -821,6 +836,7 @@ async def run(a):
                 if conns_back is None and len(clients) <= res["client_conns_before"] + 2:
                     conns_back = round(el, 1)
                 res["rss_kb_after"], res["fds_after"] = fig
+                res["rss_trace_kb"].append(fig[0])
                 res["client_conns_after"], res["upstream_conns_after"] = len(clients), upstream
                 if (rss_back is not None and conns_back is not None) or el + 1 > cap:
                     break
@@ -862,6 +878,17 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
         win = [x for x in samples if res["t_start"] <= x["t"] <= res["t_closed"]]
         res["rss_kb_peak"] = max([x["rss"] for x in win] + [res["rss_kb_before"]])
         res["fds_peak"] = max([x["fds"] for x in win] + [res["fds_before"]])
+        cpu, hz = [x for x in win if x.get("cpu") is not None], os.sysconf("SC_CLK_TCK")
+        res["gatehouse_cpu_cores"] = (round((cpu[-1]["cpu"] - cpu[0]["cpu"]) / hz
+                                            / (cpu[-1]["t"] - cpu[0]["t"]), 2) if len(cpu) > 1 else None)
+        peak = 0.0
+        for i, x in enumerate(cpu):  # the busiest second
+            y = next((y for y in cpu[i + 1:] if y["t"] >= x["t"] + 1.0), None)
+            if y:
+                peak = max(peak, (y["cpu"] - x["cpu"]) / hz / (y["t"] - x["t"]))
+        res["gatehouse_cpu_cores_peak_1s"] = round(peak, 2)
+        one = next((x for x in samples if x["t"] >= res["t_closed"] + 1.0), None)
+        res["rss_kb_1s_after"] = one["rss"] if one else res["rss_kb_after"]
         res["probes"] = {}
         for kind in ("new", "ka"):
             quiet = [x for x in probes if x["p"] == kind and res["t_quiet"] <= x["t"] < res["t_start"]]
@@ -890,9 +917,10 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
     lines = [f"Flood, then recover ({len(results)} attacks × {a.flood_seconds} s; Gatehouse limits: {a.limits}; "
              f"RSS back = within +20 % of the pre-flood value, checked every 1 s for up to {a.recovery:g} s; "
              f"client conns back = Gatehouse holds no more client connections than before, +2).", "",
-             "| # | attack | RSS MiB before → peak → after | RSS back | fds before → peak → after (upstream conns) | client conns back "
-             "| new-conn probe p99 ms quiet → during (Δ) | keep-alive JWT probe p99 ms quiet → during (Δ) | probe failures |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| # | attack | RSS MiB before → peak → 1 s after → end | RSS back | fds before → peak → end (upstream conns) | client conns back "
+             "| new-conn probe p99 ms quiet → during (Δ) | keep-alive JWT probe p99 ms quiet → during (Δ) | probe failures "
+             "| CPU cores during: Gatehouse avg, busiest 1 s / attacker avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         back = f"{r['rss_back_s']:g} s" if r["rss_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
         fback = f"{r['conns_back_s']:g} s" if r["conns_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
@@ -905,8 +933,8 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
                          f"({'-' if delta is None else format(delta, '+.1f')}){flag}")
         fails = sum(r["probes"][k]["failures"] for k in ("new", "ka"))
         lines.append(f"| {r['id']} | {r['name']} | {mib(r['rss_kb_before'])} → {mib(r['rss_kb_peak'])} → "
-                     f"{mib(r['rss_kb_after'])} | {back} | {r['fds_before']} → {r['fds_peak']} → {r['fds_after']} ({r['upstream_conns_after']}) "
-                     f"| {fback} | {cells[0]} | {cells[1]} | {fails} |")
+                     f"{mib(r['rss_kb_1s_after'])} → {mib(r['rss_kb_after'])} | {back} | {r['fds_before']} → {r['fds_peak']} → {r['fds_after']} ({r['upstream_conns_after']}) "
+                     f"| {fback} | {cells[0]} | {cells[1]} | {fails} | {r['gatehouse_cpu_cores']}, {r['gatehouse_cpu_cores_peak_1s']} / {r['attacker_cpu_cores']} |")
     lines += ["", "| # | probe | quiet p50 / p99 / max ms | during p50 / p99 / max ms | Δp99 ms |", "|---|---|---|---|---|"]
     for r in results:
         for kind, label in (("new", "new conn /public/small"), ("ka", "keep-alive /jwt/small")):
