@@ -22,6 +22,42 @@ pub enum FailureClass {
     Unavailable,
 }
 
+impl FailureClass {
+    /// The HTTP status of this class — the one mapping every refusal uses.
+    pub fn status(self) -> StatusCode {
+        self.answer().0
+    }
+
+    /// The RFC 6750 `error` of this class (empty for a bare challenge).
+    pub fn error(self) -> &'static str {
+        self.answer().1
+    }
+
+    fn answer(self) -> (StatusCode, &'static str) {
+        match self {
+            FailureClass::NoCredential => (StatusCode::UNAUTHORIZED, ""),
+            FailureClass::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            FailureClass::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
+            FailureClass::InsufficientScope => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            FailureClass::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
+        }
+    }
+
+    /// The class a refusal rendered elsewhere belongs to, read back from its
+    /// status (the inverse of [`FailureClass::status`]; 401 is read as
+    /// `InvalidToken`).
+    pub fn of_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            400 => FailureClass::InvalidRequest,
+            403 => FailureClass::InsufficientScope,
+            s if s >= 500 => FailureClass::Unavailable,
+            _ => FailureClass::InvalidToken,
+        }
+    }
+}
+
 /// One failure, as a connector describes it.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -227,15 +263,7 @@ impl ErrorResponder {
 
     /// The response for `f`.
     pub fn reject(&self, f: &Failure, request_id: &str) -> Rejection {
-        let (status, error) = match f.class {
-            FailureClass::NoCredential => (StatusCode::UNAUTHORIZED, ""),
-            FailureClass::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
-            FailureClass::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
-            FailureClass::InsufficientScope => (StatusCode::FORBIDDEN, "insufficient_scope"),
-            FailureClass::Unavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
-            }
-        };
+        let (status, error) = (f.class.status(), f.class.error());
         if let Some(c) = &self.custom {
             let body = c
                 .body

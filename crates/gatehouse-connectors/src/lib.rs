@@ -74,14 +74,7 @@ pub trait Connector: Send + Sync {
     /// error style, custom body). The default is a plain RFC 6750-like JSON
     /// answer; connectors that implement [`Connector::precheck`] override it.
     fn refuse(&self, failure: errors::Failure, _req: &RequestView<'_>) -> Denial {
-        let status = match failure.class {
-            errors::FailureClass::NoCredential | errors::FailureClass::InvalidToken => {
-                http::StatusCode::UNAUTHORIZED
-            }
-            errors::FailureClass::InvalidRequest => http::StatusCode::BAD_REQUEST,
-            errors::FailureClass::InsufficientScope => http::StatusCode::FORBIDDEN,
-            errors::FailureClass::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
-        };
+        let status = failure.class.status();
         let r = Rejection::json(
             status,
             failure.reason,

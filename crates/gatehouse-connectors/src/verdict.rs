@@ -135,12 +135,7 @@ impl From<Rejection> for Denial {
     /// A denial known only by its response (connectors outside this crate
     /// that render their own): the class follows the status.
     fn from(rejection: Rejection) -> Self {
-        let class = match rejection.status.as_u16() {
-            400 => FailureClass::InvalidRequest,
-            403 => FailureClass::InsufficientScope,
-            s if s >= 500 => FailureClass::Unavailable,
-            _ => FailureClass::InvalidToken,
-        };
+        let class = FailureClass::of_status(rejection.status);
         Self {
             failure: Failure::new(
                 rejection.reason,
@@ -153,105 +148,98 @@ impl From<Rejection> for Denial {
     }
 }
 
-/// Why a request was refused: a bounded set, used for the response, the log
-/// line and the `reason` metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Reason {
+/// Declares [`Reason`] from one list of `Variant = "label"` lines: the
+/// enum, [`Reason::ALL`] in the same order, its length and the labels — so
+/// adding a reason is one line, and no reason can be missing from a list.
+macro_rules! reasons {
+    ($( $(#[doc = $doc:expr])* $name:ident = $label:literal, )+) => {
+        /// Why a request was refused: a bounded set, used for the response, the log
+        /// line and the `reason` metric label.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Reason {
+            $( $(#[doc = $doc])* $name, )+
+        }
+
+        impl Reason {
+            /// How many reasons there are.
+            pub const COUNT: usize = [$($label),+].len();
+
+            /// Every reason, in declaration order (see [`Reason::index`]).
+            pub const ALL: [Reason; Reason::COUNT] = [$(Reason::$name),+];
+
+            /// The label / log form, in `snake_case`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => $label,)+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
     /// No credential was presented.
-    MissingToken,
+    MissingToken = "missing_token",
     /// The credential could not be parsed.
-    Malformed,
+    Malformed = "malformed",
     /// The credential has more than one carrier (two `Authorization`
     /// headers, two token cookies, a header and a query token, …).
-    AmbiguousToken,
+    AmbiguousToken = "ambiguous_token",
     /// The credential exceeds the size limit.
-    TokenTooLarge,
+    TokenTooLarge = "token_too_large",
     /// The token's algorithm is not allowed.
-    AlgorithmNotAllowed,
+    AlgorithmNotAllowed = "algorithm_not_allowed",
     /// No key matches the token.
-    UnknownKey,
+    UnknownKey = "unknown_key",
     /// Keys could not be obtained.
-    KeysUnavailable,
+    KeysUnavailable = "keys_unavailable",
     /// The signature does not verify.
-    BadSignature,
+    BadSignature = "bad_signature",
     /// The token has expired.
-    Expired,
+    Expired = "expired",
     /// The token is not valid yet.
-    NotYetValid,
+    NotYetValid = "not_yet_valid",
     /// The token claims to be issued in the future.
-    IssuedInFuture,
+    IssuedInFuture = "issued_in_future",
     /// The token is older than the allowed age.
-    TooOld,
+    TooOld = "too_old",
     /// The issuer is not allowed.
-    IssuerNotAllowed,
+    IssuerNotAllowed = "issuer_not_allowed",
     /// No audience is allowed.
-    AudienceNotAllowed,
+    AudienceNotAllowed = "audience_not_allowed",
     /// A required claim is missing.
-    MissingClaim,
+    MissingClaim = "missing_claim",
     /// A claim policy refused the request.
-    PolicyDenied,
+    PolicyDenied = "policy_denied",
     /// A value to inject is not a valid header value.
-    InvalidHeaderValue,
+    InvalidHeaderValue = "invalid_header_value",
     /// No userinfo endpoint fits the request.
-    NoUserinfoEndpoint,
+    NoUserinfoEndpoint = "no_userinfo_endpoint",
     /// The region header was sent more than once (or as a list).
-    AmbiguousRegion,
+    AmbiguousRegion = "ambiguous_region",
     /// The identity provider rejected the credential.
-    IdpRejected,
+    IdpRejected = "idp_rejected",
     /// The identity provider could not be reached or failed.
-    IdpUnavailable,
+    IdpUnavailable = "idp_unavailable",
     /// The identity provider answered something unusable.
-    IdpBadResponse,
+    IdpBadResponse = "idp_bad_response",
     /// The token is bound to a client certificate (RFC 8705) that is not
     /// the one presented, or no certificate was presented.
-    CertificateMismatch,
+    CertificateMismatch = "certificate_mismatch",
     /// The token's type (JOSE `typ`) is not among the accepted ones.
-    TokenTypeNotAllowed,
+    TokenTypeNotAllowed = "token_type_not_allowed",
     /// The token is an ID token (`nonce`, `at_hash` or `c_hash`), not an
     /// access token.
-    IdToken,
+    IdToken = "id_token",
     /// A connector-specific refusal not covered above.
-    Denied,
+    Denied = "denied",
 }
 
 impl Reason {
-    /// Every reason, in a fixed order (see [`Reason::index`]).
-    pub const ALL: [Reason; 26] = [
-        Reason::MissingToken,
-        Reason::Malformed,
-        Reason::AmbiguousToken,
-        Reason::TokenTooLarge,
-        Reason::AlgorithmNotAllowed,
-        Reason::UnknownKey,
-        Reason::KeysUnavailable,
-        Reason::BadSignature,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::IssuedInFuture,
-        Reason::TooOld,
-        Reason::IssuerNotAllowed,
-        Reason::AudienceNotAllowed,
-        Reason::MissingClaim,
-        Reason::PolicyDenied,
-        Reason::InvalidHeaderValue,
-        Reason::NoUserinfoEndpoint,
-        Reason::AmbiguousRegion,
-        Reason::IdpRejected,
-        Reason::IdpUnavailable,
-        Reason::IdpBadResponse,
-        Reason::CertificateMismatch,
-        Reason::TokenTypeNotAllowed,
-        Reason::IdToken,
-        Reason::Denied,
-    ];
-
     /// Position in [`Reason::ALL`], for pre-resolved metric handles.
     pub fn index(self) -> usize {
-        Self::ALL
-            .iter()
-            .position(|r| *r == self)
-            .unwrap_or(Self::ALL.len() - 1)
+        self as usize
     }
 
     /// How much a refusal with this reason says about the credential, for
@@ -285,38 +273,6 @@ impl Reason {
             | Reason::CertificateMismatch
             | Reason::IdToken
             | Reason::InvalidHeaderValue => 4,
-        }
-    }
-
-    /// The label / log form, in `snake_case`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::MissingToken => "missing_token",
-            Reason::Malformed => "malformed",
-            Reason::AmbiguousToken => "ambiguous_token",
-            Reason::TokenTooLarge => "token_too_large",
-            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
-            Reason::UnknownKey => "unknown_key",
-            Reason::KeysUnavailable => "keys_unavailable",
-            Reason::BadSignature => "bad_signature",
-            Reason::Expired => "expired",
-            Reason::NotYetValid => "not_yet_valid",
-            Reason::IssuedInFuture => "issued_in_future",
-            Reason::TooOld => "too_old",
-            Reason::IssuerNotAllowed => "issuer_not_allowed",
-            Reason::AudienceNotAllowed => "audience_not_allowed",
-            Reason::MissingClaim => "missing_claim",
-            Reason::PolicyDenied => "policy_denied",
-            Reason::InvalidHeaderValue => "invalid_header_value",
-            Reason::NoUserinfoEndpoint => "no_userinfo_endpoint",
-            Reason::AmbiguousRegion => "ambiguous_region",
-            Reason::IdpRejected => "idp_rejected",
-            Reason::IdpUnavailable => "idp_unavailable",
-            Reason::IdpBadResponse => "idp_bad_response",
-            Reason::CertificateMismatch => "certificate_mismatch",
-            Reason::TokenTypeNotAllowed => "token_type_not_allowed",
-            Reason::IdToken => "id_token",
-            Reason::Denied => "denied",
         }
     }
 }
@@ -408,6 +364,38 @@ fn quote_safe(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+    use crate::errors::FailureClass;
+
+    #[test]
+    fn every_reason_is_listed_once_with_its_own_index_and_label() {
+        let mut labels = std::collections::HashSet::new();
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(labels.insert(r.as_str()), "{r} twice");
+        }
+        assert_eq!(Reason::ALL[Reason::COUNT - 1], Reason::Denied);
+    }
+
+    #[test]
+    fn a_status_read_back_gives_the_class_that_renders_it() {
+        for class in [
+            FailureClass::InvalidToken,
+            FailureClass::InvalidRequest,
+            FailureClass::InsufficientScope,
+            FailureClass::Unavailable,
+        ] {
+            assert_eq!(FailureClass::of_status(class.status()), class);
+        }
+        assert_eq!(
+            FailureClass::NoCredential.status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+    }
 }
 
 #[cfg(test)]
