@@ -116,6 +116,49 @@ pub async fn run_chain<F>(steps: &[Step], req: &RequestView<'_>, mut observe: F)
 where
     F: FnMut(usize, usize, bool, Duration),
 {
+    run_chain_traced(
+        steps,
+        req,
+        |_| true,
+        |s, m, said, elapsed| {
+            if !matches!(said, Said::NotEvaluated) {
+                observe(s, m, matches!(said, Said::Allowed(_)), elapsed);
+            }
+        },
+    )
+    .await
+}
+
+/// What one member of a step said, as [`run_chain_traced`] reports it.
+#[derive(Debug)]
+pub enum Said<'a> {
+    /// It allowed, with these edits.
+    Allowed(&'a HeaderEdits),
+    /// It refused.
+    Refused(&'a Denial),
+    /// Its cheap pre-check refused (rendered only if it answers).
+    Skipped(&'a Failure),
+    /// `evaluate` said not to run it (an offline explanation of a connector
+    /// that calls an identity provider).
+    NotEvaluated,
+}
+
+/// [`run_chain`] with a say in which members run and a trace of what each
+/// said: `evaluate(connector)` false leaves a member out (reported as
+/// [`Said::NotEvaluated`]); a step none of whose evaluated members allows but
+/// which left one out passes, with no edits — whether the request would pass
+/// is then up to the members left out. With `evaluate` always true this is
+/// exactly the proxy's chain; `gatehouse token inspect` renders its trace.
+pub async fn run_chain_traced<E, F>(
+    steps: &[Step],
+    req: &RequestView<'_>,
+    evaluate: E,
+    mut observe: F,
+) -> ChainOutcome
+where
+    E: Fn(&dyn Connector) -> bool,
+    F: FnMut(usize, usize, Said<'_>, Duration),
+{
     let mut edits = HeaderEdits::none();
     'steps: for (s, step) in steps.iter().enumerate() {
         let group = step.members.len() > 1;
@@ -139,13 +182,19 @@ where
             }
         }
         let mut best: Option<(usize, Refusal)> = None;
+        let mut left_out = false;
         for (m, c) in step.members.iter().enumerate() {
             let start = Instant::now();
+            if !evaluate(c.as_ref()) {
+                observe(s, m, Said::NotEvaluated, start.elapsed());
+                left_out = true;
+                continue;
+            }
             let refusal = match group.then(|| c.precheck(req)).flatten() {
                 Some(f) => Refusal::Skipped(f),
                 None => match c.check(req).await {
                     Verdict::Allow(e) => {
-                        observe(s, m, true, start.elapsed());
+                        observe(s, m, Said::Allowed(&e), start.elapsed());
                         edits.merge(e);
                         if group {
                             edits.merge(step.strip_others(m, req));
@@ -155,13 +204,20 @@ where
                     Verdict::Deny(d) => Refusal::Denied(d),
                 },
             };
-            observe(s, m, false, start.elapsed());
+            let said = match &refusal {
+                Refusal::Denied(d) => Said::Refused(d),
+                Refusal::Skipped(f) => Said::Skipped(f),
+            };
+            observe(s, m, said, start.elapsed());
             if best
                 .as_ref()
                 .is_none_or(|(_, b)| refusal.reason().specificity() > b.reason().specificity())
             {
                 best = Some((m, refusal));
             }
+        }
+        if left_out {
+            continue 'steps;
         }
         let (member, denial) = match best {
             Some((m, Refusal::Denied(d))) => (m, d),

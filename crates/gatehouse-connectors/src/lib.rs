@@ -41,7 +41,7 @@ pub mod token;
 pub mod userinfo;
 mod verdict;
 
-pub use chain::{run_chain, ChainOutcome, Step};
+pub use chain::{run_chain, run_chain_traced, ChainOutcome, Said, Step};
 pub use registry::{BuildContext, Capabilities, ConnectorFactory, Registry};
 pub use verdict::{Denial, HeaderEdits, PeerCertificate, Reason, Rejection, RequestView, Verdict};
 

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse_connectors::jwt::es512::{pem_block, P521Key};
 use gatehouse_connectors::jwt::Alg;
-use gatehouse_connectors::{Denial, Registry, RequestView, Verdict};
+use gatehouse_connectors::{ChainOutcome, Registry, RequestView, Said};
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
     EllipticCurveKeyType, Jwk, ThumbprintHash,
@@ -334,93 +334,103 @@ pub async fn explain(
         request_id: "inspect",
         peer_cert: None,
     };
-    let mut unknown = Vec::new();
-    for (i, (step, cfg)) in compiled.chain.iter().zip(&rc.connectors).enumerate() {
-        let group = step.members.len() > 1;
-        out.push_str(&format!("  {}. {cfg}\n", i + 1));
-        let mut best: Option<(&str, Denial)> = None;
-        let mut allowed = false;
-        let mut step_unknown = Vec::new();
-        for c in &step.members {
+    // The proxy's own chain, with the members that call an identity
+    // provider left out: the trace is what the route would do.
+    let offline = |c: &dyn gatehouse_connectors::Connector| {
+        registry
+            .capabilities(c.kind())
+            .is_some_and(|k| k.decides_offline)
+    };
+    let mut lines: Vec<(usize, String)> = Vec::new();
+    let mut unknown: Vec<(usize, String)> = Vec::new();
+    let outcome =
+        gatehouse_connectors::run_chain_traced(&compiled.chain, &view, offline, |s, m, said, _| {
+            let c = &compiled.chain[s].members[m];
             let label = format!("     {} ({})", c.name(), c.kind());
-            let offline = registry
-                .capabilities(c.kind())
-                .is_some_and(|k| k.decides_offline);
-            if !offline {
-                out.push_str(&format!(
-                    "{label}: not evaluated offline (it calls the identity provider)\n"
-                ));
-                step_unknown.push(c.name().to_string());
-                continue;
-            }
-            let verdict = match group.then(|| c.precheck(&view)).flatten() {
-                Some(f) => Verdict::Deny(c.refuse(f, &view)),
-                None => c.check(&view).await,
-            };
-            match verdict {
-                Verdict::Allow(edits) => {
-                    out.push_str(&format!("{label}: ACCEPTED\n"));
+            let text = match said {
+                Said::NotEvaluated => {
+                    unknown.push((s, c.name().to_string()));
+                    format!("{label}: not evaluated offline (it calls the identity provider)\n")
+                }
+                Said::Allowed(edits) => {
+                    let mut t = format!("{label}: ACCEPTED\n");
                     for (h, v) in &edits.set {
-                        out.push_str(&format!(
+                        t.push_str(&format!(
                             "       sets {h}: {}\n",
                             String::from_utf8_lossy(v.as_bytes())
                         ));
                     }
                     for h in &edits.remove {
-                        out.push_str(&format!("       removes {h}\n"));
+                        t.push_str(&format!("       removes {h}\n"));
                     }
-                    allowed = true;
-                    break;
+                    t
                 }
-                Verdict::Deny(d) => {
-                    out.push_str(&format!(
-                        "{label}: REJECTED: {} [reason {}, status {}]\n",
-                        d.failure.description,
-                        d.reason(),
-                        d.rejection.status.as_u16()
-                    ));
-                    if best.as_ref().is_none_or(|(_, b)| d.outranks(b)) {
-                        best = Some((c.name(), d));
-                    }
-                }
-            }
+                Said::Refused(d) => format!(
+                    "{label}: REJECTED: {} [reason {}, status {}]\n",
+                    d.failure.description,
+                    d.reason(),
+                    d.rejection.status.as_u16()
+                ),
+                Said::Skipped(f) => format!(
+                    "{label}: REJECTED: {} [reason {}, status {}]\n",
+                    f.description,
+                    f.reason,
+                    f.class.status().as_u16()
+                ),
+            };
+            lines.push((s, text));
+        })
+        .await;
+    let mut shown = None;
+    for (s, text) in &lines {
+        if shown != Some(*s) {
+            out.push_str(&format!("  {}. {}\n", s + 1, rc.connectors[*s]));
+            shown = Some(*s);
         }
-        if allowed {
-            continue;
-        }
-        match best {
-            // Refused whatever an unevaluated member of this step would say? Only
-            // when every member was evaluated.
-            Some((who, d)) if step_unknown.is_empty() => {
-                if group {
-                    out.push_str(&format!(
-                        "  => no member allows; the most specific refusal answers: {who}'s {}\n",
-                        d.reason()
-                    ));
-                }
+        out.push_str(text);
+    }
+    match outcome {
+        ChainOutcome::Deny {
+            step,
+            member,
+            denial,
+        } => {
+            if compiled.chain[step].members.len() > 1 {
                 out.push_str(&format!(
-                    "  => the route answers {}{}\n",
-                    d.rejection.status.as_u16(),
-                    if unknown.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (unless {} refuses first)", unknown.join(", "))
-                    }
+                    "  => no member allows; the most specific refusal answers: {}'s {}\n",
+                    compiled.chain[step].members[member].name(),
+                    denial.reason()
                 ));
-                return Ok((out, false));
             }
-            _ => unknown.extend(step_unknown),
+            let before: Vec<&str> = unknown
+                .iter()
+                .filter(|(s, _)| *s < step)
+                .map(|(_, n)| n.as_str())
+                .collect();
+            out.push_str(&format!(
+                "  => the route answers {}{}\n",
+                denial.rejection.status.as_u16(),
+                if before.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (unless {} refuses first)", before.join(", "))
+                }
+            ));
+            Ok((out, false))
+        }
+        ChainOutcome::Allow(_) if !unknown.is_empty() => {
+            let names: Vec<&str> = unknown.iter().map(|(_, n)| n.as_str()).collect();
+            out.push_str(&format!(
+                "  => the route lets the request through if {} allow(s) it\n",
+                names.join(", ")
+            ));
+            Ok((out, true))
+        }
+        ChainOutcome::Allow(_) => {
+            out.push_str("  => the route lets the request through\n");
+            Ok((out, true))
         }
     }
-    if !unknown.is_empty() {
-        out.push_str(&format!(
-            "  => the route lets the request through if {} allow(s) it\n",
-            unknown.join(", ")
-        ));
-        return Ok((out, true));
-    }
-    out.push_str("  => the route lets the request through\n");
-    Ok((out, true))
 }
 
 /// The JWK of a P-521 key in PEM form (public SPKI, or private PKCS#8/SEC1).

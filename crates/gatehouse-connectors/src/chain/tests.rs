@@ -443,3 +443,58 @@ fn a_group_lists_each_carrier_once() {
     let g = group(&[&ga, &gb, &gc]);
     assert_eq!(g.carriers().len(), 2);
 }
+
+/// `run_chain_traced` with the members named in `left_out` not evaluated:
+/// the outcome and what each member said ('a' allowed, 'r' refused, 's'
+/// skipped, '-' left out).
+async fn traced(steps: &[Step], left_out: &[&str]) -> (ChainOutcome, Vec<(usize, usize, char)>) {
+    let (m, u, h) = (Method::GET, Uri::from_static("/x"), HeaderMap::new());
+    let req = RequestView {
+        method: &m,
+        uri: &u,
+        headers: &h,
+        client: None,
+        request_id: "r1",
+        peer_cert: None,
+    };
+    let mut seen = vec![];
+    let out = run_chain_traced(
+        steps,
+        &req,
+        |c| !left_out.contains(&c.name()),
+        |s, m, said, _| {
+            let c = match said {
+                Said::Allowed(_) => 'a',
+                Said::Refused(_) => 'r',
+                Said::Skipped(_) => 's',
+                Said::NotEvaluated => '-',
+            };
+            seen.push((s, m, c));
+        },
+    )
+    .await;
+    (out, seen)
+}
+
+#[tokio::test]
+async fn members_left_out_pass_their_step_only_when_no_evaluated_member_decides() {
+    let (a, b, c) = (
+        deny("a", Reason::BadSignature),
+        allow("b"),
+        deny("c", Reason::Expired),
+    );
+    // A left-out member ahead of an allowing one: the allow decides.
+    let (out, seen) = traced(&[any(&[&a, &b])], &["a"]).await;
+    assert_eq!(set_names(&out), vec!["b"]);
+    assert_eq!(seen, vec![(0, 0, '-'), (0, 1, 'a')]);
+    // Refused by every evaluated member, one left out: the step passes and
+    // the next one decides.
+    let (out, seen) = traced(&[any(&[&a, &b]), one(&c)], &["b"]).await;
+    let (step, _, d) = denied(out);
+    assert_eq!((step, d.reason()), (1, Reason::Expired));
+    assert_eq!(seen, vec![(0, 0, 'r'), (0, 1, '-'), (1, 0, 'r')]);
+    // Nothing left out: exactly run_chain.
+    let (out, _) = traced(&[any(&[&a, &c])], &[]).await;
+    let (_, member, d) = denied(out);
+    assert_eq!((member, d.reason()), (1, Reason::Expired));
+}
