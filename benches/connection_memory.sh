@@ -3,8 +3,9 @@
 # One release-optimised Gatehouse (`--profile soak`: release without fat LTO) in front of NGINX, on
 # loopback, `threads = 1`, measured from /proc/PID/status:
 #   1. RSS per connection: N plain HTTP/1.1 connections that sent nothing, N kept alive after one
-#      request, N h2c connections after the preface and SETTINGS, and RSS again once they are closed
-#      (after CLOSE_WAIT seconds of one request per second);
+#      request, N h2c connections after the preface and SETTINGS, N TLS connections (HTTP/1.1 by ALPN)
+#      idle after the handshake, and RSS again once they are closed (after CLOSE_WAIT seconds of one
+#      request per second);
 #   2. requests per second with wrk (keep-alive, 50 connections, WRK_SECONDS each) for the shipped
 #      defaults (read_buffer_bytes = 0, the allocator collector every second), Pingora's 64 KiB read
 #      buffer, no collector, and purging on every free (MIMALLOC_PURGE_DELAY=0, the alternative the
@@ -32,12 +33,24 @@ mkdir -p "$W/up"
 upstream_conf "$W/up" "$UP"
 nginx -c "$W/up/nginx.conf" -p "$W/up" & pids+=($!)
 
+scripts/gen-example-certs.sh "$W/certs" >/dev/null
+TP=$(port)
+
 # start_gh READ_BUFFER COLLECT_MS [PURGE_DELAY] — Gatehouse on fresh ports with h2c; sets GH, GP
 # (listen), GA (admin).
 start_gh() {
   GP=$(port) GA=$(port)
   gatehouse_conf "$W/gh.toml" "$GP" "$GA" "$UP" 1
   sed -i "s/^threads = 1$/threads = 1\nh2c = true\nread_buffer_bytes = $1/" "$W/gh.toml"
+  TP=$(port)
+  printf '[[server.tls]]\nlisten = ["127.0.0.1:%s"]\ncertificates = [{ cert_file = "%s", key_file = "%s" }]\n' \
+    "$TP" "$W/certs/api.pem" "$W/certs/api.key" > "$W/tls.toml"
+  python3 - "$W/gh.toml" "$W/tls.toml" <<'PY'
+import sys
+cfg, tls = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+head, sep, rest = cfg.partition("\n[upstreams.")
+open(sys.argv[1], "w").write(head + "\n" + tls + sep + rest)
+PY
   local env=(GATEHOUSE_ALLOCATOR_COLLECT_MS="$2")
   [ -z "${3:-}" ] || env+=(MIMALLOC_PURGE_DELAY="$3")
   env "${env[@]}" "$GATEHOUSE_BIN" --config "$W/gh.toml" > "$W/gh.log" 2>&1 & GH=$!
@@ -48,7 +61,7 @@ stop_gh() { kill "$GH"; wait "$GH" 2>/dev/null || true; GH=""; }
 
 echo "== memory per connection (N = $N, threads = 1, shipped defaults: read_buffer_bytes = 0, collector every 1 s)"
 start_gh 0 1000
-python3 benches/tools/connection_memory.py "$GH" "$GP" "$GA" "$N" "$CLOSE_WAIT"
+python3 benches/tools/connection_memory.py "$GH" "$GP" "$GA" "$N" "$CLOSE_WAIT" "$TP" "$W/certs/ca.pem"
 stop_gh
 
 echo

@@ -1,16 +1,18 @@
 """RSS per idle client connection of a running Gatehouse (benches/connection_memory.sh).
 
-usage: connection_memory.py PID PORT ADMIN_PORT N CLOSE_WAIT
+usage: connection_memory.py PID PORT ADMIN_PORT N CLOSE_WAIT [TLS_PORT CA_FILE]
 Opens N connections of each kind, waits until Gatehouse counts them open (its
 gatehouse_connections_open gauge), reads VmRSS, closes them, and reads VmRSS
 again after CLOSE_WAIT seconds of one request per second.
 """
 import socket
+import ssl
 import sys
 import time
 import urllib.request
 
 pid, port, admin, n, close_wait = (int(a) for a in sys.argv[1:6])
+tls_port, ca_file = (int(sys.argv[6]), sys.argv[7]) if len(sys.argv) > 7 else (None, None)
 
 
 def rss_kib():
@@ -66,6 +68,13 @@ def h2c():
     return s
 
 
+def tls():
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+    return ctx.wrap_socket(raw, server_hostname="api.example.com")
+
+
 def plain():
     return socket.create_connection(("127.0.0.1", port), timeout=5)
 
@@ -77,7 +86,8 @@ base = rss_kib()
 print(f"  start: {base / 1024:.1f} MB RSS")
 rows = []
 for name, make in [("HTTP/1.1, sent nothing", plain), ("HTTP/1.1, kept alive after one request", keepalive),
-                   ("h2c, after preface and SETTINGS", h2c)]:
+                   ("h2c, after preface and SETTINGS", h2c)] + (
+                      [("TLS (HTTP/1.1 by ALPN), idle after the handshake", tls)] if tls_port else []):
     before = rss_kib()
     socks = [make() for _ in range(n)]
     wait_open(n)
