@@ -4,26 +4,25 @@
 //! loads a configuration, compiles it into a [`snapshot::Snapshot`], serves
 //! it through [`proxy::GatehouseProxy`], and swaps in new snapshots on reload.
 //! Connector kinds come from a [`gatehouse_connectors::Registry`], so tests
-//! and embedders can add their own.
+//! and embedders can add their own. What a request means — its canonical
+//! form, its route, the headers that reach the upstream, upgrade handshakes,
+//! peer health and choice — is decided in [`gatehouse_http`]; the modules
+//! here apply it to Pingora sessions.
 
 pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
-pub mod canonical;
-pub mod headers;
 pub mod keyfiles;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
-pub mod router;
 pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod tls;
 pub mod tools;
-pub mod upgrade;
 pub mod upstream;
 
 /// Checks a configuration file: parse, validate and compile (resolving

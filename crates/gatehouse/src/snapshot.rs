@@ -1,14 +1,14 @@
 //! A compiled configuration: everything the hot path needs, decided at load.
 
-use crate::canonical::{canonical_path, PathRules};
-use crate::headers::HeaderRules;
 use crate::keyfiles::{self, FileStates};
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
-use crate::router::Router;
 use crate::upstream;
 use gatehouse_config::{Config, ConfigError, ConfigErrors, ConnectorConfig};
 use gatehouse_connectors::shared::SharedCaches;
 use gatehouse_connectors::{Connector, Registry, Step};
+use gatehouse_http::canonical::{canonical_path, PathRules};
+use gatehouse_http::headers::HeaderRules;
+use gatehouse_http::router::Router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
