@@ -71,7 +71,7 @@ pub fn config_files(registry: &Registry, config: &Config) -> BTreeSet<PathBuf> {
 /// The certificates, keys and client CAs of `[[server.tls]]` and the secret
 /// files of `[caches.*]`, absolute.
 pub fn server_files(config: &Config) -> Vec<PathBuf> {
-    crate::tls::files(&config.server.tls)
+    crate::certs::files(&config.server.tls)
         .iter()
         .chain(
             config

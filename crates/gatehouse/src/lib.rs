@@ -12,6 +12,7 @@
 pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
+pub mod certs;
 pub mod keyfiles;
 pub mod limits;
 pub mod metrics;
@@ -48,7 +49,7 @@ pub async fn check(
                  accept any identity for a token"
             )
         });
-    let warnings = tls::expiry_warnings(&snapshot.tls, tls::unix_now())
+    let warnings = certs::expiry_warnings(&snapshot.tls, certs::unix_now())
         .into_iter()
         .chain(tls::client_certificate_warnings(&snapshot))
         .chain(binding_in_groups(&snapshot))

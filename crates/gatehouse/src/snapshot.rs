@@ -34,7 +34,7 @@ pub struct Snapshot {
     pub headers: HeaderRules,
     /// Certificates of each `[[server.tls]]` entry, in config order
     /// (read by the listeners' certificate resolvers at every handshake).
-    pub tls: Vec<Arc<crate::tls::CompiledTls>>,
+    pub tls: Vec<Arc<crate::certs::CompiledTls>>,
     /// Shared caches by name, with the section and files they came from.
     pub caches: BTreeMap<String, BuiltCache>,
 }
@@ -119,7 +119,7 @@ pub async fn compile(
     }
 
     // Re-read on every load: a bad certificate refuses the whole reload.
-    let tls = match crate::tls::load_all(&config.server.tls) {
+    let tls = match crate::certs::load_all(&config.server.tls) {
         Ok(t) => t,
         Err(e) => {
             errs.extend(e);
@@ -373,7 +373,7 @@ impl Snapshot {
                     "  {}  names: {}  expires in {} days",
                     cert.cert_file.display(),
                     cert.names.join(", "),
-                    (cert.not_after - crate::tls::unix_now()) / 86400
+                    (cert.not_after - crate::certs::unix_now()) / 86400
                 );
             }
         }
