@@ -13,7 +13,6 @@ pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
 pub mod certs;
-pub mod keyfiles;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
@@ -25,6 +24,7 @@ pub mod state;
 pub mod tls;
 pub mod tools;
 pub mod upstream;
+pub mod watched_files;
 
 /// Checks a configuration file: parse, validate and compile (resolving
 /// upstreams and building connectors), without serving. Returns the summary.
