@@ -1,9 +1,6 @@
-//! `canonical_route`: the request canonicaliser (`gatehouse::canonical`) with
-//! the router (`gatehouse::router::Router`).
-//!
-//! The two modules are compiled here from their source files (`#[path]`): they
-//! depend only on `gatehouse-config` and `http`, and linking the `gatehouse`
-//! crate would pull Pingora into every fuzz build.
+//! `canonical_route`: the request canonicaliser (`gatehouse_http::canonical`)
+//! with the router (`gatehouse_http::router::Router`), from the
+//! `gatehouse-http` crate (no Pingora in the fuzz build).
 //!
 //! Input: byte 0 holds flags (bit 0: `encoded_slashes = "keep"`, bit 1:
 //! `path_parameters = "strip"`, bit 2: `trailing_dots_and_spaces = "allow"`,
@@ -21,18 +18,11 @@
 
 #![no_main]
 
-#[allow(dead_code, missing_docs)]
-#[path = "../../crates/gatehouse/src/canonical.rs"]
-mod canonical;
-#[allow(dead_code, missing_docs)]
-#[path = "../../crates/gatehouse/src/router.rs"]
-mod router;
-
-use canonical::{canonical_host, canonical_path, canonical_query, canonicalise, PathRules, RawRequest, Refusal};
 use gatehouse_config::{EncodedSlashes, PathParameters, RouteConfig, TrailingDots};
+use gatehouse_http::canonical::{canonical_host, canonical_path, canonical_query, canonicalise, PathRules, RawRequest, Refusal};
+use gatehouse_http::router::Router;
 use http::Method;
 use libfuzzer_sys::fuzz_target;
-use router::Router;
 use std::sync::LazyLock;
 
 const ROUTES: &str = r#"

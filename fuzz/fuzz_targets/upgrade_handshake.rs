@@ -1,7 +1,7 @@
-//! `upgrade_handshake`: the protocol-upgrade rules (`gatehouse::upgrade`):
+//! `upgrade_handshake`: the protocol-upgrade rules (`gatehouse_http::upgrade`):
 //! what a request's `Upgrade` header gets on a route, and whether an
-//! upstream's `101` completes the handshake. Compiled from its source file
-//! (`#[path]`) so the fuzz build does not link Pingora.
+//! upstream's `101` completes the handshake. From the `gatehouse-http` crate,
+//! so the fuzz build does not link Pingora.
 //!
 //! Input: byte 0 holds flags (bit 0: the route allows `websocket`, bit 1:
 //! HTTP/1.0 instead of 1.1, bit 2: `POST` instead of `GET`); the rest is two
@@ -15,14 +15,10 @@
 
 #![no_main]
 
-#[allow(dead_code, missing_docs)]
-#[path = "../../crates/gatehouse/src/upgrade.rs"]
-mod upgrade;
-
 use gatehouse_config::Upgrade;
+use gatehouse_http::upgrade::{classify, completes, websocket_accept, Ask};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Version};
 use libfuzzer_sys::fuzz_target;
-use upgrade::{classify, completes, websocket_accept, Ask};
 
 fn headers(block: &[u8]) -> HeaderMap {
     let mut h = HeaderMap::new();

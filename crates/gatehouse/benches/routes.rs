@@ -10,10 +10,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gatehouse::metrics::Metrics;
-use gatehouse::router::Router;
 use gatehouse::snapshot::compile;
 use gatehouse_config::Config;
 use gatehouse_connectors::Registry;
+use gatehouse_http::router::Router;
 use http::Method;
 use stats_alloc::{Region, StatsAlloc};
 use std::hint::black_box;

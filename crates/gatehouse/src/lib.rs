@@ -4,27 +4,27 @@
 //! loads a configuration, compiles it into a [`snapshot::Snapshot`], serves
 //! it through [`proxy::GatehouseProxy`], and swaps in new snapshots on reload.
 //! Connector kinds come from a [`gatehouse_connectors::Registry`], so tests
-//! and embedders can add their own.
+//! and embedders can add their own. What a request means — its canonical
+//! form, its route, the headers that reach the upstream, upgrade handshakes,
+//! peer health and choice — is decided in [`gatehouse_http`]; the modules
+//! here apply it to Pingora sessions.
 
 pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
-pub mod canonical;
-pub mod headers;
-pub mod keyfiles;
+pub mod certs;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
-pub mod router;
 pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod tls;
 pub mod tools;
-pub mod upgrade;
 pub mod upstream;
+pub mod watched_files;
 
 /// Checks a configuration file: parse, validate and compile (resolving
 /// upstreams and building connectors), without serving. Returns the summary.
@@ -49,7 +49,7 @@ pub async fn check(
                  accept any identity for a token"
             )
         });
-    let warnings = tls::expiry_warnings(&snapshot.tls, tls::unix_now())
+    let warnings = certs::expiry_warnings(&snapshot.tls, certs::unix_now())
         .into_iter()
         .chain(tls::client_certificate_warnings(&snapshot))
         .chain(binding_in_groups(&snapshot))

@@ -13,7 +13,6 @@
 //! HTTP/1 keep-alive loop itself with our timeouts; HTTP/2 connections are
 //! handed to Pingora unchanged.
 
-use crate::proxy::GatehouseProxy;
 use crate::state::State;
 use async_trait::async_trait;
 use gatehouse_config::limits::{derived_max_connections, whole_seconds};
@@ -21,7 +20,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, Ser
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
-use pingora::proxy::HttpProxy;
+use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,10 +180,12 @@ impl Connections {
     }
 }
 
-/// The proxy service's application: Pingora's `HttpProxy` behind the
-/// connection cap, with our HTTP/1 timeouts.
-pub struct Gate {
-    proxy: Arc<HttpProxy<GatehouseProxy>>,
+/// The proxy service's application: Pingora's `HttpProxy` of `P` (the
+/// proxy, `GatehouseProxy`) behind the connection cap, with our HTTP/1
+/// timeouts. Generic so this module does not depend on the proxy, whose
+/// first hook calls [`head_read`].
+pub struct Gate<P> {
+    proxy: Arc<HttpProxy<P>>,
     state: Arc<State>,
     connections: Connections,
     /// The cap when `server.max_connections` is not set.
@@ -205,15 +206,10 @@ struct ConnLimits {
     head_budget: usize,
 }
 
-impl Gate {
+impl<P> Gate<P> {
     /// Wraps `proxy`; `fd_limit` (the soft limit after start-up) derives the
     /// default cap.
-    pub fn new(
-        proxy: HttpProxy<GatehouseProxy>,
-        state: Arc<State>,
-        fd_limit: Option<u64>,
-        h2c: bool,
-    ) -> Self {
+    pub fn new(proxy: HttpProxy<P>, state: Arc<State>, fd_limit: Option<u64>, h2c: bool) -> Self {
         let connections = Connections::new(
             state.metrics.connections_open.clone(),
             state.metrics.connections_refused.clone(),
@@ -283,7 +279,11 @@ impl Gate {
 }
 
 #[async_trait]
-impl ServerApp for Gate {
+impl<P> ServerApp for Gate<P>
+where
+    P: ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+{
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
@@ -384,7 +384,11 @@ enum FirstByte {
     Silent,
 }
 
-impl Gate {
+impl<P> Gate<P>
+where
+    P: ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+{
     /// Waits for the first byte of the next request (without consuming it).
     /// Streams that cannot peek (TLS) answer at once: their request is
     /// served as before, with the same deadline.

@@ -60,7 +60,7 @@ pub struct Metrics {
     /// `gatehouse_tls_certificate_expiry_seconds{file}` (set when scraped).
     pub tls_cert_expiry: GaugeVec,
     /// `gatehouse_request_headers_dropped_total{reason}`, indexed by
-    /// [`crate::headers::Dropped`].
+    /// [`gatehouse_http::headers::Dropped`].
     pub headers_dropped: [IntCounter; 3],
     /// `gatehouse_upgrades_total{result}`, indexed by [`UpgradeResult`].
     pub upgrades: [IntCounter; 3],
@@ -231,7 +231,7 @@ impl Metrics {
                 "gatehouse_request_headers_dropped_total",
                 "Client request headers not forwarded, by reason: invalid_name (a character outside [A-Za-z0-9-], `_` unless allowed), protected (an identity, certificate or override header in any spelling), client_address (address and scheme headers from an untrusted peer).",
                 "reason",
-                crate::headers::DROP_REASONS,
+                gatehouse_http::headers::DROP_REASONS,
             )?,
             upgrades: counter_set(
                 &registry,

@@ -1,16 +1,16 @@
 //! The Pingora `ProxyHttp` implementation: route, run the connector chain,
 //! proxy, record.
 
-use crate::canonical::{canonicalise, RawRequest};
-use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use crate::metrics::UpgradeResult;
 use crate::snapshot::Snapshot;
 use crate::state::State;
-use crate::upgrade::{self, Ask};
 use crate::upstream::Peer;
 use answer::{access_log, failure, json_error, loggable, respond, respond_json_error};
 use async_trait::async_trait;
 use gatehouse_connectors::{run_chain, ChainOutcome, HeaderEdits, Reason, Rejection, RequestView};
+use gatehouse_http::canonical::{canonicalise, RawRequest};
+use gatehouse_http::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use gatehouse_http::upgrade::{self, Ask};
 use http::{header, HeaderValue, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;

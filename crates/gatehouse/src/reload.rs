@@ -4,9 +4,9 @@
 //! Read → parse → validate → compile → one atomic swap; any failure leaves
 //! the serving snapshot untouched.
 
-use crate::keyfiles::{self, FileStates};
 use crate::snapshot::{compile, Snapshot};
 use crate::state::State;
+use crate::watched_files::{self, FileStates};
 use gatehouse_config::{Config, ConfigError, ConfigErrors};
 use gatehouse_connectors::Registry;
 use notify::{RecursiveMode, Watcher};
@@ -64,7 +64,7 @@ fn concerns_key_file(ev: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
 
 /// The directory holding `path`, absolute.
 fn dir_of(path: &Path) -> PathBuf {
-    let abs = keyfiles::absolute(path);
+    let abs = watched_files::absolute(path);
     match abs.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => abs,
@@ -107,11 +107,11 @@ impl Reloader {
             .connectors
             .values()
             .flat_map(|b| b.files.clone())
-            .chain(keyfiles::fingerprint_all(&keyfiles::server_files(
-                &current.config,
-            )))
+            .chain(watched_files::fingerprint_all(
+                &watched_files::server_files(&current.config),
+            ))
             .collect();
-        let watched = keyfiles::watch_targets(&files.keys().cloned().collect());
+        let watched = watched_files::watch_targets(&files.keys().cloned().collect());
         Self {
             path,
             registry,
@@ -130,7 +130,7 @@ impl Reloader {
     /// Points the watch at `files` (the key files of the last config tried):
     /// watches their directories, drops directories no longer needed.
     fn rearm(&self, files: &FileStates) {
-        let targets = keyfiles::watch_targets(&files.keys().cloned().collect());
+        let targets = watched_files::watch_targets(&files.keys().cloned().collect());
         let mut dirs: BTreeSet<PathBuf> = targets.iter().map(|f| dir_of(f)).collect();
         dirs.insert(dir_of(&self.path));
         if let Ok(mut k) = self.key_files.write() {
@@ -170,14 +170,14 @@ impl Reloader {
         let metrics = &self.state.metrics;
         let result = async {
             let bytes = read_bytes(&self.path)?;
-            if only_if_changed && bytes == last.bytes && keyfiles::unchanged(&last.files) {
+            if only_if_changed && bytes == last.bytes && watched_files::unchanged(&last.files) {
                 return Ok(None);
             }
             last.bytes = bytes.clone();
             let config = parse_config(&self.path, &bytes)?;
             // Fingerprinted before compiling: a file changing during the
             // compile is seen as changed by the next event.
-            let files = keyfiles::fingerprint_all(&keyfiles::config_files(&self.registry, &config));
+            let files = watched_files::fingerprint_all(&watched_files::config_files(&self.registry, &config));
             self.rearm(&files);
             last.files = files;
             let previous = self.state.current();

@@ -86,7 +86,7 @@ fn proxy_service(
     state: &Arc<State>,
     cfg: &gatehouse_config::ServerConfig,
     fd_limit: Option<u64>,
-) -> Service<crate::limits::Gate> {
+) -> Service<crate::limits::Gate<GatehouseProxy>> {
     let mut options = HttpServerOptions::default();
     options.h2c = cfg.h2c;
     options.h2_idle_timeout = Some(cfg.h2_idle_timeout.get());

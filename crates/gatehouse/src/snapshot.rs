@@ -1,14 +1,14 @@
 //! A compiled configuration: everything the hot path needs, decided at load.
 
-use crate::canonical::{canonical_path, PathRules};
-use crate::headers::HeaderRules;
-use crate::keyfiles::{self, FileStates};
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
-use crate::router::Router;
 use crate::upstream;
+use crate::watched_files::{self, FileStates};
 use gatehouse_config::{Config, ConfigError, ConfigErrors, ConnectorConfig};
 use gatehouse_connectors::shared::SharedCaches;
 use gatehouse_connectors::{Connector, Registry, Step};
+use gatehouse_http::canonical::{canonical_path, PathRules};
+use gatehouse_http::headers::HeaderRules;
+use gatehouse_http::router::Router;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub struct Snapshot {
     pub headers: HeaderRules,
     /// Certificates of each `[[server.tls]]` entry, in config order
     /// (read by the listeners' certificate resolvers at every handshake).
-    pub tls: Vec<Arc<crate::tls::CompiledTls>>,
+    pub tls: Vec<Arc<crate::certs::CompiledTls>>,
     /// Shared caches by name, with the section and files they came from.
     pub caches: BTreeMap<String, BuiltCache>,
 }
@@ -86,7 +86,7 @@ pub use crate::upstream::CompiledUpstream;
 
 /// Compiles `config`: resolves upstreams, builds (or carries over) connectors,
 /// builds the router and resolves metric handles. `previous` is the snapshot
-/// now serving; connectors whose section and files (see [`keyfiles`]) are
+/// now serving; connectors whose section and files (see [`watched_files`]) are
 /// unchanged are reused with their warm caches.
 pub async fn compile(
     config: Config,
@@ -119,7 +119,7 @@ pub async fn compile(
     }
 
     // Re-read on every load: a bad certificate refuses the whole reload.
-    let tls = match crate::tls::load_all(&config.server.tls) {
+    let tls = match crate::certs::load_all(&config.server.tls) {
         Ok(t) => t,
         Err(e) => {
             errs.extend(e);
@@ -131,15 +131,15 @@ pub async fn compile(
     // section and files.
     let mut caches = BTreeMap::new();
     for (name, cfg) in &config.caches {
-        let files = keyfiles::fingerprint_all(
+        let files = watched_files::fingerprint_all(
             &cfg.files()
                 .iter()
-                .map(|p| keyfiles::absolute(p))
+                .map(|p| watched_files::absolute(p))
                 .collect::<Vec<_>>(),
         );
         let reused = previous
             .and_then(|p| p.caches.get(name))
-            .filter(|b| b.config == *cfg && b.files == files && keyfiles::all_readable(&files))
+            .filter(|b| b.config == *cfg && b.files == files && watched_files::all_readable(&files))
             .map(|b| b.cache.clone());
         let built = match reused {
             Some(c) => Ok(c),
@@ -178,10 +178,10 @@ pub async fn compile(
     for (name, cfg) in &config.connectors {
         // Carried over only when the section and the content of every file
         // it names (keys) are unchanged; fingerprinted before any build.
-        let files = keyfiles::fingerprint_all(&keyfiles::connector_files(registry, cfg));
+        let files = watched_files::fingerprint_all(&watched_files::connector_files(registry, cfg));
         let reused = previous
             .and_then(|p| p.connectors.get(name))
-            .filter(|b| b.config == *cfg && b.files == files && keyfiles::all_readable(&files))
+            .filter(|b| b.config == *cfg && b.files == files && watched_files::all_readable(&files))
             .filter(|_| same_cache(cfg))
             .map(|b| b.connector.clone());
         let built = match reused {
@@ -373,7 +373,7 @@ impl Snapshot {
                     "  {}  names: {}  expires in {} days",
                     cert.cert_file.display(),
                     cert.names.join(", "),
-                    (cert.not_after - crate::tls::unix_now()) / 86400
+                    (cert.not_after - crate::certs::unix_now()) / 86400
                 );
             }
         }
@@ -444,5 +444,96 @@ impl Snapshot {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    fn hs_config(secret: &Path) -> Config {
+        Config::from_toml_str(&format!(
+            r#"
+[server]
+listen = ["127.0.0.1:1"]
+[upstreams.u]
+peers = ["127.0.0.1:1"]
+[connectors.hs]
+kind = "jwt"
+algorithms = ["HS256"]
+secret_file = "{}"
+[[routes]]
+name = "r"
+upstream = "u"
+connectors = ["hs"]
+"#,
+            secret.display()
+        ))
+        .unwrap()
+    }
+
+    async fn compile(
+        secret: &Path,
+        registry: &Registry,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, gatehouse_config::ConfigErrors> {
+        super::compile(hs_config(secret), registry, metrics, previous, 2).await
+    }
+
+    fn conn(s: &Snapshot) -> std::sync::Arc<dyn gatehouse_connectors::Connector> {
+        s.connectors["hs"].connector.clone()
+    }
+
+    /// What `SIGHUP` runs: a compile against the serving snapshot.
+    #[tokio::test]
+    async fn compile_carries_a_connector_over_only_while_its_files_are_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("hs.key");
+        std::fs::write(&secret, [b'a'; 32]).unwrap();
+        let (r, m) = (Registry::builtin(), Metrics::new().unwrap());
+        let first = compile(&secret, &r, &m, None).await.unwrap();
+        assert_eq!(
+            first.connectors["hs"].files.keys().collect::<Vec<_>>(),
+            [&secret],
+            "the secret file is recorded"
+        );
+
+        let same = compile(&secret, &r, &m, Some(&first)).await.unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&conn(&first), &conn(&same)),
+            "unchanged: carried over"
+        );
+
+        std::fs::write(&secret, [b'b'; 32]).unwrap();
+        let rotated = compile(&secret, &r, &m, Some(&same)).await.unwrap();
+        assert!(
+            !std::sync::Arc::ptr_eq(&conn(&same), &conn(&rotated)),
+            "changed: rebuilt"
+        );
+
+        std::fs::write(&secret, b"short").unwrap();
+        let err = compile(&secret, &r, &m, Some(&rotated))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("connectors.hs.secret_file: secret is 5 bytes"),
+            "{err}"
+        );
+
+        std::fs::remove_file(&secret).unwrap();
+        let err = compile(&secret, &r, &m, Some(&rotated))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("connectors.hs.secret_file: cannot read"),
+            "{err}"
+        );
     }
 }

@@ -186,14 +186,9 @@ pub fn header_folds_to(a: &str, b: &str) -> bool {
     folded_header_name(a).eq(folded_header_name(b))
 }
 
-/// A header name as CGI, WSGI, PHP and lighttpd compare it: its ASCII
-/// letters (lower-cased) and digits, every other byte left out. The one
-/// definition for token carriers here and the proxy's header rules.
-pub fn folded_header_name(name: &str) -> impl Iterator<Item = u8> + '_ {
-    name.bytes()
-        .filter(u8::is_ascii_alphanumeric)
-        .map(|b| b.to_ascii_lowercase())
-}
+/// A header name as CGI, WSGI, PHP and lighttpd compare it (defined with the
+/// proxy's header rules in `gatehouse-http`, so both read names alike).
+pub use gatehouse_http::headers::folded_header_name;
 
 /// The names in `headers` that are `name` folded (see [`header_folds_to`]).
 pub fn header_spellings(name: &HeaderName, headers: &http::HeaderMap) -> Vec<HeaderName> {

@@ -23,7 +23,6 @@ use gatehouse_config::{
     parse_trusted_proxy, ServerConfig, CLIENT_ADDRESS_HEADERS, METHOD_OVERRIDE_HEADERS,
     PATH_OVERRIDE_HEADERS,
 };
-use gatehouse_connectors::token::folded_header_name;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -62,6 +61,16 @@ pub struct HeaderRules {
     underscores: bool,
     drop_invalid: bool,
     trusted: Vec<ipnet::IpNet>,
+}
+
+/// A header name as CGI, WSGI, PHP and lighttpd compare it: its ASCII
+/// letters (lower-cased) and digits, every other byte left out. The one
+/// definition for the header rules here and the token carriers of
+/// `gatehouse-connectors` (which re-exports it).
+pub fn folded_header_name(name: &str) -> impl Iterator<Item = u8> + '_ {
+    name.bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| b.to_ascii_lowercase())
 }
 
 /// A name as every folding parser downstream reads it: its ASCII letters

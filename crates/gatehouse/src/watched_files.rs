@@ -1,5 +1,8 @@
-//! Files connectors read (key material: `secret_file`, `pem_file`,
-//! `jwks_file`) as part of a connector's identity on reload.
+//! The files a configuration makes Gatehouse read, fingerprinted and watched
+//! for reloads: connectors' key material (`secret_file`, `pem_file`,
+//! `jwks_file`), part of a connector's identity on reload, the certificates,
+//! keys and client CAs of `[[server.tls]]`, and the secret files of shared
+//! caches.
 //!
 //! Each file a section names is fingerprinted (SHA-256 of its content) just
 //! **before** the connector is built. A reload carries a connector over only
@@ -71,7 +74,7 @@ pub fn config_files(registry: &Registry, config: &Config) -> BTreeSet<PathBuf> {
 /// The certificates, keys and client CAs of `[[server.tls]]` and the secret
 /// files of `[caches.*]`, absolute.
 pub fn server_files(config: &Config) -> Vec<PathBuf> {
-    crate::tls::files(&config.server.tls)
+    crate::certs::files(&config.server.tls)
         .iter()
         .chain(
             config
@@ -121,8 +124,6 @@ pub fn watch_targets(files: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::metrics::Metrics;
-    use crate::snapshot::Snapshot;
 
     #[test]
     fn fingerprints_follow_content() {
@@ -139,90 +140,6 @@ mod tests {
         assert!(unchanged(&gone), "still missing is unchanged");
         std::fs::write(&f, "one").unwrap();
         assert!(unchanged(&states), "same content again is unchanged");
-    }
-
-    fn hs_config(secret: &Path) -> Config {
-        Config::from_toml_str(&format!(
-            r#"
-[server]
-listen = ["127.0.0.1:1"]
-[upstreams.u]
-peers = ["127.0.0.1:1"]
-[connectors.hs]
-kind = "jwt"
-algorithms = ["HS256"]
-secret_file = "{}"
-[[routes]]
-name = "r"
-upstream = "u"
-connectors = ["hs"]
-"#,
-            secret.display()
-        ))
-        .unwrap()
-    }
-
-    async fn compile(
-        secret: &Path,
-        registry: &Registry,
-        metrics: &Metrics,
-        previous: Option<&Snapshot>,
-    ) -> Result<Snapshot, gatehouse_config::ConfigErrors> {
-        crate::snapshot::compile(hs_config(secret), registry, metrics, previous, 2).await
-    }
-
-    fn conn(s: &Snapshot) -> std::sync::Arc<dyn gatehouse_connectors::Connector> {
-        s.connectors["hs"].connector.clone()
-    }
-
-    /// What `SIGHUP` runs: a compile against the serving snapshot.
-    #[tokio::test]
-    async fn compile_carries_a_connector_over_only_while_its_files_are_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("hs.key");
-        std::fs::write(&secret, [b'a'; 32]).unwrap();
-        let (r, m) = (Registry::builtin(), Metrics::new().unwrap());
-        let first = compile(&secret, &r, &m, None).await.unwrap();
-        assert_eq!(
-            first.connectors["hs"].files.keys().collect::<Vec<_>>(),
-            [&secret],
-            "the secret file is recorded"
-        );
-
-        let same = compile(&secret, &r, &m, Some(&first)).await.unwrap();
-        assert!(
-            std::sync::Arc::ptr_eq(&conn(&first), &conn(&same)),
-            "unchanged: carried over"
-        );
-
-        std::fs::write(&secret, [b'b'; 32]).unwrap();
-        let rotated = compile(&secret, &r, &m, Some(&same)).await.unwrap();
-        assert!(
-            !std::sync::Arc::ptr_eq(&conn(&same), &conn(&rotated)),
-            "changed: rebuilt"
-        );
-
-        std::fs::write(&secret, b"short").unwrap();
-        let err = compile(&secret, &r, &m, Some(&rotated))
-            .await
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("connectors.hs.secret_file: secret is 5 bytes"),
-            "{err}"
-        );
-
-        std::fs::remove_file(&secret).unwrap();
-        let err = compile(&secret, &r, &m, Some(&rotated))
-            .await
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("connectors.hs.secret_file: cannot read"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -1,0 +1,21 @@
+//! Gatehouse's request semantics, free of Pingora and of any async runtime:
+//! what a request means and where it goes, decided by pure functions of the
+//! request and the configuration.
+//!
+//! - [`canonical`]: the one form of method, path, query and host that is both
+//!   routed and sent upstream.
+//! - [`router`]: route matching on the canonical request.
+//! - [`headers`]: which client headers reach the upstream (identity and
+//!   client-address rules, `X-Forwarded-For`).
+//! - [`upgrade`]: the WebSocket handshake checks of a route that allows it.
+//! - [`health`]: a peer's passive and active health state machine, and the
+//!   choice of the peer for the next attempt.
+//!
+//! The proxy (`crates/gatehouse`) applies them to Pingora sessions; the fuzz
+//! targets (`fuzz/`) call them directly.
+
+pub mod canonical;
+pub mod headers;
+pub mod health;
+pub mod router;
+pub mod upgrade;
