@@ -9,7 +9,8 @@ export CARGO_TERM_COLOR ?= never
 run: deps build
 	@scripts/demo.sh
 
-## test: install what is missing, then fmt check, clippy, build and the whole test suite
+## test: install what is missing, then fmt check, clippy, build, the whole test suite, the docs with
+## warnings denied, and a type check of the crates outside the workspace (fuzz/, benches/engine-ab)
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
@@ -17,6 +18,9 @@ test: deps
 	scripts/validate-deploy.sh
 	$(CARGO) nextest run --workspace --locked --profile ci
 	$(CARGO) test --workspace --doc --locked
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) check --bins --locked
+	cd benches/engine-ab && $(CARGO) check --bins --locked
 
 ## deps: system packages the build needs (cmake for zlib-ng), and cargo-nextest
 deps:

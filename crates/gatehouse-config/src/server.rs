@@ -77,7 +77,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub path_override_headers: bool,
     /// Peers (CIDRs or addresses) whose `X-Forwarded-For` chain and the
-    /// other client-address and scheme headers ([`CLIENT_ADDRESS_HEADERS`],
+    /// other client-address and scheme headers ([`CLIENT_ADDRESS_HEADERS`](crate::CLIENT_ADDRESS_HEADERS),
     /// `X-Forwarded-Proto`) are kept; from any other peer they are replaced
     /// or removed.
     #[serde(default)]
