@@ -19,6 +19,20 @@ need_tools() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 }
 
+# log MESSAGE... — a timestamped line on stderr.
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# wait_for DESCRIPTION SECONDS COMMAND... — polls COMMAND every 0.2 s until it succeeds; returns 1
+# after SECONDS (a bound, not a margin: the state is what is waited for).
+wait_for() {
+  local what=$1 limit=$2; shift 2
+  local end=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || { log "timed out after ${limit}s waiting for: $what"; return 1; }
+    sleep 0.2
+  done
+}
+
 # port — a free loopback port.
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 

@@ -45,17 +45,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-# wait_for DESCRIPTION SECONDS COMMAND... — polls COMMAND every 0.2 s until it succeeds (a bound on
-# waiting for a state, not a margin).
-wait_for() {
-  local what=$1 limit=$2; shift 2
-  local end=$(( $(date +%s) + limit ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || { log "timed out after ${limit}s waiting for: $what"; return 1; }
-    sleep 0.2
-  done
-}
 status_is() { # STATUS PATH [TOKEN] [CURL ARGS...]
   local want=$1 path=$2 tok=$3; shift 3
   local h=(); [ -z "$tok" ] || h=(-H "Authorization: Bearer $tok")

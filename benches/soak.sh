@@ -41,18 +41,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 phase() { echo "$1 $2 $3" >> "$W/phases"; }   # NAME START END (unix seconds)
-# wait_for DESCRIPTION SECONDS COMMAND... — polls COMMAND every 0.2 s until it succeeds; fails the run
-# after SECONDS (a bound, not a margin: the state is what is waited for).
-wait_for() {
-  local what=$1 limit=$2; shift 2
-  local end=$(( $(date +%s) + limit ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || { log "timed out after ${limit}s waiting for: $what"; return 1; }
-    sleep 0.2
-  done
-}
 
 UP=$(port) JIDP=$(port) UIDP=$(port) GH=$(port) GHA=$(port)
 BASE=http://127.0.0.1:$GH ADMIN=http://127.0.0.1:$GHA
