@@ -10,8 +10,13 @@
 //! waits without any timeout for the 24 bytes that tell HTTP/2 from
 //! HTTP/1.1. [`Gate::process_new`] is called once per accepted connection
 //! (after the TLS handshake), so it can count connections and run the
-//! HTTP/1 keep-alive loop itself with our timeouts; HTTP/2 connections are
-//! handed to Pingora unchanged.
+//! HTTP/1 keep-alive loop itself: with our timeouts, nothing built for a
+//! request before its first byte, and the head's byte budget
+//! ([`head::HeadGuard`]). HTTP/2 connections are handed to Pingora behind
+//! the control-frame budget ([`h2::FrameMeter`]). The loop assumes
+//! Pingora's HTTP/1.1 pipelining stays off (its default, never enabled
+//! here): with pipelined bytes carried over, the first-byte wait would
+//! wait for bytes already read.
 
 use crate::state::State;
 use async_trait::async_trait;
