@@ -67,6 +67,21 @@ def proc_figures(pid):
         return None
 
 
+def tcp_mem_kb():
+    """Kernel memory of every TCP socket on the machine (/proc/net/sockstat "TCP ... mem", pages):
+    socket buffers are not in RSS, and past net.ipv4.tcp_mem's pressure threshold the kernel slows
+    every TCP connection, the probes' too."""
+    try:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    p = line.split()
+                    return int(p[p.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def tcp_table():
     """(local port, remote port, state, inode) of every IPv4 TCP socket (/proc/net/tcp)."""
     out = []
@@ -374,7 +389,8 @@ def sample_main(a):
     nxt = now()
     while not stop.is_set() and os.getppid() == parent:
         t, fig = now(), proc_figures(a.pid)
-        out.write(json.dumps({"k": "rss", "t": t, "rss": fig[0], "fds": fig[1], "cpu": cpu_ticks(a.pid)}
+        out.write(json.dumps({"k": "rss", "t": t, "rss": fig[0], "fds": fig[1], "cpu": cpu_ticks(a.pid),
+                              "tcpmem": tcp_mem_kb()}
                              if fig else {"k": "gone", "t": t}) + "\n")
         nxt += 0.2
         stop.wait(max(0.0, nxt - now()))
@@ -878,6 +894,7 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
         win = [x for x in samples if res["t_start"] <= x["t"] <= res["t_closed"]]
         res["rss_kb_peak"] = max([x["rss"] for x in win] + [res["rss_kb_before"]])
         res["fds_peak"] = max([x["fds"] for x in win] + [res["fds_before"]])
+        res["tcp_mem_kb_peak"] = max([x.get("tcpmem") or 0 for x in win] + [0])
         cpu, hz = [x for x in win if x.get("cpu") is not None], os.sysconf("SC_CLK_TCK")
         res["gatehouse_cpu_cores"] = (round((cpu[-1]["cpu"] - cpu[0]["cpu"]) / hz
                                             / (cpu[-1]["t"] - cpu[0]["t"]), 2) if len(cpu) > 1 else None)
@@ -919,8 +936,8 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
              f"client conns back = Gatehouse holds no more client connections than before, +2).", "",
              "| # | attack | RSS MiB before → peak → 1 s after → end | RSS back | fds before → peak → end (upstream conns) | client conns back "
              "| new-conn probe p99 ms quiet → during (Δ) | keep-alive JWT probe p99 ms quiet → during (Δ) | probe failures "
-             "| CPU cores during: Gatehouse avg, busiest 1 s / attacker avg |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU cores during: Gatehouse avg, busiest 1 s / attacker avg | kernel TCP memory peak MiB (all sockets) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         back = f"{r['rss_back_s']:g} s" if r["rss_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
         fback = f"{r['conns_back_s']:g} s" if r["conns_back_s"] is not None else f"not within {r['recovery_window_s']:g} s"
@@ -934,7 +951,8 @@ def report(a, results, crashed, skipped, seconds, probe_file, sample_file):
         fails = sum(r["probes"][k]["failures"] for k in ("new", "ka"))
         lines.append(f"| {r['id']} | {r['name']} | {mib(r['rss_kb_before'])} → {mib(r['rss_kb_peak'])} → "
                      f"{mib(r['rss_kb_1s_after'])} → {mib(r['rss_kb_after'])} | {back} | {r['fds_before']} → {r['fds_peak']} → {r['fds_after']} ({r['upstream_conns_after']}) "
-                     f"| {fback} | {cells[0]} | {cells[1]} | {fails} | {r['gatehouse_cpu_cores']}, {r['gatehouse_cpu_cores_peak_1s']} / {r['attacker_cpu_cores']} |")
+                     f"| {fback} | {cells[0]} | {cells[1]} | {fails} | {r['gatehouse_cpu_cores']}, {r['gatehouse_cpu_cores_peak_1s']} / {r['attacker_cpu_cores']} "
+                     f"| {mib(r['tcp_mem_kb_peak'])} |")
     lines += ["", "| # | probe | quiet p50 / p99 / max ms | during p50 / p99 / max ms | Δp99 ms |", "|---|---|---|---|---|"]
     for r in results:
         for kind, label in (("new", "new conn /public/small"), ("ka", "keep-alive /jwt/small")):

@@ -266,6 +266,7 @@ fuzz_target!(|data: &[u8]| {
         client: None,
         request_id: "fuzz",
         peer_cert: None,
+        verified: None,
     };
     let (connector, keys) = if mode % 2 == 0 {
         (&fix.hs, &fix.hs_keys)

@@ -118,6 +118,7 @@ fuzz_target!(|data: &[u8]| {
         client: None,
         request_id: "",
         peer_cert: None,
+        verified: None,
     };
 
     for sources in SOURCES.iter() {

@@ -161,6 +161,14 @@ where
 {
     let mut edits = HeaderEdits::none();
     'steps: for (s, step) in steps.iter().enumerate() {
+        // The identity the steps before this one verified, for a connector
+        // that reads its credential from it.
+        let prior = edits.verified.clone();
+        let view = RequestView {
+            verified: prior.as_deref().or(req.verified),
+            ..*req
+        };
+        let req = &view;
         let group = step.members.len() > 1;
         if group {
             if let Intake::Ambiguous(why) = union_intake(&step.union, req) {

@@ -18,6 +18,9 @@ pub enum FailureClass {
     InvalidRequest,
     /// A valid credential without the rights: 403 `insufficient_scope`.
     InsufficientScope,
+    /// A credential that is not a bearer token and is refused (an unknown or
+    /// inactive API key): 403 `access_denied`.
+    Forbidden,
     /// A dependency (keys, IdP) is unavailable: 503 with `Retry-After`.
     Unavailable,
 }
@@ -39,6 +42,7 @@ impl FailureClass {
             FailureClass::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             FailureClass::InvalidRequest => (StatusCode::BAD_REQUEST, "invalid_request"),
             FailureClass::InsufficientScope => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            FailureClass::Forbidden => (StatusCode::FORBIDDEN, "access_denied"),
             FailureClass::Unavailable => {
                 (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
             }
@@ -145,7 +149,17 @@ pub struct ErrorResponder {
     custom: Option<CustomError>,
     /// Status the Mashery style uses (403 JWT, 401 OIDC connector-made errors).
     mashery_status: StatusCode,
+    /// False for credentials that are not bearer tokens (API keys): no
+    /// `WWW-Authenticate: Bearer` challenge.
+    challenge: bool,
+    /// The kind's own Mashery answer for a failure (code, message), when it
+    /// has one (API keys: `ERR_403_DEVELOPER_INACTIVE`).
+    mashery_answer: Option<MasheryAnswer>,
 }
+
+/// A kind's Mashery answer for one failure: `Some((X-Mashery-Error-Code,
+/// message))`, or `None` for the style's usual one.
+pub type MasheryAnswer = fn(&Failure) -> Option<(&'static str, &'static str)>;
 
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -194,7 +208,18 @@ impl ErrorResponder {
             style,
             custom,
             mashery_status,
+            challenge: true,
+            mashery_answer: None,
         })
+    }
+
+    /// For credentials that are not bearer tokens: refusals carry no
+    /// `WWW-Authenticate: Bearer` challenge, and `answer` picks the Mashery
+    /// code and message of a failure.
+    pub fn for_keys(mut self, answer: MasheryAnswer) -> Self {
+        self.challenge = false;
+        self.mashery_answer = Some(answer);
+        self
     }
 
     /// The style of the responses.
@@ -289,6 +314,10 @@ impl ErrorResponder {
         match self.style {
             ErrorStyle::Rfc6750 => {
                 let mut r = Rejection::bearer(status, f.reason, &self.realm, error, &f.description);
+                if !self.challenge {
+                    r.headers
+                        .retain(|(n, _)| n != http::header::WWW_AUTHENTICATE);
+                }
                 if f.class == FailureClass::Unavailable {
                     // No challenge: the credential may be fine; ask the client to retry.
                     r.headers
@@ -301,7 +330,10 @@ impl ErrorResponder {
                 r
             }
             ErrorStyle::Mashery => {
-                let (status, code, text) = if self.mashery_status == StatusCode::UNAUTHORIZED {
+                let own = self.mashery_answer.and_then(|a| a(f));
+                let (status, code, text) = if let Some((code, text)) = own {
+                    (self.mashery_status, code, text)
+                } else if self.mashery_status == StatusCode::UNAUTHORIZED {
                     (
                         StatusCode::UNAUTHORIZED,
                         "ERR_401_UNAUTHORIZED",

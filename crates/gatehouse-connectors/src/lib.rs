@@ -24,6 +24,7 @@
 //!   [`policy`], [`inject`], [`claims`], [`errors`], [`outbound`], [`files`],
 //!   [`limits`], [`metrics`].
 
+pub mod apikey;
 mod chain;
 pub mod claims;
 pub mod errors;

@@ -92,6 +92,7 @@ impl Registry {
         let mut r = Self::empty();
         r.register(Arc::new(crate::jwt::JwtFactory::default()));
         r.register(Arc::new(crate::userinfo::UserinfoFactory::default()));
+        r.register(Arc::new(crate::apikey::ApiKeyFactory::default()));
         r
     }
 

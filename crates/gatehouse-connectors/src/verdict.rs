@@ -21,6 +21,10 @@ pub struct RequestView<'a> {
     pub request_id: &'a str,
     /// The client certificate verified on this connection (mutual TLS), if any.
     pub peer_cert: Option<&'a PeerCertificate>,
+    /// The identity document an earlier step of the route verified (the
+    /// latest allowing one's), for a step that reads its credential from it
+    /// (an API key in a JWT claim); `None` for the first step.
+    pub verified: Option<&'a serde_json::Value>,
 }
 
 /// A client certificate the TLS listener verified against its
@@ -49,6 +53,10 @@ pub struct HeaderEdits {
     /// kept so that merged edits remove every one of them
     /// ([`HeaderEdits::settle_cookies`]).
     pub remove_cookies: Vec<String>,
+    /// Not an edit: the identity document the allowing connector verified
+    /// (JWT claims, userinfo answer, API key entry), handed to the steps
+    /// after it on the same request ([`RequestView::verified`]).
+    pub verified: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl HeaderEdits {
@@ -84,8 +92,13 @@ impl HeaderEdits {
     /// Appends `other`'s edits after this one's (later sets win).
     pub fn merge(&mut self, other: HeaderEdits) {
         if self.is_empty() {
+            let verified = self.verified.take();
             *self = other;
+            self.verified = self.verified.take().or(verified);
             return;
+        }
+        if other.verified.is_some() {
+            self.verified = other.verified;
         }
         self.set.extend(other.set);
         self.remove.extend(other.remove);
@@ -232,6 +245,8 @@ reasons! {
     /// The token is an ID token (`nonce`, `at_hash` or `c_hash`), not an
     /// access token.
     IdToken = "id_token",
+    /// The API key is known but not active (disabled, or not approved yet).
+    KeyInactive = "key_inactive",
     /// A connector-specific refusal not covered above.
     Denied = "denied",
 }
@@ -272,6 +287,7 @@ impl Reason {
             | Reason::PolicyDenied
             | Reason::CertificateMismatch
             | Reason::IdToken
+            | Reason::KeyInactive
             | Reason::InvalidHeaderValue => 4,
         }
     }

@@ -29,6 +29,7 @@ fn quoted_empty_cookie_is_not_a_token() {
             client: None,
             request_id: "",
             peer_cert: None,
+            verified: None,
         };
         if let Intake::Found(token, _) = find_token(&sources, &req) {
             assert!(!token.is_empty(), "{cookie:?}: empty token found");
@@ -59,6 +60,7 @@ fn cookie_item_without_equals_does_not_panic() {
             client: None,
             request_id: "",
             peer_cert: None,
+            verified: None,
         };
         let _ = find_token(&sources, &req);
     }

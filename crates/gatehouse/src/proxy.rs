@@ -317,6 +317,7 @@ impl ProxyHttp for GatehouseProxy {
                 peer_cert: tls
                     .as_ref()
                     .and_then(|t| t.extension.get::<gatehouse_connectors::PeerCertificate>()),
+                verified: None,
             };
             let chain = run_chain(&route.chain, &view, observe);
             tokio::pin!(chain);
@@ -338,6 +339,7 @@ impl ProxyHttp for GatehouseProxy {
                 client,
                 request_id: rid_str,
                 peer_cert: crate::tls::session_peer(session),
+                verified: None,
             };
             run_chain(&route.chain, &view, observe).await
         };

@@ -333,6 +333,7 @@ pub async fn explain(
         client: None,
         request_id: "inspect",
         peer_cert: None,
+        verified: None,
     };
     // The proxy's own chain, with the members that call an identity
     // provider left out: the trace is what the route would do.

@@ -37,6 +37,7 @@ impl Request {
             client: None,
             request_id: "r",
             peer_cert: None,
+            verified: None,
         }
     }
 }

@@ -91,6 +91,7 @@ async fn run(steps: &[Step]) -> (ChainOutcome, Vec<(usize, usize, bool)>) {
         client: None,
         request_id: "r1",
         peer_cert: None,
+        verified: None,
     };
     let mut seen = vec![];
     let out = run_chain(steps, &req, |s, m, ok, _| seen.push((s, m, ok))).await;
@@ -305,6 +306,7 @@ async fn run_with(steps: &[Step], uri: &'static str, pairs: &[(&str, &str)]) -> 
         client: None,
         request_id: "r1",
         peer_cert: None,
+        verified: None,
     };
     run_chain(steps, &req, |_, _, _, _| {}).await
 }
@@ -456,6 +458,7 @@ async fn traced(steps: &[Step], left_out: &[&str]) -> (ChainOutcome, Vec<(usize,
         client: None,
         request_id: "r1",
         peer_cert: None,
+        verified: None,
     };
     let mut seen = vec![];
     let out = run_chain_traced(

@@ -19,6 +19,8 @@ pub struct Entry {
     pub times: Times,
     /// Header edits from the claim gate (and the claims header).
     pub edits: Vec<(HeaderName, HeaderValue)>,
+    /// The verified claims, handed to the route's later steps.
+    pub claims: Arc<serde_json::Value>,
     /// Fingerprint of the verifying key (its removal purges the entry).
     pub key: u64,
     /// The token's `cnf."x5t#S256"`, kept when binding is required and

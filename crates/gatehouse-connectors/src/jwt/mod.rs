@@ -122,6 +122,7 @@ impl JwtConnector {
         Ok(cache::Entry {
             times: v.times,
             edits,
+            claims: Arc::new(v.claims),
             key: v.key,
             bound_to,
             ttl: cache::ttl(v.times, self.rules.leeway, self.rules.max_age, now),
@@ -280,6 +281,7 @@ impl Connector for JwtConnector {
         edits
             .set
             .extend(self.common.injector.certificate(req.peer_cert));
+        edits.verified = Some(verified.claims.clone());
         Verdict::Allow(edits)
     }
 }

@@ -45,6 +45,7 @@ async fn check_with(c: &dyn Connector, headers: HeaderMap, uri: &str) -> Verdict
         client: None,
         request_id: "rid",
         peer_cert: None,
+        verified: None,
     })
     .await
 }

@@ -9,6 +9,7 @@ fn view<'a>(m: &'a Method, u: &'a Uri, h: &'a HeaderMap) -> RequestView<'a> {
         client: None,
         request_id: "",
         peer_cert: None,
+        verified: None,
     }
 }
 

@@ -24,14 +24,23 @@ use tokio::sync::OnceCell;
 /// token).
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Valid: the header edits to apply.
-    Valid(Vec<(HeaderName, HeaderValue)>),
+    /// Valid: the header edits to apply and the identity document.
+    Valid(Admitted),
     /// Valid token, refused by required claims, policy or injection.
     Denied(Failure),
     /// The IdP rejected the token (negatively cached).
     Rejected(IdpRejection),
     /// The IdP could not answer (not cached).
     Unavailable(String),
+}
+
+/// A valid answer that passed the claim gate.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// Header edits from the claim gate.
+    pub edits: Vec<(HeaderName, HeaderValue)>,
+    /// The userinfo document, handed to the route's later steps.
+    pub doc: std::sync::Arc<serde_json::Value>,
 }
 
 /// How an IdP rejection is answered.
@@ -333,7 +342,13 @@ mod tests {
         let c = AnswerCache::new(&rules(100, 10));
         for i in 0..100 {
             c.single_flight(key(i), "opaque", async {
-                Resolved::fresh(Outcome::Valid(Vec::new()), true)
+                Resolved::fresh(
+                    Outcome::Valid(Admitted {
+                        edits: Vec::new(),
+                        doc: Default::default(),
+                    }),
+                    true,
+                )
             })
             .await;
         }
@@ -381,7 +396,13 @@ mod tests {
         let c2 = c.clone();
         let second = tokio::spawn(async move {
             c2.single_flight(key(1), "opaque", async {
-                Resolved::fresh(Outcome::Valid(Vec::new()), true)
+                Resolved::fresh(
+                    Outcome::Valid(Admitted {
+                        edits: Vec::new(),
+                        doc: Default::default(),
+                    }),
+                    true,
+                )
             })
             .await
         });

@@ -37,7 +37,7 @@ use crate::outbound::{client as http_client, LazyFamilies};
 use crate::token::carrier_edits;
 use crate::{BuildContext, Connector, ConnectorFactory, Reason, RequestView, Verdict};
 use async_trait::async_trait;
-use cache::{AnswerCache, Entry, IdpRejection, Lookup, Outcome, Resolved};
+use cache::{Admitted, AnswerCache, Entry, IdpRejection, Lookup, Outcome, Resolved};
 use client::IdpClient;
 use gatehouse_config::{deserialize_section, ConfigErrors};
 use http::{HeaderName, StatusCode};
@@ -119,7 +119,10 @@ impl UserinfoConnector {
                     .gate
                     .admit(&doc, &self.rules.endpoints[idx].injector)
                 {
-                    Ok(edits) => Outcome::Valid(edits),
+                    Ok(edits) => Outcome::Valid(Admitted {
+                        edits,
+                        doc: Arc::new(doc),
+                    }),
                     Err(f) => Outcome::Denied(f),
                 }
             }
@@ -271,9 +274,10 @@ impl UserinfoConnector {
     fn answer(&self, o: &Outcome, req: &RequestView<'_>, (source, idx): (usize, usize)) -> Verdict {
         let errors = &self.common.errors;
         match o {
-            Outcome::Valid(edits) => {
+            Outcome::Valid(admitted) => {
                 let mut e = carrier_edits(&self.common.sources[source], req, self.rules.forward);
-                e.set.extend(edits.iter().cloned());
+                e.set.extend(admitted.edits.iter().cloned());
+                e.verified = Some(admitted.doc.clone());
                 let injector = &self.rules.endpoints[idx].injector;
                 e.set.extend(injector.certificate(req.peer_cert));
                 e.merge(self.rules.region_edits(idx, req));

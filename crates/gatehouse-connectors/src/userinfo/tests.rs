@@ -128,6 +128,7 @@ async fn check(c: &dyn Connector, headers: &[(&str, &str)]) -> Verdict {
         client: None,
         request_id: "rid",
         peer_cert: None,
+        verified: None,
     })
     .await
 }

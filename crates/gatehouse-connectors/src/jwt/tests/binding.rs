@@ -47,6 +47,7 @@ async fn check_on(c: &dyn Connector, token: &str, peer: Option<&PeerCertificate>
         client: None,
         request_id: "rid",
         peer_cert: peer,
+        verified: None,
     })
     .await
 }
@@ -127,6 +128,7 @@ async fn a_missing_token_is_still_reported_as_missing() {
             client: None,
             request_id: "rid",
             peer_cert: None,
+            verified: None,
         })
         .await;
     assert_reason(&v, Reason::MissingToken, 401);
