@@ -121,6 +121,14 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// True when this connector reads its credential from the identity an
+    /// earlier step of the route verified ([`RequestView::verified`]): a
+    /// route must put a verifying step before it (`gatehouse check` refuses
+    /// it in the first step).
+    fn reads_verified(&self) -> bool {
+        false
+    }
+
     /// True when this connector refuses every request that arrives without
     /// a verified client certificate (e.g. certificate-bound tokens), so
     /// `gatehouse check` can warn when no listener asks for one.

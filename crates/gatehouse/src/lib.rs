@@ -13,6 +13,7 @@ pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
 pub mod certs;
+pub mod keytool;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

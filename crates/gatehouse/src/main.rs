@@ -105,6 +105,37 @@ enum Command {
     /// JWKS helpers.
     #[command(subcommand)]
     Jwks(JwksCommand),
+    /// API keys for `api_key` connectors.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Make a new random key, add its hashed entry to a keys file, and print the key (and, with
+    /// --signed, its shared secret) once: neither is stored in clear in the keys file.
+    Add {
+        /// The keys file (created when missing).
+        #[arg(long)]
+        file: PathBuf,
+        /// The consumer (application) the key belongs to.
+        #[arg(long)]
+        consumer: String,
+        /// The plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// A signed key (Mashery `apiKeyAndSecret_SHA256`): also make a shared secret.
+        #[arg(long)]
+        signed: bool,
+        /// Where the secret is written (default: beside the keys file, mode 0600).
+        #[arg(long, requires = "signed")]
+        secret_file: Option<PathBuf>,
+    },
+    /// Print the keys-file line of a key you already have (`sha256 = "…"`).
+    Hash {
+        /// The key (`-` reads it from standard input).
+        key: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,6 +198,42 @@ enum JwksCommand {
         #[arg(long, default_value = "RS256")]
         rsa_alg: String,
     },
+}
+
+fn keys_command(cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Add {
+            file,
+            consumer,
+            plan,
+            signed,
+            secret_file,
+        } => {
+            let k = gatehouse::keytool::add(
+                &file,
+                &consumer,
+                plan.as_deref(),
+                signed,
+                secret_file.as_deref(),
+            )?;
+            println!("key: {}", k.key);
+            if let Some((secret, path)) = k.secret {
+                println!("secret: {secret} (written to {})", path.display());
+            }
+            eprintln!("added to {}; the key is shown only now", file.display());
+        }
+        KeysCommand::Hash { key } => {
+            let key = if key == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                key
+            };
+            println!("{}", gatehouse_connectors::apikey::keys::hash_line(&key));
+        }
+    }
+    Ok(())
 }
 
 fn parse_mint_alg(a: &str) -> Result<gatehouse_connectors::jwt::Alg, String> {
@@ -304,6 +371,13 @@ fn main() -> ExitCode {
         Command::Token(cmd) => match token_command(cmd, &cli.common.config, &registry) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Keys(cmd) => match keys_command(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE

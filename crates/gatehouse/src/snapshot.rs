@@ -257,6 +257,28 @@ pub async fn compile(
                 ConfigError::new(format!("routes.{}", r.name), "dangling reference").into(),
             );
         };
+        if let Some(first) = steps.first() {
+            if let Some((i, b)) = first
+                .iter()
+                .enumerate()
+                .find(|(_, b)| b.connector.reads_verified())
+            {
+                let at = if first.len() > 1 {
+                    format!("routes.{}.connectors[0].any[{i}]", r.name)
+                } else {
+                    format!("routes.{}.connectors[0]", r.name)
+                };
+                return Err(ConfigError::new(
+                    at,
+                    format!(
+                        "connector {} reads its key from a claim an earlier step verifies, \
+                         but it is in the route's first step; put a jwt or oidc_userinfo step before it",
+                        b.connector.name()
+                    ),
+                )
+                .into());
+            }
+        }
         let names: Vec<&str> = r.connector_names().collect();
         let groups: Vec<&str> = r
             .connectors

@@ -364,6 +364,20 @@ pub async fn explain(
                     for h in &edits.remove {
                         t.push_str(&format!("       removes {h}\n"));
                     }
+                    for q in &edits.remove_query_params {
+                        t.push_str(&format!("       removes query parameter {q}\n"));
+                    }
+                    if let Some(doc) = &edits.verified {
+                        // What the steps after this one can read (a key in a claim).
+                        let members: Vec<&str> = doc
+                            .as_object()
+                            .map(|o| o.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        t.push_str(&format!(
+                            "       hands on to later steps: {{{}}}\n",
+                            members.join(", ")
+                        ));
+                    }
                     t
                 }
                 Said::Refused(d) => format!(

@@ -87,6 +87,9 @@ pub struct ApiKeyConnector {
     signature: Option<SignatureRule>,
     store: KeyStore,
     injected: Vec<HeaderName>,
+    /// Lines of keys without a secret, on a signed connector.
+    unsigned: Vec<usize>,
+    keys_file: String,
 }
 
 fn refusal(reason: Reason, class: FailureClass, code: &'static str, what: &str) -> Failure {
@@ -248,6 +251,32 @@ impl Connector for ApiKeyConnector {
 
     fn forwards_token(&self) -> bool {
         false
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        if self.unsigned.is_empty() {
+            return Vec::new();
+        }
+        let n = self.unsigned.len();
+        let lines: Vec<String> = self
+            .unsigned
+            .iter()
+            .take(10)
+            .map(|l| l.to_string())
+            .collect();
+        vec![format!(
+            "connector {}: {n} key{} of {} without a secret_file can never pass its signature check (line{} {}{})",
+            self.name,
+            if n == 1 { "" } else { "s" },
+            self.keys_file,
+            if n == 1 { "" } else { "s" },
+            lines.join(", "),
+            if n > 10 { ", …" } else { "" }
+        )]
+    }
+
+    fn reads_verified(&self) -> bool {
+        !self.sources.claims.is_empty()
     }
 
     fn refuse(&self, f: Failure, req: &RequestView<'_>) -> Denial {
@@ -448,24 +477,13 @@ impl ConnectorFactory for ApiKeyFactory {
                 None
             }
         };
-        if let (Some(store), Some(Some(_))) = (&store, &signature) {
-            let missing = store.lines_without_secret();
-            if !missing.is_empty() {
-                let lines: Vec<String> = missing.iter().take(10).map(|l| l.to_string()).collect();
-                p.push(ConfigError::new(
-                    format!("{path}.keys_file"),
-                    format!(
-                        "{}: signed keys need a secret_file; {} entr{} without one (line{} {}{})",
-                        s.keys_file,
-                        missing.len(),
-                        if missing.len() == 1 { "y" } else { "ies" },
-                        if missing.len() == 1 { "" } else { "s" },
-                        lines.join(", "),
-                        if missing.len() > 10 { ", …" } else { "" }
-                    ),
-                ));
-            }
-        }
+        // Keys without a secret can never pass a signed connector (they are
+        // refused per request); a keys file shared with an unsigned
+        // connector may hold such keys, so this is a warning for `check`.
+        let unsigned = match (&store, &signature) {
+            (Some(store), Some(Some(_))) => store.lines_without_secret(),
+            _ => Vec::new(),
+        };
         let gauge = p.check(self.families.get(path, || {
             let g = prometheus::IntGaugeVec::new(
                 prometheus::Opts::new(
@@ -502,6 +520,8 @@ impl ConnectorFactory for ApiKeyFactory {
             signature,
             store,
             injected,
+            unsigned,
+            keys_file: s.keys_file,
         }))
     }
 }
