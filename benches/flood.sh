@@ -13,6 +13,10 @@
 #
 #   FLOOD_SECONDS=10 FLOOD_QUIET=5 FLOOD_RECOVERY=60 FLOOD_LIMIT=5 FLOOD_BUDGET=600 benches/flood.sh
 #   FLOOD_ATTACKS=1,3,7     only these attacks (default: all seven)
+#   FLOOD_SEND_BUFFER=65536 FLOOD_UPSTREAM_RCVBUF=16384   set server.send_buffer_bytes and the upstream's
+#                           receive_buffer_bytes (default: unset, the kernel's autotuning)
+#   FLOOD_NGINX_SNDBUF=64k  NGINX's listen sndbuf=, so that the upstream's own send buffers (which a
+#                           real upstream keeps on its own host) do not fill this host's TCP memory
 #   GATEHOUSE_BIN=… SOAK_IDP_BIN=…   use these binaries instead of building `--profile soak`
 #
 # FLOOD_BUDGET bounds the whole run (seconds): recovery windows are shortened, and attacks skipped,
@@ -64,7 +68,7 @@ http {
   client_body_temp_path $W/up/body; proxy_temp_path $W/up/proxy; fastcgi_temp_path $W/up/fcgi;
   uwsgi_temp_path $W/up/uwsgi; scgi_temp_path $W/up/scgi;
   server {
-    listen 127.0.0.1:$UP;
+    listen 127.0.0.1:$UP${FLOOD_NGINX_SNDBUF:+ sndbuf=$FLOOD_NGINX_SNDBUF};
     location ~ /big\$ { root $W/up/www; default_type application/octet-stream; try_files /big =404; }
     location ~ /small\$ { default_type application/json; return 200 '{"ok":true,"service":"flood-upstream"}\n'; }
   }
@@ -87,11 +91,15 @@ request_body_timeout = \"${FLOOD_LIMIT}s\"
 response_write_timeout = \"${FLOOD_LIMIT}s\"
 h2_idle_timeout = \"${FLOOD_LIMIT}s\"
 h2_max_concurrent_streams = 100
-max_request_header_bytes = 32768"
+max_request_header_bytes = 32768${FLOOD_SEND_BUFFER:+
+send_buffer_bytes = $FLOOD_SEND_BUFFER}"
 python3 - "$W/gatehouse.toml" "$LIMITS" <<'PY'
 import sys
 path, limits = sys.argv[1], sys.argv[2]
 text = open(path).read().replace("threads = 2\n", "threads = 2\n" + limits + "\n", 1)
+rcvbuf = __import__("os").environ.get("FLOOD_UPSTREAM_RCVBUF")
+if rcvbuf:
+    text = text.replace("[upstreams.up]\n", f"[upstreams.up]\nreceive_buffer_bytes = {int(rcvbuf)}\n", 1)
 open(path, "w").write(text)
 PY
 "$GATEHOUSE_BIN" check --config "$W/gatehouse.toml" >/dev/null
@@ -110,7 +118,7 @@ set +e
 python3 benches/flood/flood.py run --pid "$GH_PID" --port "$GH" --token "$TOKEN" --out "$OUT" --work "$W" \
   --upstream-port "$UP" --log "$W/gatehouse.log" --flood-seconds "$FLOOD_SECONDS" --quiet "$FLOOD_QUIET" --recovery "$FLOOD_RECOVERY" \
   --deadline-epoch $((RUN_START + FLOOD_BUDGET)) --attacks "$FLOOD_ATTACKS" \
-  --limits "h2c; idle, request header/body, response write and h2 idle timeouts ${FLOOD_LIMIT}s; threads 2" &
+  --limits "h2c; idle, request header/body, response write and h2 idle timeouts ${FLOOD_LIMIT}s; threads 2; send_buffer_bytes ${FLOOD_SEND_BUFFER:-unset}, upstream receive_buffer_bytes ${FLOOD_UPSTREAM_RCVBUF:-unset}, NGINX sndbuf ${FLOOD_NGINX_SNDBUF:-unset}" &
 DRIVER_PID=$!
 wait "$DRIVER_PID"; rc=$?
 DRIVER_PID=""

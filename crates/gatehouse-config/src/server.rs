@@ -127,6 +127,12 @@ pub struct ServerConfig {
     /// waits. Read at start-up only.
     #[serde(default = "limits::default_h2_max_send_buffer_bytes")]
     pub h2_max_send_buffer_bytes: usize,
+    /// Kernel send buffer (`SO_SNDBUF`) of each client connection, in
+    /// bytes. Unset (default): the kernel's autotuning (up to
+    /// `net.ipv4.tcp_wmem`'s maximum, 4 MiB on Linux), which a client that
+    /// stops reading fills. Applies to connections accepted after a reload.
+    #[serde(default)]
+    pub send_buffer_bytes: Option<usize>,
 }
 
 /// One `[[server.tls]]` entry: TLS listeners sharing certificates and settings.

@@ -297,3 +297,26 @@ fn upstream_resilience_keys_are_bounded_with_paths() {
     assert!(Config::from_toml_str(&with("retries = 0")).is_ok());
     assert!(Config::from_toml_str(&with("retries = 5")).is_ok());
 }
+
+#[test]
+fn socket_buffers_are_bounded_and_optional() {
+    let c = Config::from_toml_str(BASE).unwrap();
+    assert_eq!(c.server.send_buffer_bytes, None);
+    assert_eq!(c.upstreams["orders"].receive_buffer_bytes, None);
+    let ok = BASE
+        .replace(
+            "admin_listen = \"127.0.0.1:9091\"\n",
+            "admin_listen = \"127.0.0.1:9091\"\nsend_buffer_bytes = 65536\n",
+        )
+        .replace(
+            "peers = [\"127.0.0.1:9000\"]\n",
+            "peers = [\"127.0.0.1:9000\"]\nreceive_buffer_bytes = 16384\n",
+        );
+    let c = Config::from_toml_str(&ok).unwrap();
+    assert_eq!(c.server.send_buffer_bytes, Some(65536));
+    assert_eq!(c.upstreams["orders"].receive_buffer_bytes, Some(16384));
+    let e = err_of(&ok.replace("send_buffer_bytes = 65536", "send_buffer_bytes = 100"));
+    assert_eq!(e.path, "server.send_buffer_bytes");
+    let e = err_of(&ok.replace("receive_buffer_bytes = 16384", "receive_buffer_bytes = 0"));
+    assert_eq!(e.path, "upstreams.orders.receive_buffer_bytes");
+}

@@ -53,6 +53,14 @@ pub struct UpstreamConfig {
     /// Optional active health checks (HTTP GET to every peer).
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// Kernel receive buffer (`SO_RCVBUF`) of each connection to a peer, in
+    /// bytes. Unset (default): the kernel's autotuning. Smaller values bound
+    /// what a response to a client that stopped reading holds (below 64 KiB
+    /// also Gatehouse's own read-ahead), at the cost of throughput on links
+    /// with a large bandwidth-delay product (at most this much in flight per
+    /// round trip).
+    #[serde(default)]
+    pub receive_buffer_bytes: Option<usize>,
 }
 
 /// `[upstreams.NAME.health_check]`: an HTTP GET to every peer on an interval;
@@ -104,6 +112,9 @@ impl UpstreamConfig {
                     "must be greater than zero",
                 ));
             }
+        }
+        if let Some(n) = up.receive_buffer_bytes {
+            crate::limits::check_socket_buffer(&format!("{p}.receive_buffer_bytes"), n, errs);
         }
         validate_resilience(&p, up, errs);
     }

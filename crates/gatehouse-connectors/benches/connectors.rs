@@ -196,5 +196,60 @@ fn any_of(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, jwt, policy_and_injection, userinfo_warm, any_of);
+/// `api_key`: the check of a known key among 10⁵ (SHA-256 of the key, one hash-map lookup,
+/// injection of consumer and plan) and the load of a 10⁵-key file (what a reload costs).
+fn api_key(c: &mut Criterion) {
+    use gatehouse_connectors::apikey::keys::{hash_line, KeyStore};
+    use gatehouse_connectors::apikey::ApiKeyFactory;
+    const N: usize = 100_000;
+    let mut text = String::with_capacity(N * 120);
+    for i in 0..N {
+        text.push_str(&format!(
+            "[[keys]]\n{}\nconsumer = \"consumer-{i}\"\nplan = \"plan-{}\"\n\n",
+            hash_line(&format!("bench-key-{i:08}")),
+            i % 5
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("gh-bench-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys.toml");
+    std::fs::write(&file, &text).unwrap();
+    let rt = rt();
+    let body = format!(
+        "keys_file = {:?}\n[inject_headers]\n\"X-Consumer-Id\" = \"$.consumer\"\n\"X-Plan\" = \"$.plan\"\n",
+        file.display().to_string()
+    );
+    let settings: toml::Table = toml::from_str(&body).unwrap();
+    let keys = rt
+        .block_on(ApiKeyFactory::default().build(BuildContext {
+            name: "bench".into(),
+            path: "connectors.bench".into(),
+            settings,
+            metrics: prometheus::Registry::new(),
+            shared_caches: Default::default(),
+        }))
+        .unwrap();
+    let mut h = http::HeaderMap::new();
+    h.insert("x-api-key", HeaderValue::from_static("bench-key-00054321"));
+    rt.block_on(allow(&*keys, &h));
+    c.bench_function("api_key/check_known_key_of_100k", |b| {
+        b.to_async(&rt).iter(|| allow(&*keys, &h))
+    });
+    let mut g = c.benchmark_group("api_key");
+    g.sample_size(10);
+    g.bench_function("load_100k_keys", |b| {
+        b.iter(|| KeyStore::load(&file).unwrap().len())
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(
+    benches,
+    jwt,
+    policy_and_injection,
+    userinfo_warm,
+    any_of,
+    api_key
+);
 criterion_main!(benches);

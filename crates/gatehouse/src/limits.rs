@@ -209,6 +209,8 @@ struct ConnLimits {
     min_send_rate: usize,
     /// Bytes an unfinished head may take (the limit plus [`head::SLACK`]).
     head_budget: usize,
+    /// `SO_SNDBUF` of the connection (`server.send_buffer_bytes`).
+    send_buffer: Option<usize>,
 }
 
 impl<P> Gate<P> {
@@ -250,6 +252,7 @@ impl<P> Gate<P> {
             write: s.response_write_timeout.get(),
             min_send_rate: usize::try_from(s.response_min_send_rate).unwrap_or(usize::MAX),
             head_budget: s.max_request_header_bytes.saturating_add(head::SLACK),
+            send_buffer: s.send_buffer_bytes,
         }
     }
 
@@ -297,6 +300,13 @@ where
         let l = self.limits();
         let _slot = self.connections.admit(l.cap)?;
         let accepted = Instant::now();
+        if let Some(n) = l.send_buffer {
+            // A TCP stream's id is its descriptor (TLS streams report the
+            // one below them).
+            if let Err(e) = pingora::protocols::l4::ext::set_snd_buf(stream.id(), n) {
+                tracing::debug!(error = %e, "SO_SNDBUF not set");
+            }
+        }
         if self.is_h2(&mut stream, l.first_head).await? {
             // Pingora's own HTTP/2 path (h2_idle_timeout, stream limits),
             // behind the control-frame budget.

@@ -173,6 +173,7 @@ impl Shared {
         p.options.read_timeout = Some(cfg.read_timeout.get());
         p.options.write_timeout = Some(cfg.write_timeout.get());
         p.options.idle_timeout = Some(cfg.idle_timeout.get());
+        p.options.tcp_recv_buf = cfg.receive_buffer_bytes;
         p.options.verify_cert = cfg.verify_cert;
         p.options.verify_hostname = cfg.verify_cert;
         let gauge = self.metrics.peer_gauge(&addr);

@@ -121,7 +121,10 @@ fn every_config_snippet_in_the_docs_passes_check() {
             let path = dir.path().join(format!("snippet-{checked}.toml"));
             let cfg = complete(&block);
             std::fs::write(&path, &cfg).unwrap();
+            // From the repository root, as the docs' relative paths
+            // (`configs/keys/consumers.toml`) are written.
             let out = Command::new(BIN)
+                .current_dir(&root)
                 .args(["check", "-c"])
                 .arg(&path)
                 .output()

@@ -47,6 +47,15 @@ async fn every_exported_metric_family_is_in_the_operations_table_and_back() {
     let api = ca.server("api", &["api.test"]).unwrap();
     let secret = dir.path().join("hs.key");
     std::fs::write(&secret, "a-secret-of-at-least-32-bytes-for-hs256!").unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "[[keys]]\n{}\nconsumer = \"c\"\n",
+            gatehouse_connectors::apikey::keys::hash_line("k")
+        ),
+    )
+    .unwrap();
     let cache_key = dir.path().join("cache.key");
     std::fs::write(&cache_key, format!("{}\n", "5a".repeat(32))).unwrap();
     let redis = RedisServer::start(None).unwrap();
@@ -95,6 +104,10 @@ kind = "jwt"
 algorithms = ["RS256"]
 jwks_url = "{jwks}"
 
+[connectors.keys]
+kind = "api_key"
+keys_file = "{keys}"
+
 [connectors.ui]
 kind = "oidc_userinfo"
 default_endpoint = "{ui}"
@@ -116,7 +129,14 @@ name = "ui"
 path_prefix = "/ui"
 upstream = "echo"
 connectors = ["ui"]
+
+[[routes]]
+name = "keys"
+path_prefix = "/keys"
+upstream = "echo"
+connectors = ["keys"]
 "#,
+        keys = keys.display(),
         cert = api.cert.display(),
         key = api.key.display(),
         echo = echo.addr(),

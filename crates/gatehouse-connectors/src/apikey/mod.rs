@@ -155,7 +155,15 @@ impl ApiKeyConnector {
                 "no API key",
             )
         })?;
-        if key.is_empty() || key.len() > self.common.max_token {
+        if key.is_empty() {
+            return Err(refusal(
+                Reason::Malformed,
+                FailureClass::Forbidden,
+                NOT_AUTHORIZED,
+                "empty API key",
+            ));
+        }
+        if key.len() > self.common.max_token {
             return Err(refusal(
                 Reason::TokenTooLarge,
                 FailureClass::Forbidden,
