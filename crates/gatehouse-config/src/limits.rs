@@ -156,6 +156,19 @@ pub(crate) fn validate(s: &ServerConfig, errs: &mut Vec<ConfigError>) {
     }
 }
 
+/// Bounds of a kernel socket buffer setting (`SO_SNDBUF`, `SO_RCVBUF`).
+pub const SOCKET_BUFFER_BYTES: std::ops::RangeInclusive<usize> = 4096..=64 * 1024 * 1024;
+
+/// Refuses a socket buffer size outside [`SOCKET_BUFFER_BYTES`].
+pub fn check_socket_buffer(path: &str, n: usize, errs: &mut Vec<ConfigError>) {
+    if !SOCKET_BUFFER_BYTES.contains(&n) {
+        errs.push(ConfigError::new(
+            path,
+            format!("must be between 4096 and 67108864, got {n}"),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -223,18 +236,5 @@ mod tests {
         assert_eq!(derived_max_connections(1024), 384);
         assert_eq!(derived_max_connections(1 << 20), DEFAULT_MAX_CONNECTIONS);
         assert_eq!(derived_max_connections(10), 1);
-    }
-}
-
-/// Bounds of a kernel socket buffer setting (`SO_SNDBUF`, `SO_RCVBUF`).
-pub const SOCKET_BUFFER_BYTES: std::ops::RangeInclusive<usize> = 4096..=64 * 1024 * 1024;
-
-/// Refuses a socket buffer size outside [`SOCKET_BUFFER_BYTES`].
-pub fn check_socket_buffer(path: &str, n: usize, errs: &mut Vec<ConfigError>) {
-    if !SOCKET_BUFFER_BYTES.contains(&n) {
-        errs.push(ConfigError::new(
-            path,
-            format!("must be between 4096 and 67108864, got {n}"),
-        ));
     }
 }

@@ -349,6 +349,28 @@ async fn a_key_in_a_verified_jwt_claim_is_checked_after_the_token() {
         .await,
         401
     );
+    // `token inspect --route` shows the flow: what the JWT step hands on, what the key step did.
+    let t = token(Some(ACME));
+    let raw = t.strip_prefix("Bearer ").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["token", "inspect", raw, "--route", "bound", "--config"])
+        .arg(gh.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("hands on to later steps: {") && text.contains("client_id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keys_in_token") && text.contains("sets x-plan: gold"),
+        "{text}"
+    );
     // A token that fails verification never reaches the key step.
     let forged = TestKey::hmac(b"another-secret-0123456789abcdef-xyz");
     let mut c = claims("alice", "https://idp.test", "api", 600);

@@ -122,7 +122,7 @@ impl ApiKeyConnector {
                         Reason::Malformed,
                         FailureClass::Forbidden,
                         NOT_AUTHORIZED,
-                        &why,
+                        why,
                     ))
                 }
                 Intake::Ambiguous(why) => return Err(ambiguous(why.to_string())),
@@ -193,7 +193,7 @@ impl ApiKeyConnector {
         let sig = match find_token(std::slice::from_ref(&rule.carrier), req) {
             Intake::Found(s, _) => s,
             Intake::Missing => return Err(bad("no signature")),
-            Intake::Malformed(why) => return Err(bad(&why)),
+            Intake::Malformed(why) => return Err(bad(why)),
             Intake::Ambiguous(why) => {
                 return Err(refusal(
                     Reason::AmbiguousToken,
