@@ -25,6 +25,7 @@ mod cache;
 mod duration;
 mod error;
 pub mod limits;
+pub mod meter;
 mod request;
 mod route;
 mod server;
@@ -34,6 +35,7 @@ mod upstream;
 pub use cache::{CacheConfig, CacheKind};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, ConfigErrors};
+pub use meter::{LimitConfig, LimitKey};
 pub use request::{
     is_header_name, parse_trusted_proxy, EncodedSlashes, PathParameters, TrailingDots, Upgrade,
     CLIENT_ADDRESS_HEADERS, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS,
@@ -66,6 +68,10 @@ pub struct Config {
     /// Named shared caches (`[caches.NAME]`), used by connectors as an L2.
     #[serde(default)]
     pub caches: BTreeMap<String, CacheConfig>,
+    /// Named request limits (`[limits.NAME]`): rates and quotas keyed on
+    /// identity, listed by routes.
+    #[serde(default)]
+    pub limits: BTreeMap<String, LimitConfig>,
     /// Routes, matched by host, longest path prefix and method.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -205,6 +211,36 @@ impl Config {
         }
 
         route::validate(&self.routes, &self.upstreams, &self.connectors, &mut errs);
+        for (name, l) in &self.limits {
+            l.validate(name, &self.caches, &mut errs);
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            for (j, name) in r.limits.iter().enumerate() {
+                let p = format!("routes[{i}].limits[{j}]");
+                match self.limits.get(name) {
+                    None => errs.push(ConfigError::new(
+                        p,
+                        format!("no [limits.{name}] (known: {})", known(self.limits.keys())),
+                    )),
+                    Some(l) if l.key != LimitKey::ClientIp && r.connectors.is_empty() => {
+                        errs.push(ConfigError::new(
+                            p,
+                            format!(
+                                "limit {name} counts by a verified identity, and route {} has no connectors (use key = \"client_ip\" on a public route)",
+                                r.name
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                if r.limits[..j].contains(name) {
+                    errs.push(ConfigError::new(
+                        format!("routes[{i}].limits[{j}]"),
+                        format!("{name} is listed twice"),
+                    ));
+                }
+            }
+        }
         if errs.is_empty() {
             Ok(())
         } else {

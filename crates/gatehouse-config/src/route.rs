@@ -55,6 +55,10 @@ pub struct RouteConfig {
     /// the tunnel only on a `101` that completes the client's handshake.
     #[serde(default)]
     pub upgrades: Vec<Upgrade>,
+    /// `[limits.NAME]` checked, in order, after the connectors allowed (an
+    /// unauthenticated request is never counted).
+    #[serde(default)]
+    pub limits: Vec<String>,
 }
 
 /// Checks every route: names, prefixes, hosts, methods, references to

@@ -17,5 +17,6 @@
 pub mod canonical;
 pub mod headers;
 pub mod health;
+pub mod meter;
 pub mod router;
 pub mod upgrade;

@@ -13,6 +13,7 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<&[&str]>)
         connectors: vec![],
         path_case_insensitive: false,
         upgrades: Vec::new(),
+        limits: Vec::new(),
     }
 }
 
