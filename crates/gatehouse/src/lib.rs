@@ -15,6 +15,7 @@ pub mod alloc_count;
 pub mod certs;
 pub mod keytool;
 pub mod limits;
+pub mod meter;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

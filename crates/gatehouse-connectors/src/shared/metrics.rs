@@ -74,6 +74,7 @@ impl Families {
             get: op("get", &with(&["hit", "miss", "garbage"])),
             set: op("set", &with(&["ok"])),
             lock: op("lock", &with(&["acquired", "held", "released"])),
+            limit: op("limit", &with(&["ok"])),
             breaker,
         }
     }
@@ -103,6 +104,8 @@ pub struct Handles {
     pub set: OpHandles,
     /// `SET … NX PX` (fleet single flight).
     pub lock: OpHandles,
+    /// The request-limit script (`[limits.NAME] store`).
+    pub limit: OpHandles,
     /// Breaker state.
     pub breaker: IntGauge,
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod seal;
 
 pub use metrics::Families;
+pub use redis::Script;
 pub use seal::{hex, parse_key, BadKey, Seal};
 
 use crate::files::read_file_limited;
@@ -328,6 +329,37 @@ impl SharedCache {
         if self.run(&self.m.lock, fut).await.is_some() {
             self.m.lock.count("released");
         }
+    }
+
+    /// Runs `script` (one round trip: `EVALSHA`, loading it once with
+    /// `EVAL` when Redis does not know it) on `keys` with integer `args`,
+    /// for request limits; `Err(Unavailable)` when Redis failed, was too
+    /// slow or is skipped by the breaker.
+    pub async fn eval_ints(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[i64],
+    ) -> Result<Vec<i64>, Unavailable> {
+        let mut conn = self.conn.clone();
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        let fut = async move { inv.invoke_async::<Vec<i64>>(&mut conn).await };
+        let out = self.run(&self.m.limit, fut).await.ok_or(Unavailable)?;
+        self.m.limit.count("ok");
+        Ok(out)
+    }
+
+    /// The Redis key of a request-limit counter: this cache's prefix, then
+    /// `namespace`, then an id of `material` (keyed with HMAC when the cache
+    /// encrypts, so a consumer or claim value is not readable in Redis).
+    pub fn limit_key(&self, namespace: &str, material: &[u8]) -> String {
+        self.key(namespace, material)
     }
 
     /// Whether the fleet lock of `key` is still held (`None`: no answer).
