@@ -33,9 +33,7 @@ pub struct Plan {
 impl Plan {
     fn of(n: Numbers) -> Self {
         Self {
-            rate: n
-                .rate
-                .map(|(r, burst)| Gcra::new(r.count, r.period, burst)),
+            rate: n.rate.map(|(r, burst)| Gcra::new(r.count, r.period, burst)),
             quota: n.quota.map(|q| {
                 (
                     q.count,
@@ -193,20 +191,22 @@ impl CompiledLimit {
         let (plan_name, plan) = self.plan_of(s);
         let now = now_us();
         let counted = match &self.store {
-            Some(store) => match shared::check(store, &self.name, plan_name, &key, &plan, now).await {
-                Ok(c) => c,
-                Err(()) => {
-                    self.m.store_errors.inc();
-                    match self.config.on_store_error {
-                        OnStoreError::Local => self.local.check(plan_name, &key, &plan, now),
-                        OnStoreError::Allow => {
-                            self.m.allowed.inc();
-                            return Decision::Allowed(Usage::default());
+            Some(store) => {
+                match shared::check(store, &self.name, plan_name, &key, &plan, now).await {
+                    Ok(c) => c,
+                    Err(()) => {
+                        self.m.store_errors.inc();
+                        match self.config.on_store_error {
+                            OnStoreError::Local => self.local.check(plan_name, &key, &plan, now),
+                            OnStoreError::Allow => {
+                                self.m.allowed.inc();
+                                return Decision::Allowed(Usage::default());
+                            }
+                            OnStoreError::Deny => return Decision::StoreDown,
                         }
-                        OnStoreError::Deny => return Decision::StoreDown,
                     }
                 }
-            },
+            }
             None => self.local.check(plan_name, &key, &plan, now),
         };
         self.judge(&plan, counted, now)
@@ -249,6 +249,15 @@ impl CompiledLimit {
         }
         self.m.allowed.inc();
         Decision::Allowed(usage)
+    }
+
+    /// True when this limit counts in `store` (the same shared cache).
+    pub fn same_store(&self, store: Option<&Arc<SharedCache>>) -> bool {
+        match (&self.store, store) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Keys this replica counts now (its local store).

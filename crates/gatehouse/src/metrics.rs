@@ -82,6 +82,8 @@ pub struct Metrics {
     /// `gatehouse_h2_floods_total`: HTTP/2 connections closed for sending
     /// more control frames than their budget.
     pub h2_floods: IntCounter,
+    limit_requests: IntCounterVec,
+    limit_store_errors: IntCounterVec,
 }
 
 /// What became of a request that asked for a protocol upgrade.
@@ -264,9 +266,25 @@ impl Metrics {
                 "gatehouse_abandoned_checks_total",
                 "Connector chains that could call an identity provider, stopped because the client went away (the call is cancelled).",
             )?,
+            limit_requests: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_limit_requests_total",
+                    "Requests counted by a [limits.NAME], by result: allowed, over_rate, over_quota.",
+                ),
+                &["limit", "result"],
+            )?,
+            limit_store_errors: IntCounterVec::new(
+                Opts::new(
+                    "gatehouse_limit_store_errors_total",
+                    "Checks of a limit whose shared store (Redis) failed or was skipped by its breaker; each was then handled by on_store_error.",
+                ),
+                &["limit"],
+            )?,
             registry,
         };
         let r = &m.registry;
+        r.register(Box::new(m.limit_requests.clone()))?;
+        r.register(Box::new(m.limit_store_errors.clone()))?;
         r.register(Box::new(m.connections_open.clone()))?;
         r.register(Box::new(m.connections_refused.clone()))?;
         r.register(Box::new(m.request_heads_refused.clone()))?;
@@ -304,6 +322,24 @@ impl Metrics {
             m.reloads.with_label_values(&[result]);
         }
         Ok(m)
+    }
+
+    /// The counters of limit `name`.
+    pub fn limit(&self, name: &str) -> crate::meter::LimitMetrics {
+        crate::meter::LimitMetrics {
+            allowed: self.limit_requests.with_label_values(&[name, "allowed"]),
+            over_rate: self.limit_requests.with_label_values(&[name, "over_rate"]),
+            over_quota: self.limit_requests.with_label_values(&[name, "over_quota"]),
+            store_errors: self.limit_store_errors.with_label_values(&[name]),
+        }
+    }
+
+    /// Drops the series of a limit no configuration has any more.
+    pub fn forget_limit(&self, name: &str) {
+        for r in ["allowed", "over_rate", "over_quota"] {
+            let _ = self.limit_requests.remove_label_values(&[name, r]);
+        }
+        let _ = self.limit_store_errors.remove_label_values(&[name]);
     }
 
     /// Resolves the handles of one route (done when a config is compiled):

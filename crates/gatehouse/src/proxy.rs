@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod answer;
+mod metering;
 
 const X_REQUEST_ID: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -57,6 +58,8 @@ pub struct Ctx {
     /// The `Sec-WebSocket-Accept` an allowed WebSocket handshake expects;
     /// `None`: any `101` from the upstream is refused.
     upgrade_accept: Option<HeaderValue>,
+    /// Usage headers of the route's limits, added to the response.
+    limit_headers: Vec<(http::HeaderName, HeaderValue)>,
     _inflight: InflightGuard,
 }
 
@@ -101,6 +104,51 @@ fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
 }
 
 impl GatehouseProxy {
+    /// Counts the request against the route's limits (after its connectors
+    /// allowed): `Ok(true)` when a limit refused it and the answer was sent.
+    async fn limit(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &crate::snapshot::CompiledRoute,
+        rid: &HeaderValue,
+    ) -> Result<bool> {
+        if route.limits.is_empty() {
+            return Ok(false);
+        }
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let rules = &self.state.current().headers;
+        let client = crate::meter::trusted_client(peer, &session.req_header().headers, |ip| {
+            rules.is_trusted(ip)
+        });
+        let subject = crate::meter::Subject {
+            identity: ctx.edits.verified.as_deref(),
+            injected: &ctx.edits.set,
+            client,
+        };
+        match metering::meter(route, &subject, rid).await {
+            Ok(headers) => {
+                ctx.limit_headers = headers;
+                Ok(false)
+            }
+            Err(r) => {
+                respond(
+                    session,
+                    r.status,
+                    &r.headers,
+                    &r.content_type,
+                    r.body,
+                    Some(rid),
+                )
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Answers 431 to a request whose head is `size` bytes, over
     /// `server.max_request_header_bytes`: nothing is forwarded and the
     /// connection is closed. Always `Ok(true)` (answered).
@@ -154,6 +202,7 @@ impl ProxyHttp for GatehouseProxy {
             failed: Vec::new(),
             rejected: None,
             upgrade_accept: None,
+            limit_headers: Vec::new(),
             _inflight: InflightGuard(self.state.clone()),
         }
     }
@@ -286,7 +335,7 @@ impl ProxyHttp for GatehouseProxy {
             Ask::Websocket { accept } => ctx.upgrade_accept = Some(accept),
         }
         if route.chain.is_empty() {
-            return Ok(false);
+            return self.limit(session, ctx, route, &rid).await;
         }
         let watch = route.watch_client && session.is_body_empty();
         let req = session.req_header();
@@ -346,7 +395,7 @@ impl ProxyHttp for GatehouseProxy {
         match outcome {
             ChainOutcome::Allow(edits) => {
                 ctx.edits = edits;
-                Ok(false)
+                self.limit(session, ctx, route, &rid).await
             }
             ChainOutcome::Deny {
                 step,
@@ -522,6 +571,10 @@ impl ProxyHttp for GatehouseProxy {
     ) -> Result<()> {
         if let Some(id) = &ctx.request_id {
             resp.insert_header(X_REQUEST_ID, id.clone())?;
+        }
+        // Ours replace any the upstream sent: usage is what Gatehouse counted.
+        for (n, v) in &ctx.limit_headers {
+            resp.insert_header(n.clone(), v.clone())?;
         }
         Ok(())
     }

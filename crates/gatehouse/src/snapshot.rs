@@ -37,6 +37,9 @@ pub struct Snapshot {
     pub tls: Vec<Arc<crate::certs::CompiledTls>>,
     /// Shared caches by name, with the section and files they came from.
     pub caches: BTreeMap<String, BuiltCache>,
+    /// Request limits by name (carried over with their counts while their
+    /// section and store are unchanged).
+    pub limits: BTreeMap<String, Arc<CompiledLimit>>,
 }
 
 /// A shared cache and what it was built from (carried over on reload, with
@@ -80,8 +83,11 @@ pub struct CompiledRoute {
     /// A connector of the chain may call out (an identity provider): the
     /// chain runs while the client is watched, and stops if it goes away.
     pub watch_client: bool,
+    /// Its request limits, in order (checked after the chain allowed).
+    pub limits: Vec<Arc<CompiledLimit>>,
 }
 
+pub use crate::meter::CompiledLimit;
 pub use crate::upstream::CompiledUpstream;
 
 /// Compiles `config`: resolves upstreams, builds (or carries over) connectors,
@@ -207,6 +213,19 @@ pub async fn compile(
         return Err(ConfigErrors(errs));
     }
 
+    let mut limits = BTreeMap::new();
+    for (name, cfg) in &config.limits {
+        let store = cfg.store.as_ref().and_then(|n| shared.get(n)).cloned();
+        // Carried over, counts and all, while its section and store are the same.
+        let reused = previous
+            .and_then(|p| p.limits.get(name))
+            .filter(|l| l.config == *cfg && l.same_store(store.as_ref()))
+            .cloned();
+        let limit = reused
+            .unwrap_or_else(|| Arc::new(CompiledLimit::new(name, cfg, store, metrics.limit(name))));
+        limits.insert(name.clone(), limit);
+    }
+
     let path_rules = PathRules {
         encoded_slashes: config.server.encoded_slashes,
         path_parameters: config.server.path_parameters,
@@ -244,7 +263,7 @@ pub async fn compile(
     }
 
     let mut routes = Vec::with_capacity(config.routes.len());
-    for r in &config.routes {
+    for (ri, r) in config.routes.iter().enumerate() {
         // validate() guarantees the references exist.
         let member = |c: &String| connectors.get(c);
         let steps: Option<Vec<Vec<&BuiltConnector>>> = r
@@ -264,9 +283,9 @@ pub async fn compile(
                 .find(|(_, b)| b.connector.reads_verified())
             {
                 let at = if first.len() > 1 {
-                    format!("routes.{}.connectors[0].any[{i}]", r.name)
+                    format!("routes[{ri}].connectors[0].any[{i}]")
                 } else {
-                    format!("routes.{}.connectors[0]", r.name)
+                    format!("routes[{ri}].connectors[0]")
                 };
                 return Err(ConfigError::new(
                     at,
@@ -274,6 +293,28 @@ pub async fn compile(
                         "connector {} reads its key from a claim an earlier step verifies, \
                          but it is in the route's first step; put a jwt or oidc_userinfo step before it",
                         b.connector.name()
+                    ),
+                )
+                .into());
+            }
+        }
+        for (j, n) in r.limits.iter().enumerate() {
+            let Some(gatehouse_config::LimitKey::Header(h)) = config.limits.get(n).map(|l| &l.key)
+            else {
+                continue;
+            };
+            let injected = steps.iter().flatten().any(|b| {
+                b.connector
+                    .injected_headers()
+                    .iter()
+                    .any(|i| i.as_str().eq_ignore_ascii_case(h))
+            });
+            if !injected {
+                return Err(ConfigError::new(
+                    format!("routes[{ri}].limits[{j}]"),
+                    format!(
+                        "limit {n} counts by header {h}, which no connector of route {} injects (a client-sent copy is never counted)",
+                        r.name
                     ),
                 )
                 .into());
@@ -300,6 +341,11 @@ pub async fn compile(
             metrics: metrics.route(&r.name, &names, &groups),
             upgrades: r.upgrades.clone(),
             watch_client: steps.iter().flatten().any(|b| b.connector.calls_out()),
+            limits: r
+                .limits
+                .iter()
+                .filter_map(|n| limits.get(n).cloned())
+                .collect(),
         });
     }
 
@@ -335,6 +381,11 @@ pub async fn compile(
                 metrics.forget_connector(old);
             }
         }
+        for old in prev.limits.keys() {
+            if !limits.contains_key(old) {
+                metrics.forget_limit(old);
+            }
+        }
     }
 
     let headers = HeaderRules::new(
@@ -354,6 +405,7 @@ pub async fn compile(
         upstreams,
         tls,
         caches,
+        limits,
         config,
     })
 }

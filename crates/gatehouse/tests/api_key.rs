@@ -406,7 +406,7 @@ fn check_refuses_a_claim_source_in_the_first_step() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("routes.bound.connectors[0]") && err.contains("reads its key from a claim"),
+        err.contains("routes[2].connectors[0]") && err.contains("reads its key from a claim"),
         "{err}"
     );
 }

@@ -54,10 +54,7 @@ pub(crate) async fn check(
 ) -> Result<Counted, ()> {
     let id: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let now_s = now / 1_000_000;
-    let (start, end) = plan
-        .quota
-        .map(|(_, p)| p.bounds(now_s))
-        .unwrap_or((0, 0));
+    let (start, end) = plan.quota.map(|(_, p)| p.bounds(now_s)).unwrap_or((0, 0));
     let keys = [
         store.limit_key(&format!("limit:{limit}:r"), &id),
         store.limit_key(&format!("limit:{limit}:q{start}"), &id),

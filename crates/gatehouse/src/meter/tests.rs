@@ -42,7 +42,10 @@ async fn a_quota_counts_each_consumer_apart_and_refuses_past_it() {
     assert_eq!(l.m.allowed.get(), 4);
     assert_eq!(l.m.over_quota.get(), 1);
     // No consumer in the identity: not counted, not refused.
-    assert_eq!(l.check(&subject(&json!({"sub": "x"}))).await, Decision::Unkeyed);
+    assert_eq!(
+        l.check(&subject(&json!({"sub": "x"}))).await,
+        Decision::Unkeyed
+    );
 }
 
 #[tokio::test]
@@ -59,17 +62,27 @@ async fn a_rate_allows_its_burst_then_refuses_with_retry_after() {
 
 #[tokio::test]
 async fn plans_take_their_own_numbers() {
-    let l = limit(
-        "key = \"consumer\"\nquota = \"1/day\"\n[plans.gold]\nquota = \"3/day\"\n",
-    );
+    let l = limit("key = \"consumer\"\nquota = \"1/day\"\n[plans.gold]\nquota = \"3/day\"\n");
     let gold = json!({"consumer": "g", "plan": "gold"});
     let free = json!({"consumer": "f", "plan": "free"});
     for _ in 0..3 {
-        assert!(matches!(l.check(&subject(&gold)).await, Decision::Allowed(_)));
+        assert!(matches!(
+            l.check(&subject(&gold)).await,
+            Decision::Allowed(_)
+        ));
     }
-    assert!(matches!(l.check(&subject(&gold)).await, Decision::Limited(..)));
-    assert!(matches!(l.check(&subject(&free)).await, Decision::Allowed(_)));
-    assert!(matches!(l.check(&subject(&free)).await, Decision::Limited(..)));
+    assert!(matches!(
+        l.check(&subject(&gold)).await,
+        Decision::Limited(..)
+    ));
+    assert!(matches!(
+        l.check(&subject(&free)).await,
+        Decision::Allowed(_)
+    ));
+    assert!(matches!(
+        l.check(&subject(&free)).await,
+        Decision::Limited(..)
+    ));
 }
 
 #[tokio::test]
@@ -88,7 +101,10 @@ fn the_trusted_client_address() {
     let client: IpAddr = "203.0.113.9".parse().unwrap();
     let trusted = |ip: Option<IpAddr>| ip.is_some_and(|i| i.to_string().starts_with("10."));
     let mut h = http::HeaderMap::new();
-    h.insert("x-forwarded-for", "198.51.100.1, 203.0.113.9, 10.0.0.2".parse().unwrap());
+    h.insert(
+        "x-forwarded-for",
+        "198.51.100.1, 203.0.113.9, 10.0.0.2".parse().unwrap(),
+    );
     assert_eq!(trusted_client(Some(proxy), &h, trusted), Some(client));
     // An untrusted peer's X-Forwarded-For is ignored.
     assert_eq!(trusted_client(Some(client), &h, trusted), Some(client));
