@@ -130,11 +130,17 @@ path_prefix = "/ui"
 upstream = "echo"
 connectors = ["ui"]
 
+[limits.per_consumer]
+key = "consumer"
+quota = "1000/day"
+store = "l2"
+
 [[routes]]
 name = "keys"
 path_prefix = "/keys"
 upstream = "echo"
 connectors = ["keys"]
+limits = ["per_consumer"]
 "#,
         keys = keys.display(),
         cert = api.cert.display(),
