@@ -50,14 +50,16 @@ clippy:
 
 ## bench: criterion micro-benchmarks, cache and chain scaling, routing scaling, the loopback load
 ## benchmark against HAProxy, NGINX, Pingap and the engine A/B (plain, then TLS), the shared-cache
-## benchmark (Redis), instructions per request under callgrind, allocations per request, memory per
-## connection, and the flame graphs of docs/flamegraphs (see docs/performance.md)
+## benchmark (Redis), the cost of request limits (local and Redis), instructions per request under
+## callgrind, allocations per request, memory per connection, and the flame graphs of
+## docs/flamegraphs (see docs/performance.md)
 bench: deps release
 	$(CARGO) bench -p gatehouse-connectors --bench connectors
 	$(CARGO) bench -p gatehouse-connectors --bench scale
 	$(CARGO) bench -p gatehouse --bench routes
 	benches/load.sh $(BENCH_ARGS)
 	benches/shared_cache.sh
+	benches/limits.sh
 	benches/instructions.sh
 	benches/allocations.sh --sites --engine
 	GATEHOUSE_BIN=target/release/gatehouse benches/connection_memory.sh

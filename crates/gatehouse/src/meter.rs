@@ -102,6 +102,10 @@ pub struct CompiledLimit {
     pub config: LimitConfig,
     default: Plan,
     plans: HashMap<String, Plan>,
+    /// `RateLimit-Policy` values of the default numbers and of each plan
+    /// (they only change with the config).
+    policy: Option<HeaderValue>,
+    plan_policies: HashMap<String, HeaderValue>,
     local: local::Local,
     store: Option<Arc<SharedCache>>,
     m: LimitMetrics,
@@ -135,14 +139,28 @@ impl CompiledLimit {
     ) -> Self {
         let mut errs = Vec::new();
         let default = Plan::of(config.numbers.parse("", &mut errs));
-        let plans = config
+        let plans: HashMap<String, Plan> = config
             .plans
             .iter()
             .map(|(k, n)| (k.clone(), Plan::of(n.parse("", &mut errs))))
             .collect();
+        let policy_of = |p: &Plan| {
+            let u = Usage {
+                rate: p.rate.map(|g| (g.count, g.period, 0, 0)),
+                quota: p.quota.map(|(q, period)| (q, 0, period, 0, 0)),
+            };
+            gatehouse_http::meter::ietf_headers(&[(name, u)])
+                .and_then(|(policy, _)| HeaderValue::from_str(&policy).ok())
+        };
+        let plan_policies = plans
+            .iter()
+            .filter_map(|(k, p)| Some((k.clone(), policy_of(p)?)))
+            .collect();
         Self {
             name: name.to_string(),
             config: config.clone(),
+            policy: policy_of(&default),
+            plan_policies,
             default,
             plans,
             local: local::Local::new(config.max_keys),
@@ -181,6 +199,19 @@ impl CompiledLimit {
             Some((k, p)) => (k.as_str(), *p),
             None => ("", self.default),
         }
+    }
+
+    /// The `RateLimit-Policy` value of the numbers that apply to `s`.
+    pub fn ietf_policy(&self, s: &Subject<'_>) -> Option<&HeaderValue> {
+        match self.plan_of(s).0 {
+            "" => self.policy.as_ref(),
+            plan => self.plan_policies.get(plan),
+        }
+    }
+
+    /// True when this limit counts by the client address.
+    pub fn by_client_address(&self) -> bool {
+        self.config.key == LimitKey::ClientIp
     }
 
     /// Counts the request of `s`.

@@ -116,14 +116,19 @@ impl GatehouseProxy {
         if route.limits.is_empty() {
             return Ok(false);
         }
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let rules = &self.state.current().headers;
-        let client = crate::meter::trusted_client(peer, &session.req_header().headers, |ip| {
-            rules.is_trusted(ip)
-        });
+        // The trusted client address, only for limits that count by it.
+        let client = if route.limits.iter().any(|l| l.by_client_address()) {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let rules = &self.state.current().headers;
+            crate::meter::trusted_client(peer, &session.req_header().headers, |ip| {
+                rules.is_trusted(ip)
+            })
+        } else {
+            None
+        };
         let subject = crate::meter::Subject {
             identity: ctx.edits.verified.as_deref(),
             injected: &ctx.edits.set,

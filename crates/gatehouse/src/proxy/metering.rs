@@ -34,13 +34,17 @@ pub(super) async fn meter(
     request_id: &HeaderValue,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Refusal> {
     let mut ietf: Vec<(&str, Usage)> = Vec::new();
+    let mut policies: Vec<&HeaderValue> = Vec::new();
     let mut headers = Vec::new();
     let mut refused = None;
     for l in &route.limits {
         let d = l.check(s).await;
         if let Decision::Allowed(u) | Decision::Limited(_, _, u) = d {
             match l.config.headers {
-                UsageHeaders::Ietf => ietf.push((l.name.as_str(), u)),
+                UsageHeaders::Ietf => {
+                    ietf.push((l.name.as_str(), u));
+                    policies.extend(l.ietf_policy(s));
+                }
                 UsageHeaders::Mashery => headers.extend(
                     mashery_headers(&u)
                         .into_iter()
@@ -61,8 +65,18 @@ pub(super) async fn meter(
             Decision::Allowed(_) | Decision::Unkeyed => {}
         }
     }
-    if let Some((policy, limit)) = ietf_headers(&ietf) {
-        headers.extend(header("ratelimit-policy", &policy));
+    if let Some((_, limit)) = ietf_headers(&ietf) {
+        // The policy only changes with the config: compiled once per plan.
+        let policy = match policies[..] {
+            [one] => Some(one.clone()),
+            _ => {
+                let joined: Vec<&str> = policies.iter().filter_map(|v| v.to_str().ok()).collect();
+                HeaderValue::from_str(&joined.join(", ")).ok()
+            }
+        };
+        if let Some(p) = policy {
+            headers.push((HeaderName::from_static("ratelimit-policy"), p));
+        }
         headers.extend(header("ratelimit", &limit));
     }
     let Some((name, style, over)) = refused else {
