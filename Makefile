@@ -9,11 +9,14 @@ export CARGO_TERM_COLOR ?= never
 run: deps build
 	@scripts/demo.sh
 
-## test: install what is missing, then fmt check, clippy, build, the whole test suite, the docs with
-## warnings denied, and a type check of the crates outside the workspace (fuzz/, benches/engine-ab)
+## test: install what is missing, then fmt check, clippy, the dependency gate (cargo deny: licences,
+## bans, sources; deny.toml, errors only plus one count line per check; the RustSec advisories need
+## GitHub, so they are not in it), build, the whole test suite, the docs with warnings denied, and a
+## type check and the same dependency gate of the crates outside the workspace (fuzz/, benches/engine-ab)
 test: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) deny -L error --locked check -s licenses bans sources
 	$(CARGO) build --workspace --bins --locked
 	scripts/validate-deploy.sh
 	$(CARGO) nextest run --workspace --locked --profile ci
@@ -21,8 +24,10 @@ test: deps
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) check --bins --locked
 	cd benches/engine-ab && $(CARGO) check --bins --locked
+	$(CARGO) deny -L error --locked --manifest-path fuzz/Cargo.toml --config deny.toml check -s licenses bans sources
+	$(CARGO) deny -L error --locked --manifest-path benches/engine-ab/Cargo.toml --config deny.toml check -s licenses bans sources
 
-## deps: system packages the build needs (cmake for zlib-ng), and cargo-nextest
+## deps: system packages the build needs (cmake for zlib-ng), cargo-nextest and cargo-deny
 deps:
 	@scripts/install-deps.sh
 
