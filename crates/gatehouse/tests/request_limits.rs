@@ -137,6 +137,20 @@ async fn a_quota_per_consumer_with_plans_and_ietf_headers() {
         v
     };
     assert_eq!(gold, [200, 200, 200, 200, 200, 429]);
+    // A reload that keeps the limit keeps its counts (another route added).
+    let generation = gh.metric("gatehouse_config_generation", &[]).unwrap();
+    let reloaded = config(&echo, &keys(dir.path()), limits, "")
+        + "\n[[routes]]\nname = \"extra\"\npath_prefix = \"/extra\"\nupstream = \"echo\"\n";
+    gh.write_config(&reloaded).unwrap();
+    gh.sighup();
+    assert!(
+        common::eventually(std::time::Duration::from_secs(20), async || {
+            gh.metric("gatehouse_config_generation", &[]) > Some(generation)
+        })
+        .await,
+        "the reload never happened"
+    );
+    assert_eq!(get(&gh, FREE).await.status(), 429, "the count survived the reload");
     // No key: the connector refuses first, nothing is counted.
     let r = client().get(gh.url("/api/x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -146,7 +160,7 @@ async fn a_quota_per_consumer_with_plans_and_ietf_headers() {
             "gatehouse_limit_requests_total",
             &[("limit", "per_consumer"), ("result", "over_quota")]
         ),
-        Some(2.0)
+        Some(3.0)
     );
 }
 
