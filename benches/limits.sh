@@ -8,7 +8,8 @@
 #   benches/limits.sh [--rounds N] [--duration S] [--conns C]      (GATEHOUSE_BIN=… to use another binary)
 #
 # Prints req/s and p99 per route and round, then the medians and the ratios to the route without a
-# limit (targets: local ≥ 0.95, Redis ≥ 0.7). Only 127.0.0.1 is used; everything started is stopped.
+# limit (targets: local ≥ 0.95, Redis ≥ 0.7); a fourth route has the local limit without usage headers
+# (what the two extra response headers cost wrk, which shares the machine). Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3 DURATION=5 CONNS=32
@@ -46,6 +47,12 @@ key = { claim = "sub" }
 rate = "1000000/s"
 burst = 1000000
 quota = "1000000000000/day"
+[limits.quiet]
+key = { claim = "sub" }
+rate = "1000000/s"
+burst = 1000000
+quota = "1000000000000/day"
+headers = "none"
 [limits.shared]
 key = { claim = "sub" }
 rate = "1000000/s"
@@ -60,6 +67,12 @@ upstream = "up"
 connectors = ["jwt"]
 limits = ["local"]
 [[routes]]
+name = "jwt-quiet"
+path_prefix = "/quiet"
+upstream = "up"
+connectors = ["jwt"]
+limits = ["quiet"]
+[[routes]]
 name = "jwt-redis"
 path_prefix = "/redis"
 upstream = "up"
@@ -73,14 +86,14 @@ TOKEN=$(GATEHOUSE_BIN=$GATEHOUSE_BIN mint_token)
 cat > "$W/bearer.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 LUA
-for path in jwt local redis; do
+for path in jwt local quiet redis; do
   wait_for "route /$path" 30 curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GH/$path"
 done
 
 to_us() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } else print v }'; }
 : > "$W/results"
 for r in $(seq 1 "$ROUNDS"); do
-  for name in jwt local redis; do
+  for name in jwt local quiet redis; do
     out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$W/bearer.lua" "http://127.0.0.1:$GH/$name")
     rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
     p99=$(to_us "$(awk '$1=="99%" {print $2}' <<< "$out")")
@@ -97,10 +110,11 @@ by = {}
 for name, rps, p99 in rows:
     by.setdefault(name, []).append((float(rps), float(p99)))
 base = statistics.median(r for r, _ in by["jwt"])
-labels = {"jwt": "JWT route, no limit", "local": "JWT route + local limit", "redis": "JWT route + Redis limit"}
+labels = {"jwt": "JWT route, no limit", "local": "JWT route + local limit", "quiet": "JWT route + local limit, headers = \"none\"",
+          "redis": "JWT route + Redis limit"}
 print("\n| route | req/s (median of rounds) | ratio to no limit | p99 µs (median) |")
 print("|---|---|---|---|")
-for name in ("jwt", "local", "redis"):
+for name in ("jwt", "local", "quiet", "redis"):
     rps = statistics.median(r for r, _ in by[name]); p99 = statistics.median(p for _, p in by[name])
     print(f"| {labels[name]} | {rps:,.0f} | {rps / base:.3f} | {p99:,.0f} |")
 print("\nper round: " + "; ".join(f"{n}: " + ", ".join(f"{r:,.0f}" for r, _ in by[n]) for n in ("jwt", "local", "redis")))

@@ -224,6 +224,33 @@ pub fn ietf_headers(usages: &[(&str, Usage)]) -> Option<(String, String)> {
     (!policy.is_empty()).then(|| (policy.join(", "), limit.join(", ")))
 }
 
+/// The IETF `RateLimit` value alone (the policy only changes with the
+/// configuration: callers compile it once with [`ietf_headers`]).
+pub fn ietf_limit(usages: &[(&str, Usage)]) -> Option<String> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(64 * usages.len());
+    for (name, u) in usages {
+        if let Some((_, _, r, t)) = u.rate {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "\"{name}-rate\";r={r};t={t}");
+        }
+        if let Some((q, used, _, end, now)) = u.quota {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let _ = write!(
+                out,
+                "\"{name}-quota\";r={};t={}",
+                q.saturating_sub(used),
+                end.saturating_sub(now)
+            );
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Mashery's usage headers of one limit (`X-Plan-Qps-*` for a per-second
 /// rate, `X-Plan-Quota-*` for a quota).
 pub fn mashery_headers(u: &Usage) -> Vec<(&'static str, String)> {
@@ -301,6 +328,7 @@ mod tests {
             quota: Some((1000, 250, Period::Day, 86_400, 43_200)),
         };
         let (p, l) = ietf_headers(&[("plan", u)]).unwrap_or_default();
+        assert_eq!(ietf_limit(&[("plan", u)]).as_deref(), Some(l.as_str()));
         assert_eq!(p, "\"plan-rate\";q=10;w=1, \"plan-quota\";q=1000;w=86400");
         assert_eq!(l, "\"plan-rate\";r=7;t=0, \"plan-quota\";r=750;t=43200");
         let m = mashery_headers(&u);

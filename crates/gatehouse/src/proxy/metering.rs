@@ -8,7 +8,7 @@ use crate::meter::{Decision, Over, Subject, UsageHeaders};
 use crate::snapshot::CompiledRoute;
 use bytes::Bytes;
 use gatehouse_config::meter::LimitErrorStyle;
-use gatehouse_http::meter::{ietf_headers, mashery_headers, Usage};
+use gatehouse_http::meter::{ietf_limit, mashery_headers, Usage};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 /// A refusal, ready to send.
@@ -65,7 +65,7 @@ pub(super) async fn meter(
             Decision::Allowed(_) | Decision::Unkeyed => {}
         }
     }
-    if let Some((_, limit)) = ietf_headers(&ietf) {
+    if let Some(limit) = ietf_limit(&ietf) {
         // The policy only changes with the config: compiled once per plan.
         let policy = match policies[..] {
             [one] => Some(one.clone()),
