@@ -150,7 +150,11 @@ async fn a_quota_per_consumer_with_plans_and_ietf_headers() {
         .await,
         "the reload never happened"
     );
-    assert_eq!(get(&gh, FREE).await.status(), 429, "the count survived the reload");
+    assert_eq!(
+        get(&gh, FREE).await.status(),
+        429,
+        "the count survived the reload"
+    );
     // No key: the connector refuses first, nothing is counted.
     let r = client().get(gh.url("/api/x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
