@@ -295,3 +295,37 @@ async fn three_replicas_share_one_exact_quota_in_redis_and_survive_its_outage() 
         .sum();
     assert!(errors >= 1.0, "store errors counted: {errors}");
 }
+
+#[tokio::test]
+async fn on_store_error_allow_and_deny_when_redis_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start(None).unwrap();
+    let url = redis.url();
+    redis.stop();
+    let echo = EchoUpstream::start();
+    let keys = keys(dir.path());
+    let caches = format!(
+        "[caches.shared]\nkind = \"redis\"\nurl = \"{url}\"\ntimeout = \"200ms\"\nbreaker_cooldown = \"300ms\"\n"
+    );
+    for (mode, want) in [("allow", 200), ("deny", 503)] {
+        let limits = format!(
+            "[limits.per_consumer]\nkey = \"consumer\"\nquota = \"2/day\"\nstore = \"shared\"\non_store_error = \"{mode}\"\n"
+        );
+        let gh = Gatehouse::start(BIN, &config(&echo, &keys, &limits, &caches)).unwrap();
+        for i in 0..5 {
+            let r = get(&gh, FREE).await;
+            assert_eq!(r.status().as_u16(), want, "{mode}, request {i}");
+            if want == 503 {
+                assert_eq!(r.headers()["retry-after"], "1");
+            }
+        }
+        assert_eq!(
+            gh.metric(
+                "gatehouse_limit_store_errors_total",
+                &[("limit", "per_consumer")]
+            ),
+            Some(5.0),
+            "{mode}"
+        );
+    }
+}
