@@ -104,56 +104,6 @@ fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
 }
 
 impl GatehouseProxy {
-    /// Counts the request against the route's limits (after its connectors
-    /// allowed): `Ok(true)` when a limit refused it and the answer was sent.
-    async fn limit(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        route: &crate::snapshot::CompiledRoute,
-        rid: &HeaderValue,
-    ) -> Result<bool> {
-        if route.limits.is_empty() {
-            return Ok(false);
-        }
-        // The trusted client address, only for limits that count by it.
-        let client = if route.limits.iter().any(|l| l.by_client_address()) {
-            let peer = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            let rules = &self.state.current().headers;
-            crate::meter::trusted_client(peer, &session.req_header().headers, |ip| {
-                rules.is_trusted(ip)
-            })
-        } else {
-            None
-        };
-        let subject = crate::meter::Subject {
-            identity: ctx.edits.verified.as_deref(),
-            injected: &ctx.edits.set,
-            client,
-        };
-        match metering::meter(route, &subject, rid).await {
-            Ok(headers) => {
-                ctx.limit_headers = headers;
-                Ok(false)
-            }
-            Err(r) => {
-                respond(
-                    session,
-                    r.status,
-                    &r.headers,
-                    &r.content_type,
-                    r.body,
-                    Some(rid),
-                )
-                .await?;
-                Ok(true)
-            }
-        }
-    }
-
     /// Answers 431 to a request whose head is `size` bytes, over
     /// `server.max_request_header_bytes`: nothing is forwarded and the
     /// connection is closed. Always `Ok(true)` (answered).
@@ -340,7 +290,7 @@ impl ProxyHttp for GatehouseProxy {
             Ask::Websocket { accept } => ctx.upgrade_accept = Some(accept),
         }
         if route.chain.is_empty() {
-            return self.limit(session, ctx, route, &rid).await;
+            return metering::apply(self, session, ctx, route, &rid).await;
         }
         let watch = route.watch_client && session.is_body_empty();
         let req = session.req_header();
@@ -400,7 +350,7 @@ impl ProxyHttp for GatehouseProxy {
         match outcome {
             ChainOutcome::Allow(edits) => {
                 ctx.edits = edits;
-                self.limit(session, ctx, route, &rid).await
+                metering::apply(self, session, ctx, route, &rid).await
             }
             ChainOutcome::Deny {
                 step,

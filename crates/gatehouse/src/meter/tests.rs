@@ -33,7 +33,7 @@ async fn a_quota_counts_each_consumer_apart_and_refuses_past_it() {
     }
     match l.check(&subject(&a)).await {
         Decision::Limited(Over::Quota, retry, u) => {
-            assert!(retry >= 1 && retry <= 86_400, "{retry}");
+            assert!((1..=86_400).contains(&retry), "{retry}");
             assert_eq!(u.quota.unwrap().1, 3);
         }
         d => panic!("{d:?}"),

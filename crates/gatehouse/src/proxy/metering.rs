@@ -4,12 +4,65 @@
 //! proxied — carries the usage headers the limits ask for.
 
 use super::answer::json_error;
+use super::Ctx;
 use crate::meter::{Decision, Over, Subject, UsageHeaders};
 use crate::snapshot::CompiledRoute;
 use bytes::Bytes;
 use gatehouse_config::meter::LimitErrorStyle;
 use gatehouse_http::meter::{ietf_limit, mashery_headers, Usage};
 use http::{HeaderName, HeaderValue, StatusCode};
+use pingora::prelude::Result;
+use pingora::proxy::Session;
+
+/// Counts the request against the route's limits (after its connectors
+/// allowed): `Ok(true)` when a limit refused it and the answer was sent.
+pub(super) async fn apply(
+    proxy: &super::GatehouseProxy,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    route: &CompiledRoute,
+    rid: &HeaderValue,
+) -> Result<bool> {
+    if route.limits.is_empty() {
+        return Ok(false);
+    }
+    // The trusted client address, only for limits that count by it.
+    let client = if route.limits.iter().any(|l| l.by_client_address()) {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let rules = &proxy.state.current().headers;
+        crate::meter::trusted_client(peer, &session.req_header().headers, |ip| {
+            rules.is_trusted(ip)
+        })
+    } else {
+        None
+    };
+    let subject = crate::meter::Subject {
+        identity: ctx.edits.verified.as_deref(),
+        injected: &ctx.edits.set,
+        client,
+    };
+    match meter(route, &subject, rid).await {
+        Ok(headers) => {
+            ctx.limit_headers = headers;
+            Ok(false)
+        }
+        Err(r) => {
+            super::answer::respond(
+                session,
+                r.status,
+                &r.headers,
+                &r.content_type,
+                r.body,
+                Some(rid),
+            )
+            .await?;
+            Ok(true)
+        }
+    }
+}
 
 /// A refusal, ready to send.
 pub(super) struct Refusal {
