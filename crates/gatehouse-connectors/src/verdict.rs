@@ -76,7 +76,7 @@ impl HeaderEdits {
     /// Makes the `Cookie` edit remove every cookie of `remove_cookies` from
     /// the request's `headers` at once (two edits made apart would each put
     /// back the other's cookie).
-    pub fn settle_cookies(&mut self, headers: &http::HeaderMap) {
+    pub fn settle_cookies(&mut self, headers: &HeaderMap) {
         if self.remove_cookies.is_empty() {
             return;
         }
@@ -409,7 +409,7 @@ mod reason_tests {
         }
         assert_eq!(
             FailureClass::NoCredential.status(),
-            http::StatusCode::UNAUTHORIZED
+            StatusCode::UNAUTHORIZED
         );
     }
 }

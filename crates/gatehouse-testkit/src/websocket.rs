@@ -528,7 +528,7 @@ pub fn ws_connect(
     }
 }
 
-fn header_pairs(headers: &tungstenite::http::HeaderMap) -> Vec<(String, String)> {
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(n, v)| {

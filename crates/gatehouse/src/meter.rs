@@ -1,8 +1,8 @@
 //! Request limits (`[limits.NAME]`, listed by routes): GCRA rates and UTC
 //! calendar quotas, counted per verified identity (or trusted client
 //! address) after the route's connectors allowed. Counts live in this
-//! replica ([`local`]) or, with `store`, in Redis for the whole fleet
-//! ([`shared`]: one script, one round trip, exact).
+//! replica (`meter::local`) or, with `store`, in Redis for the whole fleet
+//! (`meter::shared`: one script, one round trip, exact).
 
 mod local;
 mod shared;

@@ -16,7 +16,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
-use pingora::ErrorType;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -376,16 +375,10 @@ impl ProxyHttp for GatehouseProxy {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let Some(route) = self.route(ctx) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "no route selected",
-            ));
+            return Err(Error::explain(InternalError, "no route selected"));
         };
         let Some(peer) = route.upstream.select(&ctx.failed) else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "the upstream has no address",
-            ));
+            return Err(Error::explain(InternalError, "the upstream has no address"));
         };
         let mut http = Box::new(peer.http.clone());
         if ctx.upgrade_accept.is_none() {
@@ -509,7 +502,7 @@ impl ProxyHttp for GatehouseProxy {
             self.state.metrics.upgrades[result as usize].inc();
             if !complete {
                 return Err(Error::explain(
-                    ErrorType::InvalidHTTPHeader,
+                    InvalidHTTPHeader,
                     "the upstream's 101 does not complete the client's WebSocket handshake (or the route allows no upgrade)",
                 )
                 .into_up());
@@ -628,16 +621,13 @@ mod tests {
     #[test]
     fn logged_errors_keep_only_the_status_line_of_upstream_bytes() {
         let bytes = b"HTTP/1.1 200 OK\r\nX-Echo-Authorization: Bearer SECRET\r\n\r\n";
-        let e = Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            format!("buf: {}", bytes.escape_ascii()),
-        )
-        .into_up();
+        let e =
+            Error::explain(InvalidHTTPHeader, format!("buf: {}", bytes.escape_ascii())).into_up();
         let text = loggable(&e);
         assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
         assert!(!text.contains("SECRET"), "{text}");
         assert!(!text.contains("X-Echo"), "{text}");
-        let long = Error::explain(ErrorType::InternalError, "é".repeat(1000));
+        let long = Error::explain(InternalError, "é".repeat(1000));
         assert!(loggable(&long).len() <= 512);
     }
 
@@ -658,7 +648,7 @@ mod tests {
     /// is copied once per keep-alive request: keep it small.
     #[test]
     fn context_stays_small() {
-        let size = std::mem::size_of::<Ctx>();
+        let size = size_of::<Ctx>();
         assert!(size <= 512, "Ctx grew to {size} bytes");
     }
 }

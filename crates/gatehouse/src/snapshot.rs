@@ -553,11 +553,11 @@ connectors = ["hs"]
         registry: &Registry,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
-    ) -> Result<Snapshot, gatehouse_config::ConfigErrors> {
+    ) -> Result<Snapshot, ConfigErrors> {
         super::compile(hs_config(secret), registry, metrics, previous, 2).await
     }
 
-    fn conn(s: &Snapshot) -> std::sync::Arc<dyn gatehouse_connectors::Connector> {
+    fn conn(s: &Snapshot) -> Arc<dyn Connector> {
         s.connectors["hs"].connector.clone()
     }
 
@@ -577,14 +577,14 @@ connectors = ["hs"]
 
         let same = compile(&secret, &r, &m, Some(&first)).await.unwrap();
         assert!(
-            std::sync::Arc::ptr_eq(&conn(&first), &conn(&same)),
+            Arc::ptr_eq(&conn(&first), &conn(&same)),
             "unchanged: carried over"
         );
 
         std::fs::write(&secret, [b'b'; 32]).unwrap();
         let rotated = compile(&secret, &r, &m, Some(&same)).await.unwrap();
         assert!(
-            !std::sync::Arc::ptr_eq(&conn(&same), &conn(&rotated)),
+            !Arc::ptr_eq(&conn(&same), &conn(&rotated)),
             "changed: rebuilt"
         );
 

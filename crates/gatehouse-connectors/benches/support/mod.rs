@@ -4,7 +4,7 @@ use gatehouse_connectors::{Connector, RequestView, Verdict};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 /// Request headers carrying `token` as a bearer token.
-pub fn bearer(token: &str) -> HeaderMap {
+pub(crate) fn bearer(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         "authorization",
@@ -15,13 +15,13 @@ pub fn bearer(token: &str) -> HeaderMap {
 
 /// The request every benchmark checks: `GET /orders/1`, no client address,
 /// no client certificate.
-pub struct Request {
+pub(crate) struct Request {
     method: Method,
     uri: Uri,
 }
 
 impl Request {
-    pub fn get() -> Self {
+    pub(crate) fn get() -> Self {
         Self {
             method: Method::GET,
             uri: Uri::from_static("/orders/1"),
@@ -29,7 +29,7 @@ impl Request {
     }
 
     /// The connector's view of this request with `headers`.
-    pub fn view<'a>(&'a self, headers: &'a HeaderMap) -> RequestView<'a> {
+    pub(crate) fn view<'a>(&'a self, headers: &'a HeaderMap) -> RequestView<'a> {
         RequestView {
             method: &self.method,
             uri: &self.uri,
@@ -43,7 +43,7 @@ impl Request {
 }
 
 /// Checks `GET /orders/1` with `headers` and asserts the connector allows it.
-pub async fn allow(c: &dyn Connector, headers: &HeaderMap) {
+pub(crate) async fn allow(c: &dyn Connector, headers: &HeaderMap) {
     let req = Request::get();
     let v = c.check(&req.view(headers)).await;
     assert!(matches!(v, Verdict::Allow(_)), "refused: {v:?}");

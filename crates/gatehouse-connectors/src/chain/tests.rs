@@ -245,7 +245,7 @@ async fn an_empty_group_fails_closed() {
 /// finds (setting its name as a header), refusing `missing_token` otherwise.
 struct Reader {
     name: &'static str,
-    sources: Vec<crate::token::TokenSource>,
+    sources: Vec<TokenSource>,
     forward: bool,
     calls: AtomicUsize,
 }
@@ -258,7 +258,7 @@ impl Connector for Reader {
     fn kind(&self) -> &str {
         "test"
     }
-    fn token_sources(&self) -> &[crate::token::TokenSource] {
+    fn token_sources(&self) -> &[TokenSource] {
         &self.sources
     }
     fn forwards_token(&self) -> bool {
@@ -267,7 +267,7 @@ impl Connector for Reader {
     async fn check(&self, req: &RequestView<'_>) -> Verdict {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match crate::token::find_token(&self.sources, req) {
-            crate::token::Intake::Found(_, i) => {
+            Intake::Found(_, i) => {
                 let mut e = crate::token::carrier_edits(&self.sources[i], req, self.forward);
                 e.set.push((
                     HeaderName::from_static(self.name),
@@ -284,7 +284,7 @@ fn reader(name: &'static str, source: &str, forward: bool) -> Arc<Reader> {
     let cfg: crate::token::TokenSourceConfig = toml::from_str(source).unwrap();
     Arc::new(Reader {
         name,
-        sources: crate::token::TokenSource::compile_all("t", &[cfg]).unwrap(),
+        sources: TokenSource::compile_all("t", &[cfg]).unwrap(),
         forward,
         calls: AtomicUsize::new(0),
     })

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest a verified token stays cached when it has no `exp`.
-pub const NO_EXP_CACHE_TTL: Duration = Duration::from_secs(300);
+pub(super) const NO_EXP_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Longest a verified token stays cached at all.
-pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+pub(super) const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 
 /// What a successful check produced (cached per token).
 #[derive(Debug)]
-pub struct Entry {
+pub(super) struct Entry {
     /// Time claims, re-checked on every hit.
     pub times: Times,
     /// Header edits from the claim gate (and the claims header).
@@ -44,7 +44,7 @@ impl moka::Expiry<[u8; 32], Arc<Entry>> for TtlExpiry {
 }
 
 /// A cache of `capacity` verified tokens (`None` when 0: no cache).
-pub fn new(capacity: u64) -> Option<Cache<[u8; 32], Arc<Entry>>> {
+pub(super) fn new(capacity: u64) -> Option<Cache<[u8; 32], Arc<Entry>>> {
     (capacity > 0).then(|| {
         Cache::builder()
             .max_capacity(capacity)
@@ -56,7 +56,7 @@ pub fn new(capacity: u64) -> Option<Cache<[u8; 32], Arc<Entry>>> {
 
 /// Seconds (from claims, possibly huge, negative or fractional) as a
 /// duration no longer than `cap`: never panics.
-pub fn bounded_secs(secs: f64, cap: Duration) -> Duration {
+pub(super) fn bounded_secs(secs: f64, cap: Duration) -> Duration {
     if secs.is_nan() || secs <= 0.0 {
         return Duration::ZERO;
     }
@@ -65,7 +65,7 @@ pub fn bounded_secs(secs: f64, cap: Duration) -> Duration {
 
 /// How long a token verified at `now` may stay cached: until `exp` (plus
 /// leeway), and `iat + max_age`, never more than [`MAX_CACHE_TTL`].
-pub fn ttl(times: Times, leeway: f64, max_age: Option<f64>, now: f64) -> Duration {
+pub(super) fn ttl(times: Times, leeway: f64, max_age: Option<f64>, now: f64) -> Duration {
     // Claims can hold any JSON number (1e20, -1e300): saturate, never panic.
     let mut ttl = times.exp.map_or(NO_EXP_CACHE_TTL, |e| {
         bounded_secs(e + leeway - now, MAX_CACHE_TTL)

@@ -17,7 +17,7 @@ use gatehouse_config::{ConfigError, ConfigErrors};
 use std::time::Duration;
 
 /// The connector's key plan.
-pub struct KeyPlan {
+pub(super) struct KeyPlan {
     /// Where keys are (re)loaded from.
     pub source: KeySource,
     /// Refresh and staleness.
@@ -28,7 +28,11 @@ pub struct KeyPlan {
 
 impl KeyPlan {
     /// Compiles the key settings of the section at `path`.
-    pub fn compile(path: &str, s: &JwtSettings, rules: &Rules) -> Result<Self, ConfigErrors> {
+    pub(super) fn compile(
+        path: &str,
+        s: &JwtSettings,
+        rules: &Rules,
+    ) -> Result<Self, ConfigErrors> {
         let mut p = Problems::new();
         let at = |k: &str| format!("{path}.{k}");
         let hmac = rules.hmac();

@@ -23,7 +23,7 @@ pub enum Family {
 }
 
 /// The family of `alg`.
-pub fn family_of(alg: Alg) -> Family {
+pub(super) fn family_of(alg: Alg) -> Family {
     alg.family()
 }
 
@@ -296,7 +296,7 @@ pub fn key_from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, KeyErr
 }
 
 /// Builds an HMAC key.
-pub fn key_from_secret(secret: &[u8]) -> VerifyKey {
+pub(super) fn key_from_secret(secret: &[u8]) -> VerifyKey {
     VerifyKey {
         kid: None,
         family: Family::Hmac,

@@ -5,7 +5,7 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 /// The families, registered once per registry.
 #[derive(Clone)]
-pub struct Families {
+pub(super) struct Families {
     pub(super) validations: IntCounterVec,
     pub(super) cache_requests: IntCounterVec,
     pub(super) cache_entries: IntGaugeVec,
@@ -16,7 +16,7 @@ pub struct Families {
 
 impl Families {
     /// Creates and registers the families in `r`.
-    pub fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
+    pub(super) fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
         let f = Self {
             validations: IntCounterVec::new(
                 Opts::new(
@@ -71,7 +71,7 @@ impl Families {
     }
 
     /// The request-path handles of connector `name`.
-    pub fn handles(&self, name: &str) -> Handles {
+    pub(super) fn handles(&self, name: &str) -> Handles {
         Handles {
             valid: self.validations.with_label_values(&[name, "valid", "none"]),
             invalid: ReasonCounters::new(self.validations.clone(), &[name, "invalid"]),
@@ -82,7 +82,7 @@ impl Families {
 }
 
 /// Request-path handles of one connector.
-pub struct Handles {
+pub(super) struct Handles {
     /// Valid tokens.
     pub valid: IntCounter,
     /// Refusals, by reason.

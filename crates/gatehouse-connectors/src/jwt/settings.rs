@@ -133,7 +133,7 @@ impl JwtSettings {
 }
 
 /// The default `token_types`.
-pub const DEFAULT_TOKEN_TYPES: [&str; 3] = ["at+jwt", "application/at+jwt", "JWT"];
+pub(super) const DEFAULT_TOKEN_TYPES: [&str; 3] = ["at+jwt", "application/at+jwt", "JWT"];
 
 fn d_token_types() -> Vec<String> {
     DEFAULT_TOKEN_TYPES.iter().map(|t| t.to_string()).collect()

@@ -32,7 +32,7 @@ pub enum KeySource {
 
 /// Result of one load attempt.
 #[derive(Debug)]
-pub struct Loaded {
+pub(super) struct Loaded {
     /// The keys.
     pub keys: KeySet,
     /// Keys skipped, with why.
@@ -53,7 +53,7 @@ pub struct StoreSettings {
 }
 
 /// Called after every fetch attempt with (success, key count).
-pub type FetchObserver = Arc<dyn Fn(bool, usize) + Send + Sync>;
+pub(super) type FetchObserver = Arc<dyn Fn(bool, usize) + Send + Sync>;
 
 /// The key store.
 pub struct KeyStore {
@@ -118,7 +118,10 @@ pub enum JwksError {
 }
 
 /// Fetches a JWKS with a size limit.
-pub async fn fetch_url(client: &reqwest::Client, url: &reqwest::Url) -> Result<Loaded, JwksError> {
+pub(super) async fn fetch_url(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+) -> Result<Loaded, JwksError> {
     let mut resp = client
         .get(url.clone())
         .header("accept", "application/json")

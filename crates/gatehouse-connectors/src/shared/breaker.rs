@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The breaker; lock-free.
-pub struct Breaker {
+pub(super) struct Breaker {
     threshold: u32,
     cooldown: Duration,
     failures: AtomicU32,
@@ -17,7 +17,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(super) fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
             threshold: threshold.max(1),
             cooldown,
@@ -32,20 +32,20 @@ impl Breaker {
     }
 
     /// True while Redis is to be skipped.
-    pub fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         self.now() < self.open_until.load(Ordering::Relaxed)
     }
 
     /// Records a success: closes the breaker. Returns true if it was open
     /// or half-open (state changed).
-    pub fn success(&self) -> bool {
+    pub(super) fn success(&self) -> bool {
         let was = self.failures.swap(0, Ordering::Relaxed) >= self.threshold;
         self.open_until.store(0, Ordering::Relaxed);
         was
     }
 
     /// Records a failure. Returns true when this failure opened the breaker.
-    pub fn failure(&self) -> bool {
+    pub(super) fn failure(&self) -> bool {
         let n = self
             .failures
             .fetch_add(1, Ordering::Relaxed)

@@ -23,7 +23,7 @@ use tokio::sync::OnceCell;
 /// What one IdP answer means, after the claim gate (cached per endpoint and
 /// token).
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// Valid: the header edits to apply and the identity document.
     Valid(Admitted),
     /// Valid token, refused by required claims, policy or injection.
@@ -36,16 +36,16 @@ pub enum Outcome {
 
 /// A valid answer that passed the claim gate.
 #[derive(Debug, Clone)]
-pub struct Admitted {
+pub(super) struct Admitted {
     /// Header edits from the claim gate.
     pub edits: Vec<(HeaderName, HeaderValue)>,
     /// The userinfo document, handed to the route's later steps.
-    pub doc: std::sync::Arc<serde_json::Value>,
+    pub doc: Arc<Value>,
 }
 
 /// How an IdP rejection is answered.
 #[derive(Debug, Clone)]
-pub enum IdpRejection {
+pub(super) enum IdpRejection {
     /// The IdP's status and challenge, relayed as they are.
     Relay(Denial),
     /// Gatehouse's own answer, rendered per request (it may carry the request id).
@@ -56,7 +56,7 @@ pub enum IdpRejection {
 /// may be cached when that is already decided (an answer from the shared
 /// cache keeps its remaining lifetime), and a stale entry to fall back on.
 #[derive(Clone)]
-pub struct Resolved {
+pub(super) struct Resolved {
     /// The outcome.
     pub outcome: Outcome,
     /// (fresh, kept) from now; `None`: computed from the TTLs and the token.
@@ -70,7 +70,7 @@ pub struct Resolved {
 
 impl Resolved {
     /// An outcome the IdP just gave (`store`: whether it may be cached).
-    pub fn fresh(outcome: Outcome, store: bool) -> Self {
+    pub(super) fn fresh(outcome: Outcome, store: bool) -> Self {
         Self {
             outcome,
             window: None,
@@ -81,7 +81,7 @@ impl Resolved {
 }
 
 /// A cached outcome and how long it may serve.
-pub struct Entry {
+pub(super) struct Entry {
     /// The outcome.
     pub outcome: Outcome,
     /// Served as a hit until then.
@@ -99,10 +99,10 @@ impl moka::Expiry<Key, Arc<Entry>> for KeepUntil {
 }
 
 /// (endpoint index, SHA-256 of the token).
-pub type Key = (u8, [u8; 32]);
+pub(super) type Key = (u8, [u8; 32]);
 
 /// What the cache holds for a key.
-pub enum Lookup {
+pub(super) enum Lookup {
     /// A fresh entry: answer from it.
     Fresh(Arc<Entry>),
     /// Past its freshness, kept for stale-if-error.
@@ -112,7 +112,7 @@ pub enum Lookup {
 }
 
 /// The caches and the single-flight table.
-pub struct AnswerCache {
+pub(super) struct AnswerCache {
     cache: Option<Cache<Key, Arc<Entry>>>,
     negative: Option<Cache<Key, Arc<Entry>>>,
     ttl: Duration,
@@ -123,7 +123,7 @@ pub struct AnswerCache {
 
 impl AnswerCache {
     /// A cache following `rules` (none when the size is 0).
-    pub fn new(rules: &CacheRules) -> Self {
+    pub(super) fn new(rules: &CacheRules) -> Self {
         let build = |size: u64| {
             (size > 0).then(|| {
                 Cache::builder()
@@ -143,7 +143,7 @@ impl AnswerCache {
     }
 
     /// What is cached for `key` now.
-    pub fn lookup(&self, key: &Key) -> Lookup {
+    pub(super) fn lookup(&self, key: &Key) -> Lookup {
         let found = self
             .cache
             .as_ref()
@@ -158,7 +158,7 @@ impl AnswerCache {
 
     /// Runs `call` once for all concurrent requests with the same key, and
     /// caches what can be cached (`token` bounds the lifetime by its `exp`).
-    pub async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Resolved
+    pub(super) async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Resolved
     where
         F: Future<Output = Resolved>,
     {
@@ -187,7 +187,7 @@ impl AnswerCache {
 
     /// Calls in progress (entries of the single-flight table).
     #[cfg(test)]
-    pub fn inflight_len(&self) -> usize {
+    pub(super) fn inflight_len(&self) -> usize {
         self.inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -197,7 +197,7 @@ impl AnswerCache {
     /// How long an answer may be cached (fresh, kept) from now: a valid one
     /// (`valid`) for the TTL plus stale-if-error, a rejection for the
     /// negative TTL, neither past the token's `exp`. `None`: not at all.
-    pub fn window(&self, valid: bool, token: &str) -> Option<(Duration, Duration)> {
+    pub(super) fn window(&self, valid: bool, token: &str) -> Option<(Duration, Duration)> {
         let (ttl, stale) = match valid {
             true => (self.ttl, self.stale),
             false => (self.negative_ttl, None),
@@ -272,7 +272,7 @@ impl Drop for Leave<'_> {
 
 /// The `exp` of a JWT-shaped token, read without verification (only used to
 /// cap how long an answer is cached and served stale).
-pub fn unverified_exp(token: &str) -> Option<f64> {
+pub(super) fn unverified_exp(token: &str) -> Option<f64> {
     let bytes = crate::kit::unverified_payload(token)?;
     serde_json::from_slice::<Value>(&bytes)
         .ok()?
@@ -284,7 +284,7 @@ pub fn unverified_exp(token: &str) -> Option<f64> {
 /// while the IdP fails), from now: `ttl`, plus `stale` for valid answers,
 /// neither past the token's `exp` (seconds left until it, possibly negative
 /// or huge). `None`: not cached.
-pub fn cache_window(
+pub(super) fn cache_window(
     ttl: Duration,
     stale: Option<Duration>,
     exp_in: Option<f64>,

@@ -19,7 +19,7 @@ pub enum CallError {
 }
 
 /// What came back.
-pub struct Reply {
+pub(super) struct Reply {
     /// Status.
     pub status: StatusCode,
     /// Headers.
@@ -29,7 +29,7 @@ pub struct Reply {
 }
 
 /// Calls userinfo endpoints (never follows redirects; see [`crate::outbound`]).
-pub struct IdpClient {
+pub(super) struct IdpClient {
     client: reqwest::Client,
     method: reqwest::Method,
     post_body: bool,
@@ -38,7 +38,7 @@ pub struct IdpClient {
 
 impl IdpClient {
     /// A client for `rules`, over `client` (timeout and proxy already set).
-    pub fn new(client: reqwest::Client, rules: &CallRules) -> Self {
+    pub(super) fn new(client: reqwest::Client, rules: &CallRules) -> Self {
         Self {
             client,
             method: rules.method.clone(),
@@ -48,7 +48,7 @@ impl IdpClient {
     }
 
     /// Sends `token` to `url` and reads the answer.
-    pub async fn call(&self, url: &reqwest::Url, token: &str) -> Result<Reply, CallError> {
+    pub(super) async fn call(&self, url: &reqwest::Url, token: &str) -> Result<Reply, CallError> {
         let mut rb = self
             .client
             .request(self.method.clone(), url.clone())

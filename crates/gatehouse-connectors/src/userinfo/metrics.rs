@@ -10,7 +10,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// The families, registered once per registry.
 #[derive(Clone)]
-pub struct Families {
+pub(super) struct Families {
     requests: IntCounterVec,
     duration: HistogramVec,
     cache: IntCounterVec,
@@ -21,7 +21,7 @@ pub struct Families {
 
 impl Families {
     /// Creates and registers the families in `r`.
-    pub fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
+    pub(super) fn new(r: &prometheus::Registry) -> prometheus::Result<Self> {
         let f = Self {
             requests: IntCounterVec::new(
                 Opts::new("gatehouse_userinfo_requests_total", "Userinfo calls, by connector, endpoint (region key or default) and result (ok/rejected/error)."),
@@ -52,7 +52,7 @@ impl Families {
     }
 
     /// The handles of one endpoint of connector `name`.
-    pub fn endpoint(&self, name: &str, label: &str) -> EndpointMetrics {
+    pub(super) fn endpoint(&self, name: &str, label: &str) -> EndpointMetrics {
         EndpointMetrics {
             ok: self.requests.with_label_values(&[name, label, "ok"]),
             rejected: self.requests.with_label_values(&[name, label, "rejected"]),
@@ -62,7 +62,7 @@ impl Families {
     }
 
     /// The cache and in-flight handles of connector `name`.
-    pub fn connector(&self, name: &str) -> ConnectorMetrics {
+    pub(super) fn connector(&self, name: &str) -> ConnectorMetrics {
         ConnectorMetrics {
             hit: self.cache.with_label_values(&[name, "hit"]),
             miss: self.cache.with_label_values(&[name, "miss"]),
@@ -79,7 +79,7 @@ impl Families {
 }
 
 /// Calls to one endpoint.
-pub struct EndpointMetrics {
+pub(super) struct EndpointMetrics {
     /// Answered 200 (valid, whatever the gate then decided).
     pub ok: IntCounter,
     /// Answered 4xx.
@@ -91,7 +91,7 @@ pub struct EndpointMetrics {
 }
 
 /// Cache lookups and calls in flight of one connector.
-pub struct ConnectorMetrics {
+pub(super) struct ConnectorMetrics {
     /// Fresh hits of valid answers.
     pub hit: IntCounter,
     /// Misses (an IdP call follows).

@@ -458,7 +458,7 @@ impl ConnectorFactory for UserinfoFactory {
             // `cache_size = 0` disables caching, the shared cache included.
             l2: shared.filter(|_| rules.cache.size > 0).map(|c| {
                 let urls: Vec<&str> = rules.endpoints.iter().map(|e| e.url.as_str()).collect();
-                let own = shared::Lifetimes {
+                let own = Lifetimes {
                     ttl: rules.cache.ttl,
                     negative_ttl: rules.cache.negative_ttl,
                     stale: rules.cache.stale.unwrap_or_default(),

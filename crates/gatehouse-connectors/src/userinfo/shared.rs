@@ -84,7 +84,7 @@ pub struct Lifetimes {
 
 /// IdP statuses about the IdP's state, not the token (rate limit, timeout):
 /// never cached, never shared.
-pub fn transient_refusal(status: http::StatusCode) -> bool {
+pub(super) fn transient_refusal(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429)
 }
 
@@ -143,7 +143,7 @@ pub fn decode(bytes: &[u8], now: u64, own: Lifetimes) -> Found {
 }
 
 /// One connector's view of a shared cache.
-pub struct L2 {
+pub(super) struct L2 {
     cache: Arc<SharedCache>,
     own: Lifetimes,
     /// Key namespace per endpoint (`ui:<fingerprint>`).
@@ -160,7 +160,7 @@ fn unix_ms() -> u64 {
 impl L2 {
     /// The L2 of a connector whose section is `settings` and whose endpoints
     /// call `urls`.
-    pub fn new(
+    pub(super) fn new(
         cache: Arc<SharedCache>,
         own: Lifetimes,
         settings: &toml::Table,
@@ -197,12 +197,12 @@ impl L2 {
     }
 
     /// Fleet single flight: how long to wait for another replica's answer.
-    pub fn single_flight(&self) -> Option<Duration> {
+    pub(super) fn single_flight(&self) -> Option<Duration> {
         self.cache.single_flight()
     }
 
     /// What is stored for (`idx`, token).
-    pub async fn lookup(&self, idx: usize, token_hash: &[u8; 32]) -> Found {
+    pub(super) async fn lookup(&self, idx: usize, token_hash: &[u8; 32]) -> Found {
         let bytes = match self.cache.get(&self.key(idx, token_hash)).await {
             Ok(Some(b)) => b,
             Ok(None) => return Found::Miss,
@@ -213,7 +213,7 @@ impl L2 {
 
     /// Releases the fleet lock this replica took for (`idx`, token), in the
     /// background.
-    pub fn unlock(&self, idx: usize, token_hash: &[u8; 32], lock: LockToken) {
+    pub(super) fn unlock(&self, idx: usize, token_hash: &[u8; 32], lock: LockToken) {
         let (cache, key) = (self.cache.clone(), self.key(idx, token_hash));
         tokio::spawn(async move { cache.unlock(&key, &lock).await });
     }
@@ -221,14 +221,14 @@ impl L2 {
     /// How long a fleet lock must last for an IdP call of `idp_timeout`:
     /// the call, then the store and the release (each up to the Redis
     /// timeout), and a margin.
-    pub fn lock_ttl(&self, idp_timeout: Duration) -> Duration {
+    pub(super) fn lock_ttl(&self, idp_timeout: Duration) -> Duration {
         idp_timeout + self.cache.timeout() * 2 + Duration::from_millis(250)
     }
 
     /// Stores `answer` for (`idx`, token), fresh and kept for `window` from
     /// now, in the background; then releases the fleet lock `locked` (if this
     /// replica holds it).
-    pub fn store(
+    pub(super) fn store(
         &self,
         idx: usize,
         token_hash: &[u8; 32],
@@ -277,14 +277,14 @@ impl L2 {
     }
 
     /// Takes the fleet lock for (`idx`, token) for `ttl`.
-    pub async fn lock(&self, idx: usize, token_hash: &[u8; 32], ttl: Duration) -> Lock {
+    pub(super) async fn lock(&self, idx: usize, token_hash: &[u8; 32], ttl: Duration) -> Lock {
         self.cache.lock(&self.key(idx, token_hash), ttl).await
     }
 
     /// Waits up to `wait` for another replica to store a fresh answer; gives
     /// up early when the lock is released without one (that replica got no
     /// usable answer, or what it stored cannot be read here).
-    pub async fn wait_fresh(
+    pub(super) async fn wait_fresh(
         &self,
         idx: usize,
         token_hash: &[u8; 32],

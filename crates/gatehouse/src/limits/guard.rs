@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What stands in front of a stream's reads.
-pub trait ReadGuard: Debug + Send + Sync + Unpin + 'static {
+pub(super) trait ReadGuard: Debug + Send + Sync + Unpin + 'static {
     /// Reads from `inner` into `buf`, or refuses to.
     fn poll_read(
         &mut self,
@@ -33,14 +33,14 @@ pub trait ReadGuard: Debug + Send + Sync + Unpin + 'static {
 
 /// A stream with a [`ReadGuard`] in front of its reads.
 #[derive(Debug)]
-pub struct Guarded<G> {
+pub(super) struct Guarded<G> {
     inner: Stream,
     guard: G,
 }
 
 impl<G: ReadGuard> Guarded<G> {
     /// `inner` behind `guard`.
-    pub fn new(inner: Stream, guard: G) -> Self {
+    pub(super) fn new(inner: Stream, guard: G) -> Self {
         Self { inner, guard }
     }
 }

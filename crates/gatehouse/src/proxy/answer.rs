@@ -7,7 +7,7 @@ use http::{header, HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
-use pingora::{ErrorSource, ErrorType};
+use pingora::ErrorSource;
 use std::time::Duration;
 
 /// Writes a complete response from `request_filter`.
@@ -74,23 +74,19 @@ pub(super) fn json_error(
 /// (status 0: the client went away, nothing is answered).
 pub(super) fn failure(e: &Error) -> (u16, &'static str, &'static str) {
     match e.etype() {
-        ErrorType::HTTPStatus(code) => (*code, "error", "request failed"),
-        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => (
+        HTTPStatus(code) => (*code, "error", "request failed"),
+        ConnectTimedout | TLSHandshakeTimedout => (
             504,
             "upstream_timeout",
             "the upstream did not accept the connection in time",
         ),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout
-            if e.esource() == &ErrorSource::Upstream =>
-        {
-            (
-                504,
-                "upstream_timeout",
-                "the upstream did not answer in time",
-            )
-        }
+        ReadTimedout | WriteTimedout if e.esource() == &ErrorSource::Upstream => (
+            504,
+            "upstream_timeout",
+            "the upstream did not answer in time",
+        ),
         // `server.request_body_timeout` (NGINX answers 408 too).
-        ErrorType::ReadTimedout if e.esource() == &ErrorSource::Downstream => (
+        ReadTimedout if e.esource() == &ErrorSource::Downstream => (
             408,
             "request_timeout",
             "the request body did not arrive in time",
@@ -98,9 +94,7 @@ pub(super) fn failure(e: &Error) -> (u16, &'static str, &'static str) {
         _ => match e.esource() {
             ErrorSource::Upstream => (502, "bad_gateway", "the upstream is unreachable or failed"),
             ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
-                    (0, "", "")
-                }
+                WriteError | ReadError | ConnectionClosed => (0, "", ""),
                 _ => (400, "bad_request", "the request could not be read"),
             },
             _ => (500, "internal_error", "internal error"),

@@ -39,7 +39,7 @@ pub(super) async fn apply(
     } else {
         None
     };
-    let subject = crate::meter::Subject {
+    let subject = Subject {
         identity: ctx.edits.verified.as_deref(),
         injected: &ctx.edits.set,
         client,

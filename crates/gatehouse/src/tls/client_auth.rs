@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// rotation) and `client_auth` apply to new handshakes on reload. Sends no
 /// CA names in the CertificateRequest (rustls lends them from the verifier,
 /// which changes on reload); clients with one certificate send it anyway.
-pub struct ReloadingVerifier {
+pub(super) struct ReloadingVerifier {
     state: Arc<State>,
     index: usize,
     fallback: Arc<dyn ClientCertVerifier>,
@@ -33,7 +33,11 @@ impl std::fmt::Debug for ReloadingVerifier {
 
 impl ReloadingVerifier {
     /// The verifier of entry `index`, starting from `initial`.
-    pub fn new(state: Arc<State>, index: usize, initial: Arc<dyn ClientCertVerifier>) -> Self {
+    pub(super) fn new(
+        state: Arc<State>,
+        index: usize,
+        initial: Arc<dyn ClientCertVerifier>,
+    ) -> Self {
         Self {
             state,
             index,
@@ -97,14 +101,14 @@ impl ClientCertVerifier for ReloadingVerifier {
 /// configuration no longer accepts (see [`judge_peer`]): its requests are
 /// refused.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientCertRefused;
+pub(super) struct ClientCertRefused;
 
 /// What a completed handshake on listener `index` says about its client:
 /// the [`PeerCertificate`] when the serving configuration accepts it, or
 /// [`ClientCertRefused`]. The chain is verified again here, on every
 /// handshake: a resumed TLS session carries the certificate of its first
 /// handshake, verified then, against the CA and `client_auth` of then.
-pub fn judge_peer(
+pub(super) fn judge_peer(
     state: &State,
     index: usize,
     tls: &pingora::protocols::tls::TlsRef,

@@ -5,30 +5,30 @@
 /// Expected first-response statuses; `0` means "connection closed without a
 /// response"; an empty list means "anything but a 5xx" (only the invariants
 /// are checked).
-pub type Expect = &'static [u16];
+pub(crate) type Expect = &'static [u16];
 
 /// Refused by Gatehouse itself.
-pub const BAD: Expect = &[400];
+pub(crate) const BAD: Expect = &[400];
 /// Refused by the HTTP parser: a 400 or a closed connection.
-pub const REFUSED: Expect = &[400, 0];
+pub(crate) const REFUSED: Expect = &[400, 0];
 /// Routed to a protected route and denied for lack of a token.
-pub const UNAUTH: Expect = &[401];
+pub(crate) const UNAUTH: Expect = &[401];
 /// Either refused or normalised onto a protected route and denied.
-pub const BAD_OR_UNAUTH: Expect = &[400, 401];
+pub(crate) const BAD_OR_UNAUTH: Expect = &[400, 401];
 /// Proxied (public).
-pub const OK: Expect = &[200];
+pub(crate) const OK: Expect = &[200];
 /// Only the invariants matter (Pingora decides).
-pub const ANY: Expect = &[];
+pub(crate) const ANY: Expect = &[];
 /// A conflicting absolute-form authority and `Host` may also be refused.
-pub const UNAUTH_OR_BAD: Expect = &[400, 401];
+pub(crate) const UNAUTH_OR_BAD: Expect = &[400, 401];
 /// Public, or refused as conflicting.
-pub const OK_OR_BAD: Expect = &[200, 400];
+pub(crate) const OK_OR_BAD: Expect = &[200, 400];
 /// Too large: 400, 413, 414, 431 or a closed connection.
-pub const TOO_LARGE: Expect = &[400, 413, 414, 431, 0];
+pub(crate) const TOO_LARGE: Expect = &[400, 413, 414, 431, 0];
 
 /// One hostile request.
 #[derive(Debug, Clone)]
-pub struct Case {
+pub(crate) struct Case {
     /// `c01`, `c02`, ... (also sent as `X-Case`).
     pub id: String,
     /// What it tries.
@@ -49,7 +49,7 @@ pub struct Case {
 }
 
 /// Tokens the cases use.
-pub struct Tokens {
+pub(crate) struct Tokens {
     /// Validly signed, accepted by the JWT connector.
     pub valid: String,
     /// `alg: none`, claims `sub: admin`.
@@ -57,7 +57,7 @@ pub struct Tokens {
 }
 
 /// Sentinel written after smuggling attempts: answered last, closes.
-pub fn sentinel() -> Vec<u8> {
+pub(crate) fn sentinel() -> Vec<u8> {
     b"GET /public/sentinel HTTP/1.1\r\nHost: public.test\r\nX-Case: sentinel\r\nConnection: close\r\n\r\n"
         .to_vec()
 }
@@ -148,7 +148,7 @@ fn smuggled(id: &str) -> String {
 }
 
 /// Every hostile request (and a few controls that must behave normally).
-pub fn all(t: &Tokens) -> Vec<Case> {
+pub(crate) fn all(t: &Tokens) -> Vec<Case> {
     let mut b = Builder { cases: Vec::new() };
     let bearer = format!("Authorization: Bearer {}", t.valid);
     let forged_bearer = format!("Authorization: Bearer {}", t.forged);

@@ -9,9 +9,9 @@ use gatehouse_testkit::EchoRecord;
 use std::fmt::Write as _;
 
 /// Header names connectors of the adversarial config inject.
-pub const IDENTITY: [&str; 2] = ["x-user-id", "x-user-roles"];
+pub(crate) const IDENTITY: [&str; 2] = ["x-user-id", "x-user-roles"];
 /// Client-address, scheme and path-override headers a client must not set.
-pub const ADDRESS: [&str; 29] = [
+pub(crate) const ADDRESS: [&str; 29] = [
     "x-real-ip",
     "forwarded",
     "x-forwarded-host",
@@ -44,7 +44,7 @@ pub const ADDRESS: [&str; 29] = [
 ];
 /// Headers frameworks read as the real method (Rails, Laravel, Symfony,
 /// Express `method-override`, ASP.NET, Spring's `HiddenHttpMethodFilter`).
-pub const METHOD_OVERRIDE: [&str; 3] = [
+pub(crate) const METHOD_OVERRIDE: [&str; 3] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -52,10 +52,10 @@ pub const METHOD_OVERRIDE: [&str; 3] = [
 /// Values only a spoofing client sends.
 const SPOOF_MARKERS: [&str; 4] = ["admin", "6.6.6.6", "evil", "6666"];
 /// The genuine subject of the valid token.
-pub const GENUINE_SUB: &str = "alice";
+pub(crate) const GENUINE_SUB: &str = "alice";
 
 /// One line of the table.
-pub struct Row {
+pub(crate) struct Row {
     pub id: String,
     pub name: String,
     pub request: String,
@@ -80,7 +80,7 @@ fn one_of(list: &[&str], name: &str) -> bool {
 }
 
 /// Printable form of raw bytes: the first line escaped, and the size.
-pub fn show_request(bytes: &[u8]) -> String {
+pub(crate) fn show_request(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let first = text.split("\r\n").next().unwrap_or("");
     let escaped: String = first.escape_debug().collect();
@@ -104,7 +104,7 @@ fn show_record(r: &EchoRecord) -> String {
 
 /// The invariants for one upstream record; `authorized`: the request that
 /// produced it carried a valid token.
-pub fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
+pub(crate) fn record_problems(r: &EchoRecord, authorized: bool) -> Vec<String> {
     let mut out = Vec::new();
     if !authorized {
         let hosts = r.header_values("host");
@@ -170,7 +170,7 @@ fn error_code(r: &gatehouse_testkit::raw::RawResponse) -> Option<String> {
 }
 
 /// Judges every case; `records` is everything the upstream received.
-pub fn judge(
+pub(crate) fn judge(
     cases: &[Case],
     outcomes: &[Result<RawOutcome, String>],
     records: &[EchoRecord],
@@ -263,7 +263,7 @@ pub fn judge(
 }
 
 /// The table: every row, failing rows marked `FAIL`.
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

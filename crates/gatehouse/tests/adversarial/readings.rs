@@ -54,17 +54,17 @@ fn decode_with(s: &str, keep: impl Fn(u8) -> bool) -> String {
 }
 
 /// Percent-decodes every `%XX` once (invalid escapes are kept).
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     decode_with(s, |_| true)
 }
 
 /// Decodes only unreserved characters (`ALPHA / DIGIT / - . _ ~`).
-pub fn decode_unreserved(s: &str) -> String {
+pub(crate) fn decode_unreserved(s: &str) -> String {
     decode_with(s, |c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
 }
 
 /// RFC 3986 §5.2.4 `remove_dot_segments`.
-pub fn remove_dot_segments(path: &str) -> String {
+pub(crate) fn remove_dot_segments(path: &str) -> String {
     let mut input = path.to_string();
     let mut out = String::new();
     while !input.is_empty() {
@@ -99,7 +99,7 @@ pub fn remove_dot_segments(path: &str) -> String {
 }
 
 /// Merges runs of `/` into one.
-pub fn merge_slashes(path: &str) -> String {
+pub(crate) fn merge_slashes(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for c in path.chars() {
         if c == '/' && out.ends_with('/') {
@@ -111,7 +111,7 @@ pub fn merge_slashes(path: &str) -> String {
 }
 
 /// Removes `;params` from every segment (`/a;x=1/b;` → `/a/b`).
-pub fn strip_params(path: &str) -> String {
+pub(crate) fn strip_params(path: &str) -> String {
     path.split('/')
         .map(|seg| seg.split(';').next().unwrap_or(""))
         .collect::<Vec<_>>()
@@ -119,14 +119,14 @@ pub fn strip_params(path: &str) -> String {
 }
 
 /// Reads `\` as `/`.
-pub fn backslash_as_slash(path: &str) -> String {
+pub(crate) fn backslash_as_slash(path: &str) -> String {
     path.replace('\\', "/")
 }
 
 /// Splits a request target into (authority, path). Origin-form has no
 /// authority; absolute-form (`scheme://authority/path`) and authority-form
 /// (`host:port`, CONNECT) have one. The query and fragment are dropped.
-pub fn split_target(target: &str) -> (Option<String>, String) {
+pub(crate) fn split_target(target: &str) -> (Option<String>, String) {
     let no_frag = target.split('#').next().unwrap_or("");
     let (authority, rest) = match no_frag.find("://") {
         Some(i)
@@ -147,7 +147,7 @@ pub fn split_target(target: &str) -> (Option<String>, String) {
 
 /// A host as a router would compare it: userinfo, port and trailing dots
 /// removed, lower-cased.
-pub fn host_reading(host: &str) -> String {
+pub(crate) fn host_reading(host: &str) -> String {
     let h = host.trim();
     let h = h.rsplit_once('@').map_or(h, |(_, h)| h);
     let h = if h.starts_with('[') {
@@ -162,7 +162,7 @@ pub fn host_reading(host: &str) -> String {
 }
 
 /// Drops trailing dots and spaces of every segment but `.` and `..`.
-pub fn windows_trim(path: &str) -> String {
+pub(crate) fn windows_trim(path: &str) -> String {
     path.split('/')
         .map(|seg| {
             if seg == "." || seg == ".." {
@@ -189,7 +189,7 @@ const TRANSFORMS: [Transform; 7] = [
 
 /// Every reading of `path`: variant → the transforms that produced it
 /// (shortest chain found first; `as-sent` for the path itself).
-pub fn path_readings(path: &str) -> BTreeMap<String, String> {
+pub(crate) fn path_readings(path: &str) -> BTreeMap<String, String> {
     let mut seen = BTreeMap::new();
     seen.insert(path.to_string(), "as-sent".to_string());
     let mut frontier = vec![path.to_string()];
@@ -222,7 +222,7 @@ fn under(path: &str, prefix: &str) -> bool {
 }
 
 /// The protected resources of the adversarial config, under one reading.
-pub fn protected_by(method: &str, path: &str, host: Option<&str>) -> Option<&'static str> {
+pub(crate) fn protected_by(method: &str, path: &str, host: Option<&str>) -> Option<&'static str> {
     if under(path, "/api") {
         return Some("/api route");
     }
@@ -237,7 +237,7 @@ pub fn protected_by(method: &str, path: &str, host: Option<&str>) -> Option<&'st
 
 /// Every way the recorded request reads as a protected resource, as
 /// human-readable explanations (empty: no reading reaches one).
-pub fn protected_readings(method: &str, target: &str, hosts: &[&str]) -> Vec<String> {
+pub(crate) fn protected_readings(method: &str, target: &str, hosts: &[&str]) -> Vec<String> {
     let (authority, path) = split_target(target);
     let mut host_set: Vec<String> = hosts.iter().map(|h| host_reading(h)).collect();
     if let Some(a) = &authority {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The `gatehouse` binary Cargo built for these tests.
-pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// The repository root (this package lives in `crates/gatehouse`).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -18,7 +18,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A minimal config: one public route `/public` (and `/` 404s) to `echo`.
-pub fn public_config(echo: SocketAddr, extra: &str) -> String {
+pub(crate) fn public_config(echo: SocketAddr, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -43,7 +43,7 @@ upstream = "echo"
 }
 
 /// An HTTP client that never reuses connections across tests and has a timeout.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -51,13 +51,13 @@ pub fn client() -> reqwest::Client {
 }
 
 /// The echo upstream's view of a proxied request.
-pub async fn echoed(resp: reqwest::Response) -> serde_json::Value {
+pub(crate) async fn echoed(resp: reqwest::Response) -> serde_json::Value {
     assert_eq!(resp.status(), 200, "expected a proxied 200");
     resp.json().await.unwrap()
 }
 
 /// Values of a header as the echo upstream received it.
-pub fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+pub(crate) fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
     echo["headers"][name]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
@@ -65,7 +65,7 @@ pub fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
-pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
         if f().await {
@@ -77,7 +77,7 @@ pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> 
 }
 
 /// The DER of the first certificate of a PEM file.
-pub fn der_of(pem_path: &Path) -> Vec<u8> {
+pub(crate) fn der_of(pem_path: &Path) -> Vec<u8> {
     use base64::Engine;
     let text = std::fs::read_to_string(pem_path).unwrap();
     let b64: String = text

@@ -7,9 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// Upper bound for "the server closed it": far above every timeout used here.
-pub const CLOSE_BOUND: Duration = Duration::from_secs(15);
+pub(crate) const CLOSE_BOUND: Duration = Duration::from_secs(15);
 
-pub fn connect(addr: SocketAddr) -> TcpStream {
+pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(CLOSE_BOUND)).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -20,7 +20,7 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 /// Reads until the server closes (EOF or reset): the time it took, or
 /// `None` if the connection was still open after [`CLOSE_BOUND`].
 /// Whatever the server sent is returned too.
-pub fn wait_closed(s: &mut TcpStream) -> (Option<Duration>, Vec<u8>) {
+pub(crate) fn wait_closed(s: &mut TcpStream) -> (Option<Duration>, Vec<u8>) {
     let t0 = Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -37,7 +37,7 @@ pub fn wait_closed(s: &mut TcpStream) -> (Option<Duration>, Vec<u8>) {
 }
 
 /// Reads one response with a `Content-Length` body; returns its head and status.
-pub fn read_response(s: &mut TcpStream) -> (u16, String) {
+pub(crate) fn read_response(s: &mut TcpStream) -> (u16, String) {
     let mut got = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -65,15 +65,15 @@ pub fn read_response(s: &mut TcpStream) -> (u16, String) {
     }
 }
 
-pub fn get(path: &str) -> Vec<u8> {
+pub(crate) fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: gh.test\r\n\r\n").into_bytes()
 }
 
-pub fn metric(gh: &Gatehouse, name: &str) -> f64 {
+pub(crate) fn metric(gh: &Gatehouse, name: &str) -> f64 {
     gh.metric(name, &[]).unwrap_or(-1.0)
 }
 
-pub fn wait_metric(gh: &Gatehouse, name: &str, want: f64) -> bool {
+pub(crate) fn wait_metric(gh: &Gatehouse, name: &str, want: f64) -> bool {
     let deadline = Instant::now() + CLOSE_BOUND;
     while Instant::now() < deadline {
         if metric(gh, name) == want {
@@ -85,7 +85,7 @@ pub fn wait_metric(gh: &Gatehouse, name: &str, want: f64) -> bool {
 }
 
 /// Resident set size of `pid` in KiB (`VmRSS` of /proc/PID/status).
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -94,7 +94,7 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-pub fn open_fds(pid: u32) -> usize {
+pub(crate) fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()

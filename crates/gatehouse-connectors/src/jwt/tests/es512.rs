@@ -135,7 +135,7 @@ async fn keys_of_other_curves_never_verify_es512_and_p521_keys_only_verify_es512
     };
     assert_eq!(fits("a"), [Alg::ES512]);
     assert_eq!(fits("b"), [Alg::ES256]);
-    let pem = keys::key_from_pem(None, p521.public_pem().unwrap().as_bytes()).unwrap();
+    let pem = key_from_pem(None, p521.public_pem().unwrap().as_bytes()).unwrap();
     assert_eq!(
         Alg::ALL
             .into_iter()
