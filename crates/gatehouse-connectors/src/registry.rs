@@ -53,6 +53,12 @@ pub trait ConnectorFactory: Send + Sync {
         Vec::new()
     }
 
+    /// The shared cache (`[caches.NAME]`) a section of this kind uses, if
+    /// any: a reload carries a connector over only with that same cache.
+    fn shared_cache(&self, _settings: &toml::Table) -> Option<String> {
+        None
+    }
+
     /// What connectors of this kind can do (by default: nothing promised).
     fn capabilities(&self) -> Capabilities {
         Capabilities {
@@ -131,6 +137,13 @@ impl Registry {
             .get(cfg.kind.as_str())
             .map(|f| f.source_files(&cfg.settings))
             .unwrap_or_default()
+    }
+
+    /// The shared cache a connector section uses (asked of its kind).
+    pub fn shared_cache_of(&self, cfg: &ConnectorConfig) -> Option<String> {
+        self.kinds
+            .get(cfg.kind.as_str())
+            .and_then(|f| f.shared_cache(&cfg.settings))
     }
 
     /// Builds the shared cache `name` (`[caches.NAME]`), registering the

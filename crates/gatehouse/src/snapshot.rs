@@ -173,11 +173,11 @@ pub async fn compile(
     );
     // A connector naming a shared cache is carried over only with that cache.
     let same_cache = |cfg: &ConnectorConfig| {
-        let Some(n) = cfg.settings.get("shared_cache").and_then(|v| v.as_str()) else {
+        let Some(n) = registry.shared_cache_of(cfg) else {
             return true;
         };
-        let old = previous.and_then(|p| p.caches.get(n)).map(|b| &b.cache);
-        matches!((old, shared.get(n)), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+        let old = previous.and_then(|p| p.caches.get(&n)).map(|b| &b.cache);
+        matches!((old, shared.get(&n)), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     };
 
     let mut connectors = BTreeMap::new();

@@ -25,11 +25,14 @@
 //! Mashery, and the relay of an identity provider's own rejection), and one
 //! [`clock`].
 
+pub mod answer_cache;
+pub mod answer_l2;
 pub mod clock;
 mod common;
 mod gate;
 pub mod limiter;
 mod problems;
+pub mod remote;
 
 pub use common::{Common, CommonSettings, KindDefaults, COMMON_KEYS, MAX_TOKEN_SIZE};
 pub use gate::ClaimGate;

@@ -5,21 +5,9 @@ use super::rules::ErrorText;
 use super::settings::ErrorMetadataLocation;
 use crate::claims::render;
 use crate::errors::IdpRefusal;
+pub use crate::kit::remote::Answer;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
-
-/// The meaning of one userinfo answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// 200 with a JSON object holding a string `sub`: the token is valid;
-    /// this is the identity.
-    Identity(Value),
-    /// 4xx: the IdP rejected the token.
-    Rejected(IdpRefusal),
-    /// Anything else (5xx, 3xx, not JSON, no string `sub`, signed userinfo): the IdP could not
-    /// answer usefully; the text says why (for logs and the client).
-    Unavailable(String),
-}
 
 /// Classifies a userinfo answer.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], text: &ErrorText) -> Answer {

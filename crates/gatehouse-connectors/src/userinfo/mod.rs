@@ -16,28 +16,29 @@
 //! (the pure decision), `client.rs` (the call), `cache.rs`, `shared.rs`,
 //! `metrics.rs`.
 
-mod cache;
 mod classify;
 mod client;
 mod metrics;
 mod rules;
 mod settings;
-mod shared;
 
+pub use crate::kit::answer_l2::{decode as decode_shared_entry, Found as SharedEntry, Lifetimes};
 pub use classify::{classify, Answer};
 pub use client::CallError;
 pub use rules::{ErrorText, Rules};
 pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
-pub use shared::{decode as decode_shared_entry, Found as SharedEntry, Lifetimes};
 
 use crate::errors::{Failure, FailureClass};
+use crate::kit::answer_cache::{
+    Admitted, AnswerCache, Entry, IdpRejection, Lookup, Outcome, Resolved,
+};
+use crate::kit::answer_l2::{self as shared, L2Kind};
 use crate::kit::limiter::CallLimiter;
 use crate::kit::{self, Common, CommonSettings, KindDefaults, Problems, Voice};
 use crate::outbound::{client as http_client, LazyFamilies};
 use crate::token::carrier_edits;
 use crate::{BuildContext, Connector, ConnectorFactory, Reason, RequestView, Verdict};
 use async_trait::async_trait;
-use cache::{Admitted, AnswerCache, Entry, IdpRejection, Lookup, Outcome, Resolved};
 use client::IdpClient;
 use gatehouse_config::{deserialize_section, ConfigErrors};
 use http::{HeaderName, StatusCode};
@@ -58,6 +59,30 @@ const VOICE: Voice = Voice {
     claims_code: "PolicyFailure",
     bad_value_class: FailureClass::InsufficientScope,
     bad_value_code: "PolicyFailure",
+};
+
+/// Settings of a section that shape an answer or the verdict on it.
+const FINGERPRINTED: &[&str] = &[
+    "method",
+    "post_token_in_body",
+    "max_response_bytes",
+    "error_metadata_location",
+    "error_header_name",
+    "error_payload_location",
+    "required_claims",
+    "policy",
+    "inject_headers",
+    "region_inject_headers",
+];
+
+/// Format of stored entries (part of the fingerprint).
+const FORMAT: &str = "gatehouse userinfo v1";
+
+/// How userinfo answers are keyed and stored in a shared cache.
+const L2_KIND: L2Kind = L2Kind {
+    format: FORMAT,
+    fingerprinted: FINGERPRINTED,
+    prefix: "ui",
 };
 
 /// An IdP answer about the IdP's state (408, 429), not the token: never cached.
@@ -392,6 +417,13 @@ impl ConnectorFactory for UserinfoFactory {
         kit::with_common::<UserinfoSettings>(generator)
     }
 
+    fn shared_cache(&self, settings: &toml::Table) -> Option<String> {
+        settings
+            .get("shared_cache")
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    }
+
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Connector>, ConfigErrors> {
         let path = ctx.path.as_str();
         let (common, rest) = CommonSettings::split(path, ctx.settings.clone())?;
@@ -463,7 +495,7 @@ impl ConnectorFactory for UserinfoFactory {
                     negative_ttl: rules.cache.negative_ttl,
                     stale: rules.cache.stale.unwrap_or_default(),
                 };
-                shared::L2::new(c, own, &ctx.settings, &urls)
+                shared::L2::new(L2_KIND, c, own, &ctx.settings, &urls)
             }),
             name,
             common,

@@ -49,19 +49,7 @@ pub struct ErrorText {
     pub path: Option<ClaimPath>,
 }
 
-/// How long answers are kept.
-pub struct CacheRules {
-    /// Capacity of valid answers (0: no cache).
-    pub size: u64,
-    /// Capacity of IdP rejections, kept apart.
-    pub negative_size: u64,
-    /// Fresh lifetime of a valid answer (or a gate refusal).
-    pub ttl: Duration,
-    /// Fresh lifetime of an IdP rejection.
-    pub negative_ttl: Duration,
-    /// How long past `ttl` a valid answer may serve while the IdP fails.
-    pub stale: Option<Duration>,
-}
+pub(super) use crate::kit::remote::CacheRules;
 
 /// Everything an `oidc_userinfo` connector decides with.
 pub struct Rules {

@@ -1,5 +1,5 @@
-//! The userinfo answer cache: fresh, negative and stale-if-error entries per
-//! (endpoint, token hash), and one IdP call per key at a time.
+//! The answer cache of remote kinds: fresh, negative and stale-if-error
+//! entries per (endpoint, token hash), and one IdP call per key at a time.
 //!
 //! Valid answers and IdP rejections live in two caches of their own sizes,
 //! so a flood of rejected (random) tokens evicts only rejections, never a
@@ -7,7 +7,7 @@
 //! runs: it is removed when the call ends and when the last request waiting
 //! on it goes away.
 
-use super::rules::CacheRules;
+use super::remote::CacheRules;
 use crate::errors::Failure;
 use crate::kit::clock;
 use crate::Denial;
@@ -23,7 +23,7 @@ use tokio::sync::OnceCell;
 /// What one IdP answer means, after the claim gate (cached per endpoint and
 /// token).
 #[derive(Debug, Clone)]
-pub(super) enum Outcome {
+pub enum Outcome {
     /// Valid: the header edits to apply and the identity document.
     Valid(Admitted),
     /// Valid token, refused by required claims, policy or injection.
@@ -36,7 +36,7 @@ pub(super) enum Outcome {
 
 /// A valid answer that passed the claim gate.
 #[derive(Debug, Clone)]
-pub(super) struct Admitted {
+pub struct Admitted {
     /// Header edits from the claim gate.
     pub edits: Vec<(HeaderName, HeaderValue)>,
     /// The userinfo document, handed to the route's later steps.
@@ -45,7 +45,7 @@ pub(super) struct Admitted {
 
 /// How an IdP rejection is answered.
 #[derive(Debug, Clone)]
-pub(super) enum IdpRejection {
+pub enum IdpRejection {
     /// The IdP's status and challenge, relayed as they are.
     Relay(Denial),
     /// Gatehouse's own answer, rendered per request (it may carry the request id).
@@ -56,7 +56,7 @@ pub(super) enum IdpRejection {
 /// may be cached when that is already decided (an answer from the shared
 /// cache keeps its remaining lifetime), and a stale entry to fall back on.
 #[derive(Clone)]
-pub(super) struct Resolved {
+pub struct Resolved {
     /// The outcome.
     pub outcome: Outcome,
     /// (fresh, kept) from now; `None`: computed from the TTLs and the token.
@@ -70,7 +70,7 @@ pub(super) struct Resolved {
 
 impl Resolved {
     /// An outcome the IdP just gave (`store`: whether it may be cached).
-    pub(super) fn fresh(outcome: Outcome, store: bool) -> Self {
+    pub fn fresh(outcome: Outcome, store: bool) -> Self {
         Self {
             outcome,
             window: None,
@@ -81,7 +81,7 @@ impl Resolved {
 }
 
 /// A cached outcome and how long it may serve.
-pub(super) struct Entry {
+pub struct Entry {
     /// The outcome.
     pub outcome: Outcome,
     /// Served as a hit until then.
@@ -99,10 +99,10 @@ impl moka::Expiry<Key, Arc<Entry>> for KeepUntil {
 }
 
 /// (endpoint index, SHA-256 of the token).
-pub(super) type Key = (u8, [u8; 32]);
+pub type Key = (u8, [u8; 32]);
 
 /// What the cache holds for a key.
-pub(super) enum Lookup {
+pub enum Lookup {
     /// A fresh entry: answer from it.
     Fresh(Arc<Entry>),
     /// Past its freshness, kept for stale-if-error.
@@ -112,7 +112,7 @@ pub(super) enum Lookup {
 }
 
 /// The caches and the single-flight table.
-pub(super) struct AnswerCache {
+pub struct AnswerCache {
     cache: Option<Cache<Key, Arc<Entry>>>,
     negative: Option<Cache<Key, Arc<Entry>>>,
     ttl: Duration,
@@ -123,7 +123,7 @@ pub(super) struct AnswerCache {
 
 impl AnswerCache {
     /// A cache following `rules` (none when the size is 0).
-    pub(super) fn new(rules: &CacheRules) -> Self {
+    pub fn new(rules: &CacheRules) -> Self {
         let build = |size: u64| {
             (size > 0).then(|| {
                 Cache::builder()
@@ -143,7 +143,7 @@ impl AnswerCache {
     }
 
     /// What is cached for `key` now.
-    pub(super) fn lookup(&self, key: &Key) -> Lookup {
+    pub fn lookup(&self, key: &Key) -> Lookup {
         let found = self
             .cache
             .as_ref()
@@ -158,7 +158,7 @@ impl AnswerCache {
 
     /// Runs `call` once for all concurrent requests with the same key, and
     /// caches what can be cached (`token` bounds the lifetime by its `exp`).
-    pub(super) async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Resolved
+    pub async fn single_flight<F>(&self, key: Key, token: &str, call: F) -> Resolved
     where
         F: Future<Output = Resolved>,
     {
@@ -187,7 +187,7 @@ impl AnswerCache {
 
     /// Calls in progress (entries of the single-flight table).
     #[cfg(test)]
-    pub(super) fn inflight_len(&self) -> usize {
+    pub fn inflight_len(&self) -> usize {
         self.inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -197,7 +197,7 @@ impl AnswerCache {
     /// How long an answer may be cached (fresh, kept) from now: a valid one
     /// (`valid`) for the TTL plus stale-if-error, a rejection for the
     /// negative TTL, neither past the token's `exp`. `None`: not at all.
-    pub(super) fn window(&self, valid: bool, token: &str) -> Option<(Duration, Duration)> {
+    pub fn window(&self, valid: bool, token: &str) -> Option<(Duration, Duration)> {
         let (ttl, stale) = match valid {
             true => (self.ttl, self.stale),
             false => (self.negative_ttl, None),
@@ -272,7 +272,7 @@ impl Drop for Leave<'_> {
 
 /// The `exp` of a JWT-shaped token, read without verification (only used to
 /// cap how long an answer is cached and served stale).
-pub(super) fn unverified_exp(token: &str) -> Option<f64> {
+pub fn unverified_exp(token: &str) -> Option<f64> {
     let bytes = crate::kit::unverified_payload(token)?;
     serde_json::from_slice::<Value>(&bytes)
         .ok()?
@@ -284,7 +284,7 @@ pub(super) fn unverified_exp(token: &str) -> Option<f64> {
 /// while the IdP fails), from now: `ttl`, plus `stale` for valid answers,
 /// neither past the token's `exp` (seconds left until it, possibly negative
 /// or huge). `None`: not cached.
-pub(super) fn cache_window(
+pub fn cache_window(
     ttl: Duration,
     stale: Option<Duration>,
     exp_in: Option<f64>,

@@ -1,4 +1,4 @@
-//! Userinfo answers in a shared cache (`shared_cache = "NAME"`), the L2
+//! Remote answers (userinfo, introspection) in a shared cache (`shared_cache = "NAME"`), the L2
 //! behind the in-process cache: what the IdP said (the identity document or
 //! its refusal) and until when, keyed by the token's SHA-256, the endpoint
 //! and a fingerprint of every setting that shapes the answer or the verdict
@@ -6,7 +6,7 @@
 //! maps). A changed policy therefore never meets an old entry, and every
 //! hit is judged again by this connector's gate.
 
-use super::classify::Answer;
+use super::remote::Answer;
 use crate::errors::IdpRefusal;
 use crate::shared::{hex, millis, Lock, LockToken, SharedCache};
 use serde::{Deserialize, Serialize};
@@ -15,22 +15,19 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Settings of a section that shape an answer or the verdict on it.
-const FINGERPRINTED: &[&str] = &[
-    "method",
-    "post_token_in_body",
-    "max_response_bytes",
-    "error_metadata_location",
-    "error_header_name",
-    "error_payload_location",
-    "required_claims",
-    "policy",
-    "inject_headers",
-    "region_inject_headers",
-];
-
-/// Format of stored entries (part of the fingerprint).
-const FORMAT: &str = "gatehouse userinfo v1";
+/// What a kind stores in the shared cache under: its entry format, the
+/// settings of its section that shape an answer or the verdict on it (part
+/// of the key, so a changed policy never meets an old entry), and the key
+/// namespace prefix.
+#[derive(Debug, Clone, Copy)]
+pub struct L2Kind {
+    /// Format of stored entries (part of the fingerprint).
+    pub format: &'static str,
+    /// Keys of the section fingerprinted into the key.
+    pub fingerprinted: &'static [&'static str],
+    /// Namespace prefix of the keys (`ui`).
+    pub prefix: &'static str,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -84,7 +81,7 @@ pub struct Lifetimes {
 
 /// IdP statuses about the IdP's state, not the token (rate limit, timeout):
 /// never cached, never shared.
-pub(super) fn transient_refusal(status: http::StatusCode) -> bool {
+pub fn transient_refusal(status: http::StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429)
 }
 
@@ -143,11 +140,12 @@ pub fn decode(bytes: &[u8], now: u64, own: Lifetimes) -> Found {
 }
 
 /// One connector's view of a shared cache.
-pub(super) struct L2 {
+pub struct L2 {
     cache: Arc<SharedCache>,
     own: Lifetimes,
     /// Key namespace per endpoint (`ui:<fingerprint>`).
     namespaces: Vec<String>,
+    prefix: &'static str,
 }
 
 fn unix_ms() -> u64 {
@@ -160,7 +158,8 @@ fn unix_ms() -> u64 {
 impl L2 {
     /// The L2 of a connector whose section is `settings` and whose endpoints
     /// call `urls`.
-    pub(super) fn new(
+    pub fn new(
+        kind: L2Kind,
         cache: Arc<SharedCache>,
         own: Lifetimes,
         settings: &toml::Table,
@@ -168,7 +167,7 @@ impl L2 {
     ) -> Self {
         let shaping: toml::Table = settings
             .iter()
-            .filter(|(k, _)| FINGERPRINTED.contains(&k.as_str()))
+            .filter(|(k, _)| kind.fingerprinted.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let shaping = toml::to_string(&shaping).unwrap_or_default();
@@ -176,33 +175,36 @@ impl L2 {
             .iter()
             .map(|url| {
                 let mut h = Sha256::new();
-                for part in [FORMAT, url, &shaping] {
+                for part in [kind.format, url, &shaping] {
                     h.update((part.len() as u64).to_be_bytes());
                     h.update(part.as_bytes());
                 }
                 let d = h.finalize();
-                format!("ui:{}", hex(&d[..16]))
+                format!("{}:{}", kind.prefix, hex(&d[..16]))
             })
             .collect();
         Self {
             cache,
             own,
             namespaces,
+            prefix: kind.prefix,
         }
     }
 
     fn key(&self, idx: usize, token_hash: &[u8; 32]) -> String {
-        let ns = self.namespaces.get(idx).map_or("ui:?", String::as_str);
-        self.cache.key(ns, token_hash)
+        match self.namespaces.get(idx) {
+            Some(ns) => self.cache.key(ns, token_hash),
+            None => self.cache.key(&format!("{}:?", self.prefix), token_hash),
+        }
     }
 
     /// Fleet single flight: how long to wait for another replica's answer.
-    pub(super) fn single_flight(&self) -> Option<Duration> {
+    pub fn single_flight(&self) -> Option<Duration> {
         self.cache.single_flight()
     }
 
     /// What is stored for (`idx`, token).
-    pub(super) async fn lookup(&self, idx: usize, token_hash: &[u8; 32]) -> Found {
+    pub async fn lookup(&self, idx: usize, token_hash: &[u8; 32]) -> Found {
         let bytes = match self.cache.get(&self.key(idx, token_hash)).await {
             Ok(Some(b)) => b,
             Ok(None) => return Found::Miss,
@@ -213,7 +215,7 @@ impl L2 {
 
     /// Releases the fleet lock this replica took for (`idx`, token), in the
     /// background.
-    pub(super) fn unlock(&self, idx: usize, token_hash: &[u8; 32], lock: LockToken) {
+    pub fn unlock(&self, idx: usize, token_hash: &[u8; 32], lock: LockToken) {
         let (cache, key) = (self.cache.clone(), self.key(idx, token_hash));
         tokio::spawn(async move { cache.unlock(&key, &lock).await });
     }
@@ -221,14 +223,14 @@ impl L2 {
     /// How long a fleet lock must last for an IdP call of `idp_timeout`:
     /// the call, then the store and the release (each up to the Redis
     /// timeout), and a margin.
-    pub(super) fn lock_ttl(&self, idp_timeout: Duration) -> Duration {
+    pub fn lock_ttl(&self, idp_timeout: Duration) -> Duration {
         idp_timeout + self.cache.timeout() * 2 + Duration::from_millis(250)
     }
 
     /// Stores `answer` for (`idx`, token), fresh and kept for `window` from
     /// now, in the background; then releases the fleet lock `locked` (if this
     /// replica holds it).
-    pub(super) fn store(
+    pub fn store(
         &self,
         idx: usize,
         token_hash: &[u8; 32],
@@ -277,14 +279,14 @@ impl L2 {
     }
 
     /// Takes the fleet lock for (`idx`, token) for `ttl`.
-    pub(super) async fn lock(&self, idx: usize, token_hash: &[u8; 32], ttl: Duration) -> Lock {
+    pub async fn lock(&self, idx: usize, token_hash: &[u8; 32], ttl: Duration) -> Lock {
         self.cache.lock(&self.key(idx, token_hash), ttl).await
     }
 
     /// Waits up to `wait` for another replica to store a fresh answer; gives
     /// up early when the lock is released without one (that replica got no
     /// usable answer, or what it stored cannot be read here).
-    pub(super) async fn wait_fresh(
+    pub async fn wait_fresh(
         &self,
         idx: usize,
         token_hash: &[u8; 32],
