@@ -26,6 +26,7 @@
 //! [`clock`].
 
 pub mod answer_cache;
+pub mod answer_flow;
 pub mod answer_l2;
 pub mod clock;
 mod common;

@@ -29,9 +29,8 @@ pub use rules::{ErrorText, Rules};
 pub use settings::{ErrorMetadataLocation, RegionMatch, UserinfoSettings};
 
 use crate::errors::{Failure, FailureClass};
-use crate::kit::answer_cache::{
-    Admitted, AnswerCache, Entry, IdpRejection, Lookup, Outcome, Resolved,
-};
+use crate::kit::answer_cache::{Admitted, AnswerCache, IdpRejection, Lookup, Outcome, Resolved};
+use crate::kit::answer_flow::{self, L2Counters, RemoteCall};
 use crate::kit::answer_l2::{self as shared, L2Kind};
 use crate::kit::limiter::CallLimiter;
 use crate::kit::{self, Common, CommonSettings, KindDefaults, Problems, Voice};
@@ -136,7 +135,7 @@ impl UserinfoConnector {
     }
 
     /// What an answer from endpoint `idx` means for this connector.
-    fn judge(&self, idx: usize, answer: Answer) -> Outcome {
+    fn judge_answer(&self, idx: usize, answer: Answer) -> Outcome {
         match answer {
             Answer::Identity(doc) => {
                 match self
@@ -164,104 +163,20 @@ impl UserinfoConnector {
         }
     }
 
-    /// A missed key resolved: from the shared cache when it has the answer
-    /// (or another replica is fetching it), else from the IdP (stored in the
-    /// shared cache for the others).
+    /// A missed key resolved through the kit's remote-answer flow (shared
+    /// cache, fleet lock, IdP call).
     async fn resolve(&self, idx: usize, token: &str, hash: &[u8; 32]) -> Resolved {
-        let Some(l2) = &self.l2 else {
-            let answer = self.call(idx, token).await;
-            let store = !transient(&answer);
-            return Resolved::fresh(self.judge(idx, answer), store);
+        let m = L2Counters {
+            hit: &self.m.l2_hit,
+            miss: &self.m.l2_miss,
+            waited: &self.m.l2_waited,
         };
-        let mut stale = None;
-        let mut reachable = true;
-        match l2.lookup(idx, hash).await {
-            shared::Found::Fresh(answer, window) => {
-                self.m.l2_hit.inc();
-                return self.judged_l2(idx, answer, window);
-            }
-            shared::Found::Stale(answer, keep) => {
-                // Never past the token's exp (nor this connector's windows,
-                // which decode applied).
-                let keep = self
-                    .cache
-                    .window(true, token)
-                    .map_or(std::time::Duration::ZERO, |w| keep.min(w.1));
-                let outcome = self.judge(idx, answer);
-                let now = Instant::now();
-                if matches!(outcome, Outcome::Valid(_)) && !keep.is_zero() {
-                    stale = now.checked_add(keep).map(|keep_until| {
-                        Arc::new(Entry {
-                            outcome,
-                            fresh_until: now,
-                            keep_until,
-                        })
-                    });
-                }
-            }
-            shared::Found::Miss => {}
-            // No second Redis round trip for this request: at most one timeout.
-            shared::Found::Unavailable => reachable = false,
-        }
-        self.m.l2_miss.inc();
-        let mut locked = None;
-        if let Some(wait) = l2.single_flight().filter(|_| reachable) {
-            // The lock outlives one IdP call and the store; its holder
-            // stores the answer, then releases it.
-            let ttl = l2.lock_ttl(self.rules.call.timeout);
-            match l2.lock(idx, hash, ttl).await {
-                crate::shared::Lock::Held => {
-                    if let Some((answer, window)) = l2.wait_fresh(idx, hash, wait).await {
-                        self.m.l2_waited.inc();
-                        return self.judged_l2(idx, answer, window);
-                    }
-                }
-                crate::shared::Lock::Acquired(token) => locked = Some(token),
-                crate::shared::Lock::Unavailable => {}
-            }
-        }
-        let answer = self.call(idx, token).await;
-        let valid = matches!(answer, Answer::Identity(_));
-        let transient = transient(&answer);
-        match self.cache.window(valid, token) {
-            // Only valid answers are served stale; a refusal is kept while fresh.
-            Some(w) if !matches!(answer, Answer::Unavailable(_)) && !transient => {
-                let w = if valid { w } else { (w.0, w.0) };
-                l2.store(idx, hash, &answer, w, locked);
-            }
-            _ => {
-                if let Some(token) = locked {
-                    l2.unlock(idx, hash, token);
-                }
-            }
-        }
-        Resolved {
-            outcome: self.judge(idx, answer),
-            window: None,
-            stale,
-            store: !transient,
-        }
-    }
-
-    /// An answer found in the shared cache, judged here, with what is left
-    /// of its lifetime.
-    fn judged_l2(
-        &self,
-        idx: usize,
-        answer: Answer,
-        window: (std::time::Duration, std::time::Duration),
-    ) -> Resolved {
-        Resolved {
-            outcome: self.judge(idx, answer),
-            window: Some(window),
-            stale: None,
-            store: true,
-        }
+        answer_flow::resolve(self, &self.cache, self.l2.as_ref(), m, idx, token, hash).await
     }
 
     /// One call to the IdP, classified, with its metrics — if the bounds on
     /// calls allow one now (else the IdP counts as unavailable).
-    async fn call(&self, idx: usize, token: &str) -> Answer {
+    async fn call_idp(&self, idx: usize, token: &str) -> Answer {
         let (ep, m) = (&self.rules.endpoints[idx], &self.endpoints[idx]);
         let slot = {
             let _waiting = GaugeHold::new(&self.m.waiting);
@@ -323,6 +238,25 @@ impl UserinfoConnector {
                 Verdict::Deny(d)
             }
         }
+    }
+}
+
+#[async_trait]
+impl RemoteCall for UserinfoConnector {
+    async fn call(&self, idx: usize, token: &str) -> Answer {
+        self.call_idp(idx, token).await
+    }
+
+    fn judge(&self, idx: usize, answer: Answer) -> Outcome {
+        self.judge_answer(idx, answer)
+    }
+
+    fn transient(&self, answer: &Answer) -> bool {
+        transient(answer)
+    }
+
+    fn call_timeout(&self) -> std::time::Duration {
+        self.rules.call.timeout
     }
 }
 
