@@ -30,6 +30,7 @@ pub mod claims;
 pub mod errors;
 pub mod files;
 pub mod inject;
+pub mod introspection;
 pub mod jwt;
 pub mod kit;
 pub mod limits;
