@@ -99,6 +99,9 @@ impl Registry {
         r.register(Arc::new(crate::jwt::JwtFactory::default()));
         r.register(Arc::new(crate::userinfo::UserinfoFactory::default()));
         r.register(Arc::new(crate::apikey::ApiKeyFactory::default()));
+        r.register(Arc::new(
+            crate::introspection::IntrospectionFactory::default(),
+        ));
         r
     }
 

@@ -1,9 +1,13 @@
-//! RFC 7662 token introspection (`kind = "oauth2_introspection"`, issue 25),
-//! built on the remote-answer kit (`kit::answer_cache`, `kit::answer_l2`,
-//! `kit::answer_flow`). This module holds the pure part so far: what an
-//! introspection endpoint's answer means ([`classify`]) and the checks on an
-//! active token's answer ([`check_active`]); the connector and its factory
-//! come next.
+//! RFC 7662 token introspection (`kind = "oauth2_introspection"`), built on
+//! the remote-answer kit (`kit::answer_cache`, `kit::answer_l2`,
+//! `kit::answer_flow`): what an introspection endpoint's answer means
+//! ([`classify`]), the checks on an active token's answer ([`check_active`]),
+//! and the connector ([`IntrospectionFactory`]).
+
+mod connector;
+pub mod settings;
+
+pub use connector::{IntrospectionConnector, IntrospectionFactory};
 
 use crate::errors::{Failure, FailureClass, IdpRefusal};
 use crate::kit::remote::Answer;
