@@ -85,11 +85,16 @@ shared_cache = "l2"
 [connectors.geo.endpoints]
 EU = "{ui}"
 
+[limits.per_sub]
+key = {{ claim = "sub" }}
+quota = "1000/day"
+
 [[routes]]
 name = "jwt"
 path_prefix = "/jwt"
 upstream = "echo"
 connectors = ["corp"]
+limits = ["per_sub"]
 
 [[routes]]
 name = "ui"
