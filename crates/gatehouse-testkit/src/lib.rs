@@ -17,8 +17,14 @@
 //!   Prometheus metrics.
 //! - [`http_get_blocking`]: a minimal blocking HTTP/1.0 `GET`, usable inside
 //!   and outside an async runtime.
+//! - [`ConfigBuilder`]: renders the `[server]` table and `[upstreams.NAME]`
+//!   sections a test config starts with (the caller appends connectors and
+//!   routes).
+//! - [`eventually`] and [`eventually_blocking`]: wait for a state (poll a
+//!   condition until it holds or a deadline passes) instead of sleeping.
 //! - [`parse_metric`]: reads one sample (summed over matching label sets)
-//!   from a Prometheus text exposition.
+//!   from a Prometheus text exposition; [`scrape_metric`] scrapes an admin
+//!   listener first, [`metric_families`] lists the families.
 //! - [`free_addr`]: picks a free loopback address.
 //! - [`raw::raw_exchange`]: writes hostile bytes verbatim on a raw socket and
 //!   reads the responses back.
@@ -41,6 +47,7 @@
 
 pub mod certs;
 pub mod cgi;
+pub mod config;
 pub mod echo;
 pub mod http_client;
 pub mod idp;
@@ -52,17 +59,20 @@ pub mod raw;
 pub mod redis;
 mod server;
 pub mod tokens;
+pub mod wait;
 pub mod websocket;
 
 pub use certs::{CertFiles, TestCa};
 pub use cgi::{cgi_env_vars, php_server_vars, CgiScript, CgiUpstream};
+pub use config::ConfigBuilder;
 pub use echo::{EchoRecord, EchoUpstream};
 pub use http_client::http_get_blocking;
 pub use idp::{MockIdp, MockResponse, RecordedRequest};
-pub use metrics::parse_metric;
+pub use metrics::{metric_families, parse_metric, scrape_metric};
 pub use net::free_addr;
 pub use nginx::Nginx;
 pub use process::Gatehouse;
 pub use redis::RedisServer;
 pub use tokens::{jwks, TestKey};
+pub use wait::{eventually, eventually_blocking};
 pub use websocket::{ws_connect, LiarMode, WsClient, WsEcho, WsHandshake, WsRefused};

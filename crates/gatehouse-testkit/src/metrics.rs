@@ -1,5 +1,33 @@
 //! Reading Prometheus text expositions (what `/metrics` serves).
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use crate::http_client::http_get_blocking;
+
+/// Scrapes `GET /metrics` on the admin listener `admin` and returns the
+/// (summed) value of the samples named `name` carrying all `labels`; see
+/// [`parse_metric`]. `None` if the scrape fails or no sample matches.
+///
+/// [`Gatehouse::metric`](crate::Gatehouse::metric) for a child process;
+/// this one also serves a Gatehouse run in-process.
+pub fn scrape_metric(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    match http_get_blocking(admin, "/metrics") {
+        Ok((200, text)) => parse_metric(&text, name, labels),
+        _ => None,
+    }
+}
+
+/// The metric family names of a Prometheus text exposition (its
+/// `# TYPE name kind` lines).
+pub fn metric_families(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Parses a Prometheus text exposition and returns the value of the samples
 /// named exactly `name` whose labels include every pair in `labels` (other
 /// labels are allowed). Several matching samples are summed; `None` if no

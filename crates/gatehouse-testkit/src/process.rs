@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 use crate::http_client::{http_get_blocking, lossy};
-use crate::metrics::parse_metric;
+use crate::metrics::scrape_metric;
 use crate::net::free_addr;
+use crate::wait::eventually_blocking;
 
 /// How long [`Gatehouse::start`] waits for `/readyz`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -329,23 +330,14 @@ impl Gatehouse {
     }
 
     /// Scrapes `/metrics` and returns the (summed) value of the samples named
-    /// `name` carrying all `labels`; see [`parse_metric`].
+    /// `name` carrying all `labels`; see [`crate::parse_metric`].
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        parse_metric(&self.metrics().ok()?, name, labels)
+        scrape_metric(self.admin, name, labels)
     }
 
     /// Polls the logs until they contain `needle` or `timeout` passes.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.logs().contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
+        eventually_blocking(timeout, || self.logs().contains(needle))
     }
 }
 
