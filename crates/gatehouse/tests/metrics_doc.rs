@@ -108,6 +108,12 @@ jwks_url = "{jwks}"
 kind = "api_key"
 keys_file = "{keys}"
 
+[connectors.m2m]
+kind = "oauth2_introspection"
+endpoint = "{introspect}"
+client_id = "gatehouse"
+client_secret_file = "{secret}"
+
 [connectors.ui]
 kind = "oidc_userinfo"
 default_endpoint = "{ui}"
@@ -143,6 +149,7 @@ connectors = ["keys"]
 limits = ["per_consumer"]
 "#,
         keys = keys.display(),
+        introspect = idp.url("/introspect"),
         cert = api.cert.display(),
         key = api.key.display(),
         echo = echo.addr(),
