@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gatehouse_testkit::http_get_blocking;
 use gatehouse_testkit::tokens::now;
-use gatehouse_testkit::{free_addr, TestKey};
+use gatehouse_testkit::{eventually_blocking, free_addr, TestKey};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
@@ -23,17 +23,16 @@ impl Drop for Devkit {
 }
 
 fn wait_200(addr: std::net::SocketAddr, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok((200, body)) = http_get_blocking(addr, path) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} on {addr} never answered 200"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut answer = None;
+    let answered = eventually_blocking(Duration::from_secs(20), || {
+        answer = match http_get_blocking(addr, path) {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        };
+        answer.is_some()
+    });
+    assert!(answered, "{path} on {addr} never answered 200");
+    answer.unwrap_or_default()
 }
 
 /// Sends a GET with an optional bearer token; returns status, headers, body.

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_testkit::http_get_blocking;
-use gatehouse_testkit::{free_addr, EchoUpstream, MockIdp, MockResponse};
+use gatehouse_testkit::{eventually, free_addr, EchoUpstream, MockIdp, MockResponse};
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
@@ -266,10 +266,7 @@ async fn idp_delays() {
     idp.set_delay(Some(Duration::from_secs(2)));
     let url = idp.url("/jwks");
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while idp.calls("/jwks") < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(5), async || idp.calls("/jwks") >= 2).await;
     assert_eq!(idp.calls("/jwks"), 2);
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
 

@@ -25,7 +25,7 @@ mod readings;
 
 use gatehouse_testkit::raw::{raw_exchange, RawOptions, RawOutcome};
 use gatehouse_testkit::tokens::{claims, unsigned_none_token, TestKey};
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, Nginx};
+use gatehouse_testkit::{jwks, ConfigBuilder, EchoUpstream, Gatehouse, Nginx};
 use std::net::SocketAddr;
 
 /// The `gatehouse` binary Cargo built for these tests.
@@ -37,18 +37,16 @@ const AUD: &str = "api";
 /// The config of the issue, every route to `upstream`.
 fn config(upstream: SocketAddr, key: &TestKey) -> String {
     let keys = jwks(&[(key, "k1")]).to_string();
+    let head = ConfigBuilder::new()
+        .upstream_with(
+            "up",
+            upstream,
+            "connect_timeout = \"2s\"\nread_timeout = \"10s\"",
+        )
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.up]
-peers = ["{upstream}"]
-connect_timeout = "2s"
-read_timeout = "10s"
-
+{head}
 [connectors.jwt]
 kind = "jwt"
 jwks = '{keys}'

@@ -9,23 +9,17 @@
 
 use gatehouse_connectors::apikey::keys::hash_line;
 use gatehouse_testkit::raw::{raw_exchange, RawOptions};
-use gatehouse_testkit::{EchoUpstream, Gatehouse};
+use gatehouse_testkit::{ConfigBuilder, EchoUpstream, Gatehouse};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const GOOD: &str = "good-key-0123456789abcdef";
 const OFF: &str = "off-key-0123456789abcdef";
 
 fn config(echo: &EchoUpstream, keys: &std::path::Path) -> String {
+    let head = ConfigBuilder::new().upstream("up", echo.addr()).render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.up]
-peers = ["{echo}"]
-
+{head}
 [connectors.keys]
 kind = "api_key"
 key_sources = [{{ header = "X-Api-Key" }}, {{ query = "api_key" }}]
@@ -44,7 +38,6 @@ path_prefix = "/api"
 upstream = "up"
 connectors = ["keys"]
 "#,
-        echo = echo.addr(),
         keys = keys.display()
     )
 }

@@ -20,7 +20,7 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{jwks, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use serde_json::{json, Value};
 use std::process::Command;
 
@@ -55,17 +55,13 @@ fn config(echo: &EchoUpstream, idp: &MockIdp, key: &TestKey) -> String {
         ),
     ]
     .concat();
+    let head = ConfigBuilder::new()
+        .server_line("underscores_in_headers = true")
+        .upstream("echo", echo.addr())
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-underscores_in_headers = true
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 {connectors}
 [connectors.ui]
 kind = "oidc_userinfo"
@@ -116,7 +112,6 @@ path_prefix = "/nosub"
 upstream = "echo"
 connectors = ["nosub"]
 "#,
-        echo = echo.addr(),
         us = idp.url("/us"),
         fr = idp.url("/fr"),
         nosub = idp.url("/nosub"),

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{jwks, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use std::process::Command;
 
 const CORP: &str = "https://corp.test";
@@ -16,16 +16,10 @@ const AUD: &str = "api";
 const JWKS: &str = "/jwks.json";
 
 fn config(echo: &EchoUpstream, corp: &MockIdp, partner: &MockIdp) -> String {
+    let head = ConfigBuilder::new().upstream("echo", echo.addr()).render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.corp]
 kind = "jwt"
 jwks_url = "{corp_jwks}"
@@ -61,7 +55,6 @@ path_prefix = "/gold"
 upstream = "echo"
 connectors = [{{ any = ["corp", "partner"] }}, "tier"]
 "#,
-        echo = echo.addr(),
         corp_jwks = corp.url(JWKS),
         partner_jwks = partner.url(JWKS),
     )

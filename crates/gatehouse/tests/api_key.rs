@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{client, echoed, eventually, header_values, BIN};
+use common::{client, echoed, header_values, BIN};
 use gatehouse_connectors::apikey::keys::hash_line;
 use gatehouse_connectors::apikey::settings::SignatureAlgorithm;
 use gatehouse_connectors::apikey::signature::sign;
 use gatehouse_testkit::tokens::claims;
-use gatehouse_testkit::{EchoUpstream, Gatehouse, TestKey};
+use gatehouse_testkit::{eventually, ConfigBuilder, EchoUpstream, Gatehouse, TestKey};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,17 +50,13 @@ fn write_atomic(path: &Path, content: &str) {
 
 fn config(echo: &EchoUpstream, keys: &Path) -> String {
     let keys = keys.display();
+    let head = ConfigBuilder::new()
+        .grace_period("2s")
+        .upstream("echo", echo.addr())
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-grace_period = "2s"
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.keys]
 kind = "api_key"
 key_sources = [{{ header = "X-Api-Key" }}, {{ query = "api_key" }}]
@@ -110,7 +106,6 @@ path_prefix = "/bound"
 upstream = "echo"
 connectors = ["corp_jwt", "keys_in_token"]
 "#,
-        echo = echo.addr(),
         hs = keys.to_string().replace("keys.toml", "hs.key"),
     )
 }

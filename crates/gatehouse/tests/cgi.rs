@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use gatehouse_testkit::cgi::{cgi_env_vars, php_server_vars, CgiUpstream};
 use gatehouse_testkit::tokens::claims;
-use gatehouse_testkit::{jwks, Gatehouse, TestKey};
+use gatehouse_testkit::{jwks, ConfigBuilder, Gatehouse, TestKey};
 use serde_json::{Map, Value};
 
 const ISS: &str = "https://idp.test";
@@ -20,17 +20,13 @@ const AUD: &str = "api";
 /// A public catch-all and a JWT-protected `/api`, both to the CGI upstream.
 fn config(upstream: std::net::SocketAddr, key: &TestKey) -> String {
     let keys = jwks(&[(key, "k1")]).to_string();
+    let head = ConfigBuilder::new()
+        .server_line("h2c = true")
+        .upstream("cgi", upstream)
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-h2c = true
-
-[upstreams.cgi]
-peers = ["{upstream}"]
-
+{head}
 [connectors.jwt]
 kind = "jwt"
 jwks = '{keys}'

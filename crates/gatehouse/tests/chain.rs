@@ -9,8 +9,10 @@ use gatehouse_connectors::{
     BuildContext, Connector, ConnectorFactory, Denial, HeaderEdits, Reason, Registry, Rejection,
     RequestView, Verdict,
 };
-use gatehouse_testkit::{free_addr, EchoUpstream};
-use gatehouse_testkit::{http_get_blocking, parse_metric};
+use gatehouse_testkit::{
+    eventually, eventually_blocking, free_addr, http_get_blocking, scrape_metric, ConfigBuilder,
+    EchoUpstream,
+};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,16 +141,14 @@ fn config(
     realm: &str,
     extra_route: &str,
 ) -> String {
+    let head = ConfigBuilder::new()
+        .listen(listen)
+        .admin(admin)
+        .upstream("echo", echo)
+        .render();
     format!(
         r#"
-[server]
-listen = ["{listen}"]
-admin_listen = "{admin}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.gate]
 kind = "test_gate"
 realm = "{realm}"
@@ -185,23 +185,16 @@ fn start(echo: SocketAddr) -> Running {
         .register(Arc::new(ReadOnlyFactory));
     let p = path.clone();
     std::thread::spawn(move || gatehouse::server::run(p, registry));
-    for _ in 0..200 {
-        if matches!(http_get_blocking(admin, "/readyz"), Ok((200, _))) {
-            return Running {
-                listen,
-                admin,
-                path,
-                _dir: dir,
-            };
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let ready = eventually_blocking(Duration::from_secs(10), || {
+        matches!(http_get_blocking(admin, "/readyz"), Ok((200, _)))
+    });
+    assert!(ready, "in-process gatehouse did not become ready");
+    Running {
+        listen,
+        admin,
+        path,
+        _dir: dir,
     }
-    panic!("in-process gatehouse did not become ready");
-}
-
-fn metric(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let (_, text) = http_get_blocking(admin, "/metrics").unwrap();
-    parse_metric(&text, name, labels)
 }
 
 /// One test, sequential steps: the server runs in this process until it ends.
@@ -221,7 +214,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
     assert_eq!(body["error_description"], "no pass");
     assert_eq!(echo.requests(), 0);
     assert_eq!(
-        metric(
+        scrape_metric(
             gh.admin,
             "gatehouse_rejections_total",
             &[
@@ -272,7 +265,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(
-        metric(
+        scrape_metric(
             gh.admin,
             "gatehouse_rejections_total",
             &[("connector", "ro"), ("reason", "policy_denied")]
@@ -280,7 +273,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
         Some(1.0)
     );
     assert_eq!(
-        metric(
+        scrape_metric(
             gh.admin,
             "gatehouse_connector_duration_seconds_count",
             &[("connector", "gate"), ("result", "allow")]
@@ -288,7 +281,7 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
         Some(3.0)
     );
     assert_eq!(
-        metric(
+        scrape_metric(
             gh.admin,
             "gatehouse_connector_duration_seconds_count",
             &[("connector", "ro"), ("result", "deny")]
@@ -322,14 +315,10 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
         config(gh.listen, gh.admin, echo.addr(), "test", extra),
     )
     .unwrap();
-    let mut reloaded = false;
-    for _ in 0..100 {
-        if metric(gh.admin, "gatehouse_config_generation", &[]) == Some(2.0) {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reloaded = eventually(Duration::from_secs(5), async || {
+        scrape_metric(gh.admin, "gatehouse_config_generation", &[]) == Some(2.0)
+    })
+    .await;
     assert!(reloaded);
     assert_eq!(
         BUILDS.load(Ordering::SeqCst),
@@ -351,14 +340,10 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
         config(gh.listen, gh.admin, echo.addr(), "changed", extra),
     )
     .unwrap();
-    let mut rebuilt = false;
-    for _ in 0..100 {
-        if metric(gh.admin, "gatehouse_config_generation", &[]) == Some(3.0) {
-            rebuilt = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let rebuilt = eventually(Duration::from_secs(5), async || {
+        scrape_metric(gh.admin, "gatehouse_config_generation", &[]) == Some(3.0)
+    })
+    .await;
     assert!(rebuilt);
     assert_eq!(BUILDS.load(Ordering::SeqCst), builds + 1);
     let r = cl.get(&url).send().await.unwrap();
@@ -370,19 +355,14 @@ async fn chain_denies_allows_edits_strips_and_survives_reload() {
         config(gh.listen, gh.admin, echo.addr(), "x\"\nrealmm = \"y", extra),
     )
     .unwrap();
-    let mut failed = false;
-    for _ in 0..100 {
-        if metric(
+    let failed = eventually(Duration::from_secs(5), async || {
+        scrape_metric(
             gh.admin,
             "gatehouse_config_reloads_total",
             &[("result", "failure")],
         ) == Some(1.0)
-        {
-            failed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     assert!(failed);
     let r = cl.get(&url).send().await.unwrap();
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"changed\"");

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{
+    jwks, metric_families, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse,
+};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -52,20 +54,18 @@ async fn every_metric_in_the_dashboard_and_alerts_exists() {
     let certs = tempfile::tempdir().unwrap();
     let ca = gatehouse_testkit::TestCa::new(certs.path(), "ca").unwrap();
     let api = ca.server("api", &["api.test"]).unwrap();
+    let head = ConfigBuilder::new()
+        .server_section(format!(
+            "[[server.tls]]\nlisten = [\"${{TLS_LISTEN}}\"]\n\
+             certificates = [{{ cert_file = \"{}\", key_file = \"{}\" }}]",
+            api.cert.display(),
+            api.key.display()
+        ))
+        .upstream("echo", echo.addr())
+        .render();
     let cfg = format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[[server.tls]]
-listen = ["${{TLS_LISTEN}}"]
-certificates = [{{ cert_file = "{cert}", key_file = "{key}" }}]
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.corp]
 kind = "jwt"
 jwks_url = "{jwks}"
@@ -102,11 +102,8 @@ path_prefix = "/ui"
 upstream = "echo"
 connectors = ["geo"]
 "#,
-        echo = echo.addr(),
         jwks = idp.url("/jwks"),
         ui = idp.url("/userinfo"),
-        cert = api.cert.display(),
-        key = api.key.display(),
     );
     let gh = Gatehouse::start(BIN, &cfg).unwrap();
     let cl = client();
@@ -149,12 +146,7 @@ connectors = ["geo"]
         .unwrap();
     assert_eq!(resp.status(), 404);
 
-    let text = gh.metrics().unwrap();
-    let families: BTreeSet<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split(' ').next())
-        .collect();
+    let families = metric_families(&gh.metrics().unwrap());
     let referenced = referenced_metrics();
     assert!(
         referenced.len() >= 15,

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{jwks, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -17,16 +17,10 @@ const AUD: &str = "orders-api";
 const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 fn config(echo: &EchoUpstream, idp: &MockIdp) -> String {
+    let head = ConfigBuilder::new().upstream("echo", echo.addr()).render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.corp]
 kind = "jwt"
 jwks_url = "{jwks}"
@@ -43,7 +37,6 @@ path_prefix = "/orders"
 upstream = "echo"
 connectors = ["corp"]
 "#,
-        echo = echo.addr(),
         jwks = idp.url(JWKS_PATH)
     )
 }

@@ -6,22 +6,18 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{EchoUpstream, Gatehouse};
+use gatehouse_testkit::{ConfigBuilder, EchoUpstream, Gatehouse};
 
 /// A public route beside a JWT connector that injects `X-User-Id` (used by no
 /// route here: its names are stripped everywhere all the same).
 fn config(echo: std::net::SocketAddr, server_extra: &str) -> String {
+    let head = ConfigBuilder::new()
+        .server_line(server_extra)
+        .upstream("echo", echo)
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-{server_extra}
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.corp]
 kind = "jwt"
 secret = "0123456789abcdef0123456789abcdef"

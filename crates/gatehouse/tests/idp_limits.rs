@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually, ConfigBuilder, EchoUpstream, Gatehouse};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -87,16 +87,13 @@ impl HoldingIdp {
 }
 
 fn config(echo: &EchoUpstream, idp: &HoldingIdp, extra: &str) -> String {
+    let head = ConfigBuilder::new()
+        .threads(2)
+        .upstream("echo", echo.addr())
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 2
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.ui]
 kind = "oidc_userinfo"
 default_endpoint = "http://{idp}/userinfo"
@@ -109,7 +106,6 @@ path_prefix = "/"
 upstream = "echo"
 connectors = ["ui"]
 "#,
-        echo = echo.addr(),
         idp = idp.addr,
     )
 }

@@ -10,7 +10,9 @@
 mod common;
 
 use common::{client, echoed, header_values, BIN};
-use gatehouse_testkit::{EchoUpstream, Gatehouse, MockIdp, MockResponse, RecordedRequest};
+use gatehouse_testkit::{
+    ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse, RecordedRequest,
+};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,16 +61,10 @@ fn endpoint(idp: &MockIdp) {
 }
 
 fn config(echo: &EchoUpstream, idp: &MockIdp, secret_file: &std::path::Path) -> String {
+    let head = ConfigBuilder::new().upstream("echo", echo.addr()).render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.m2m]
 kind = "oauth2_introspection"
 endpoint = "{url}"
@@ -95,7 +91,6 @@ path_prefix = "/api"
 upstream = "echo"
 connectors = ["m2m"]
 "#,
-        echo = echo.addr(),
         url = idp.url("/introspect"),
         secret = secret_file.display()
     )
@@ -228,5 +223,40 @@ async fn a_failing_endpoint_keeps_cached_answers_and_a_wrong_secret_is_503() {
             .gh
             .wait_for_log("client credentials", Duration::from_secs(10)),
         "the log names the client credentials"
+    );
+}
+
+#[tokio::test]
+async fn three_replicas_sharing_redis_ask_once_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("introspect.secret");
+    std::fs::write(&file, SECRET).unwrap();
+    let redis = gatehouse_testkit::RedisServer::start(None).unwrap();
+    let idp = MockIdp::start();
+    endpoint(&idp);
+    let echo = EchoUpstream::start();
+    let cfg = config(&echo, &idp, &file).replace(
+        "timeout = \"2s\"\n",
+        &format!(
+            "timeout = \"2s\"\nshared_cache = \"l2\"\n\n[caches.l2]\nkind = \"redis\"\nurl = \"{}\"\ntimeout = \"1s\"\n",
+            redis.url()
+        ),
+    );
+    let fleet: Vec<Gatehouse> = (0..3)
+        .map(|_| Gatehouse::start(BIN, &cfg).unwrap())
+        .collect();
+    for (i, token) in ["active-l2-a-0123456789", "inactive-l2-b-0123456789"]
+        .iter()
+        .enumerate()
+    {
+        let want = if i == 0 { 200 } else { 401 };
+        for gh in &fleet {
+            assert_eq!(get(gh, token).await.status(), want, "{token}");
+        }
+    }
+    assert_eq!(
+        idp.calls("/introspect"),
+        2,
+        "one call per token for the whole fleet"
     );
 }

@@ -7,7 +7,9 @@ mod common;
 use base64::Engine;
 use common::*;
 use gatehouse_testkit::tokens::{claims, exp_in, now, time_until_past, TestKey};
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{
+    eventually, jwks, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -20,16 +22,10 @@ fn serve_keys(idp: &MockIdp, keys: &[(&TestKey, &str)]) {
 }
 
 fn config(echo: &EchoUpstream, idp: &MockIdp, extra: &str) -> String {
+    let head = ConfigBuilder::new().upstream("echo", echo.addr()).render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.corp]
 kind = "jwt"
 jwks_url = "{jwks}"
@@ -53,7 +49,6 @@ name = "public"
 path_prefix = "/public"
 upstream = "echo"
 "#,
-        echo = echo.addr(),
         jwks = idp.url(JWKS_PATH)
     )
 }

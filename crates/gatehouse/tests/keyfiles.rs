@@ -7,9 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 use gatehouse_testkit::tokens::claims;
-use gatehouse_testkit::{jwks, EchoUpstream, Gatehouse, TestKey};
+use gatehouse_testkit::{eventually, jwks, ConfigBuilder, EchoUpstream, Gatehouse, TestKey};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `gatehouse` binary Cargo built for these tests.
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
@@ -20,17 +20,13 @@ const NEW_SECRET: &[u8] = b"new-secret-0123456789abcdef-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn config(echo: &EchoUpstream, connector: &str) -> String {
+    let head = ConfigBuilder::new()
+        .grace_period("2s")
+        .upstream("echo", echo.addr())
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-grace_period = "2s"
-
-[upstreams.echo]
-peers = ["{}"]
-
+{head}
 [connectors.keys]
 kind = "jwt"
 {connector}
@@ -40,8 +36,7 @@ name = "api"
 path_prefix = "/api"
 upstream = "echo"
 connectors = ["keys"]
-"#,
-        echo.addr()
+"#
     )
 }
 
@@ -91,18 +86,6 @@ fn generation(gh: &Gatehouse) -> f64 {
     metric(gh, "gatehouse_config_generation", &[])
 }
 
-/// Polls `f` every 50 ms until it holds or [`WAIT`] passes.
-async fn wait_for(mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn rotated_secret_file_applies_on_sighup() {
     let keys = tempfile::tempdir().unwrap();
@@ -124,7 +107,7 @@ async fn rotated_secret_file_applies_on_sighup() {
     gh.sighup();
     // The file watch may apply it first; either way the revoked secret must
     // stop working and the new one must work.
-    let rotated = wait_for(async || status(&gh, &old).await == 401).await;
+    let rotated = eventually(WAIT, async || status(&gh, &old).await == 401).await;
     assert!(rotated, "old secret still accepted; logs:\n{}", gh.logs());
     assert_eq!(status(&gh, &new).await, 200);
     assert!(generation(&gh) >= 2.0);
@@ -145,7 +128,7 @@ async fn rotated_secret_file_applies_by_the_file_watch_alone() {
     assert_eq!(status(&gh, &old).await, 200);
 
     write_atomic(&secret, NEW_SECRET);
-    let reloaded = wait_for(async || generation(&gh) == 2.0).await;
+    let reloaded = eventually(WAIT, async || generation(&gh) == 2.0).await;
     assert!(
         reloaded,
         "no reload after the key file changed; logs:\n{}",
@@ -176,7 +159,7 @@ async fn rotated_pem_file_applies_and_a_garbage_pem_is_refused() {
 
     write_atomic(&pem, k2.public_pem().unwrap().as_bytes());
     gh.sighup();
-    let rotated = wait_for(async || status(&gh, &old).await == 401).await;
+    let rotated = eventually(WAIT, async || status(&gh, &old).await == 401).await;
     assert!(rotated, "old key still accepted; logs:\n{}", gh.logs());
     assert_eq!(status(&gh, &new).await, 200);
     assert_eq!(reloads(&gh, "failure"), 0.0, "{}", gh.logs());
@@ -187,7 +170,7 @@ async fn rotated_pem_file_applies_and_a_garbage_pem_is_refused() {
         &pem,
         b"-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
     );
-    let refused = wait_for(async || reloads(&gh, "failure") == 1.0).await;
+    let refused = eventually(WAIT, async || reloads(&gh, "failure") == 1.0).await;
     assert!(refused, "garbage PEM not refused; logs:\n{}", gh.logs());
     assert!(
         gh.logs().contains("connectors.keys.public_keys[0]"),
@@ -210,7 +193,7 @@ async fn broken_secret_file_refuses_the_reload_and_old_keys_keep_serving() {
 
     // Too short (the file watch tries it).
     write_atomic(&secret, b"short\n");
-    let refused = wait_for(async || reloads(&gh, "failure") == 1.0).await;
+    let refused = eventually(WAIT, async || reloads(&gh, "failure") == 1.0).await;
     assert!(refused, "short secret not refused; logs:\n{}", gh.logs());
     assert!(
         gh.logs()
@@ -223,13 +206,13 @@ async fn broken_secret_file_refuses_the_reload_and_old_keys_keep_serving() {
 
     // SIGHUP retries the same broken file: one more failure, nothing changes.
     gh.sighup();
-    let counted = wait_for(async || reloads(&gh, "failure") == 2.0).await;
+    let counted = eventually(WAIT, async || reloads(&gh, "failure") == 2.0).await;
     assert!(counted, "SIGHUP reload not counted; logs:\n{}", gh.logs());
     assert_eq!(status(&gh, &old).await, 200);
 
     // Larger than the 1 MiB read limit.
     write_atomic(&secret, &vec![b'a'; 2 * 1024 * 1024]);
-    let refused = wait_for(async || reloads(&gh, "failure") == 3.0).await;
+    let refused = eventually(WAIT, async || reloads(&gh, "failure") == 3.0).await;
     assert!(refused, "oversized file not refused; logs:\n{}", gh.logs());
     assert!(
         gh.logs().contains("is larger than 1048576 bytes"),
@@ -239,7 +222,7 @@ async fn broken_secret_file_refuses_the_reload_and_old_keys_keep_serving() {
 
     // Removed.
     std::fs::remove_file(&secret).unwrap();
-    let refused = wait_for(async || reloads(&gh, "failure") == 4.0).await;
+    let refused = eventually(WAIT, async || reloads(&gh, "failure") == 4.0).await;
     assert!(refused, "missing file not refused; logs:\n{}", gh.logs());
     assert!(
         gh.logs()
@@ -252,7 +235,7 @@ async fn broken_secret_file_refuses_the_reload_and_old_keys_keep_serving() {
 
     // A good secret again: applied by the watch.
     write_atomic(&secret, NEW_SECRET);
-    let applied = wait_for(async || generation(&gh) == 2.0).await;
+    let applied = eventually(WAIT, async || generation(&gh) == 2.0).await;
     assert!(applied, "fixed key file not applied; logs:\n{}", gh.logs());
     assert_eq!(status(&gh, &old).await, 401);
     assert_eq!(
@@ -281,7 +264,7 @@ async fn unchanged_key_file_carries_the_connector_over_on_sighup() {
     assert_eq!((cache("miss"), cache("hit")), (1.0, 0.0));
 
     gh.sighup();
-    let reloaded = wait_for(async || generation(&gh) == 2.0).await;
+    let reloaded = eventually(WAIT, async || generation(&gh) == 2.0).await;
     assert!(reloaded, "SIGHUP reload; logs:\n{}", gh.logs());
     assert!(
         gh.logs().contains("connectors_kept=1"),
@@ -309,7 +292,7 @@ async fn rotated_jwks_file_applies_by_the_file_watch_and_garbage_is_refused() {
     assert_eq!(status(&gh, &old).await, 200);
 
     write_atomic(&file, jwks(&[(&k2, "two")]).to_string().as_bytes());
-    let reloaded = wait_for(async || generation(&gh) == 2.0).await;
+    let reloaded = eventually(WAIT, async || generation(&gh) == 2.0).await;
     assert!(
         reloaded,
         "no reload after the JWKS file changed; logs:\n{}",
@@ -319,7 +302,7 @@ async fn rotated_jwks_file_applies_by_the_file_watch_and_garbage_is_refused() {
     assert_eq!(status(&gh, &new).await, 200);
 
     write_atomic(&file, b"{ not json");
-    let refused = wait_for(async || reloads(&gh, "failure") == 1.0).await;
+    let refused = eventually(WAIT, async || reloads(&gh, "failure") == 1.0).await;
     assert!(refused, "garbage JWKS not refused; logs:\n{}", gh.logs());
     assert!(
         gh.logs().contains("connectors.keys.jwks_file"),

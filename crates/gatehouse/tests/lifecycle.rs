@@ -4,15 +4,22 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::http_get_blocking;
-use gatehouse_testkit::{EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually, http_get_blocking, ConfigBuilder, EchoUpstream, Gatehouse};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The shared test config with a grace period far above the time bounds
 /// asserted below, so "exits early" cannot be confused with "grace ran out".
 fn long_grace(echo: std::net::SocketAddr) -> String {
-    public_config(echo, "").replace("grace_period = \"3s\"", "grace_period = \"30s\"")
+    with_public_route(public_head(echo).grace_period("30s"), "")
+}
+
+/// The shared head with fixed addresses, for `gatehouse check` (nothing
+/// substitutes placeholders there).
+fn unplaced_head() -> ConfigBuilder {
+    public_head("127.0.0.1:9".parse().unwrap())
+        .listen("127.0.0.1:1")
+        .admin("127.0.0.1:2")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,8 +105,10 @@ fn bad_config_at_start_exits_1_with_the_key_path() {
 #[test]
 fn taken_port_at_start_exits_1_naming_the_listener() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let cfg = public_config("127.0.0.1:9".parse().unwrap(), "")
-        .replace("${LISTEN}", &taken.local_addr().unwrap().to_string());
+    let cfg = with_public_route(
+        public_head("127.0.0.1:9".parse().unwrap()).listen(taken.local_addr().unwrap()),
+        "",
+    );
     let mut gh = Gatehouse::spawn_unchecked(BIN, &cfg).unwrap();
     let status = gh.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
@@ -151,9 +160,10 @@ fn check_accepts_every_shipped_config() {
 fn check_refuses_a_bad_config_with_every_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    let text = public_config("127.0.0.1:9".parse().unwrap(), "[[routes]]\nname = \"x\"\npath_prefix = \"/x\"\nupstream = \"ecoh\"\nconnectors = [\"nope\"]\n")
-        .replace("${LISTEN}", "127.0.0.1:1")
-        .replace("${ADMIN}", "127.0.0.1:2");
+    let text = with_public_route(
+        unplaced_head(),
+        "[[routes]]\nname = \"x\"\npath_prefix = \"/x\"\nupstream = \"ecoh\"\nconnectors = [\"nope\"]\n",
+    );
     std::fs::write(&path, text).unwrap();
     let out = Command::new(BIN)
         .args(["check", "-c"])
@@ -177,12 +187,7 @@ fn check_refuses_a_bad_config_with_every_error() {
 fn unknown_connector_kind_lists_known_kinds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kind.toml");
-    let text = public_config(
-        "127.0.0.1:9".parse().unwrap(),
-        "[connectors.c]\nkind = \"jtw\"\n",
-    )
-    .replace("${LISTEN}", "127.0.0.1:1")
-    .replace("${ADMIN}", "127.0.0.1:2");
+    let text = with_public_route(unplaced_head(), "[connectors.c]\nkind = \"jtw\"\n");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(BIN)
         .args(["check", "-c"])

@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{http_get_blocking, EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually_blocking, http_get_blocking, EchoUpstream, Gatehouse};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -25,10 +25,7 @@ fn idle_keepalive_connection_is_closed_after_idle_timeout() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(
         BIN,
-        &public_config(echo.addr(), "").replace(
-            "access_log = true",
-            "access_log = true\nidle_timeout = \"1s\"",
-        ),
+        &public_config_with_server(echo.addr(), "idle_timeout = \"1s\""),
     )
     .unwrap();
     let mut s = connect(gh.listen_addr());
@@ -56,9 +53,9 @@ fn silent_and_unfinished_heads_are_closed_after_request_header_timeout() {
     for h2c in [false, true] {
         let gh = Gatehouse::start(
             BIN,
-            &public_config(echo.addr(), "").replace(
-                "access_log = true",
-                &format!("access_log = true\nrequest_header_timeout = \"1s\"\nh2c = {h2c}"),
+            &public_config_with_server(
+                echo.addr(),
+                format!("request_header_timeout = \"1s\"\nh2c = {h2c}"),
             ),
         )
         .unwrap();
@@ -95,9 +92,9 @@ fn a_trickled_head_is_closed_at_its_deadline_not_per_read() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(
         BIN,
-        &public_config(echo.addr(), "").replace(
-            "access_log = true",
-            "access_log = true\nrequest_header_timeout = \"2s\"\nidle_timeout = \"2s\"",
+        &public_config_with_server(
+            echo.addr(),
+            "request_header_timeout = \"2s\"\nidle_timeout = \"2s\"",
         ),
     )
     .unwrap();
@@ -145,10 +142,7 @@ fn trickling_body_is_closed_after_request_body_timeout_and_the_connection_freed(
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(
         BIN,
-        &public_config(echo.addr(), "").replace(
-            "access_log = true",
-            "access_log = true\nrequest_body_timeout = \"1s\"",
-        ),
+        &public_config_with_server(echo.addr(), "request_body_timeout = \"1s\""),
     )
     .unwrap();
     let pid = gh.pid();
@@ -174,12 +168,9 @@ fn trickling_body_is_closed_after_request_body_timeout_and_the_connection_freed(
         "connection freed"
     );
     // Its descriptors are back (the upstream one may stay pooled only if reusable).
-    let deadline = Instant::now() + CLOSE_BOUND;
-    while open_fds(pid) > fds_before + 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let freed = eventually_blocking(CLOSE_BOUND, || open_fds(pid) <= fds_before + 1);
     assert!(
-        open_fds(pid) <= fds_before + 1,
+        freed,
         "descriptors: {fds_before} before, {} after",
         open_fds(pid)
     );
@@ -300,10 +291,7 @@ async fn the_head_limit_and_idle_timeout_hold_over_h2c() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(
         BIN,
-        &public_config(echo.addr(), "").replace(
-            "access_log = true",
-            "access_log = true\nh2c = true\nh2_idle_timeout = \"1s\"",
-        ),
+        &public_config_with_server(echo.addr(), "h2c = true\nh2_idle_timeout = \"1s\""),
     )
     .unwrap();
     let h2c = reqwest::Client::builder()
@@ -356,10 +344,7 @@ fn connections_over_max_connections_are_closed_and_counted() {
     let echo = EchoUpstream::start();
     let gh = Gatehouse::start(
         BIN,
-        &public_config(echo.addr(), "").replace(
-            "access_log = true",
-            "access_log = true\nmax_connections = 3",
-        ),
+        &public_config_with_server(echo.addr(), "max_connections = 3"),
     )
     .unwrap();
     assert!(gh
@@ -408,10 +393,7 @@ fn the_fd_limit_is_raised_and_readyz_says_503_near_it() {
     let bin = with_fd_limit(dir.path(), hard);
     let gh = Gatehouse::start(
         &bin,
-        &public_config(echo.addr(), "").replace(
-            "access_log = true",
-            "access_log = true\nmax_connections = 1000",
-        ),
+        &public_config_with_server(echo.addr(), "max_connections = 1000"),
     )
     .unwrap();
     let logs = gh.logs();
@@ -444,12 +426,11 @@ fn the_fd_limit_is_raised_and_readyz_says_503_near_it() {
     for _ in base..target {
         held.push(connect(gh.listen_addr()));
     }
-    let deadline = Instant::now() + CLOSE_BOUND;
     let (mut status, mut body) = (0, String::new());
-    while status != 503 && Instant::now() < deadline {
+    eventually_blocking(CLOSE_BOUND, || {
         (status, body) = http_get_blocking(gh.admin_addr(), "/readyz").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        status == 503
+    });
     assert_eq!(status, 503, "{body} ({} open)", open_fds(pid));
     assert!(body.contains("file descriptors nearly exhausted"), "{body}");
     eprintln!(
@@ -457,12 +438,9 @@ fn the_fd_limit_is_raised_and_readyz_says_503_near_it() {
         open_fds(pid)
     );
     drop(held);
-    let deadline = Instant::now() + CLOSE_BOUND;
-    let mut ready = false;
-    while !ready && Instant::now() < deadline {
-        ready = http_get_blocking(gh.admin_addr(), "/readyz").unwrap().0 == 200;
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let ready = eventually_blocking(CLOSE_BOUND, || {
+        http_get_blocking(gh.admin_addr(), "/readyz").unwrap().0 == 200
+    });
     assert!(ready, "ready again once the connections closed");
 }
 
@@ -553,11 +531,8 @@ fn hundreds_of_idle_connections_latency_and_memory() {
 /// `None` after 30 s.
 fn rss_back_within(pid: u32, start: u64, factor: f64) -> Option<Duration> {
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        if rss_kib(pid) as f64 <= start as f64 * factor {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    eventually_blocking(Duration::from_secs(30), || {
+        rss_kib(pid) as f64 <= start as f64 * factor
+    })
+    .then(|| t0.elapsed())
 }

@@ -9,7 +9,7 @@ mod common;
 mod support;
 
 use common::*;
-use gatehouse_testkit::{EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually_blocking, EchoUpstream, Gatehouse};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -65,12 +65,7 @@ fn settled_rss_kib(pid: u32) -> u64 {
 /// window of 0 (nothing can be sent; Pingora's pipeline fills).
 fn stalled_h2_stream_kib(wide: bool) -> u64 {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(
-        BIN,
-        &public_config(echo.addr(), "")
-            .replace("access_log = true", "access_log = true\nh2c = true"),
-    )
-    .unwrap();
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), "h2c = true")).unwrap();
     let pid = gh.pid();
     let streams = 40u32;
     // Warm up the upstream pool and allocator with one full answer.
@@ -105,7 +100,9 @@ fn stalled_h2_stream_kib(wide: bool) -> u64 {
     if !wide {
         read_h2_headers(&mut s, streams as usize);
     }
-    assert!(wait_for_requests(&echo, streams as usize + 1));
+    // Every stream and the warm-up request reached the upstream.
+    let forwarded = streams as usize + 1;
+    assert!(eventually_blocking(CLOSE_BOUND, || echo.requests() >= forwarded));
     let grown = settled_rss_kib(pid).saturating_sub(rss0);
     let per_stream = grown / u64::from(streams);
     eprintln!(
@@ -133,17 +130,6 @@ fn stalled_http2_streams_without_window_hold_a_bounded_buffer_each() {
     assert!(per_stream < 640, "{per_stream} KiB held per stalled stream");
 }
 
-fn wait_for_requests(echo: &EchoUpstream, n: usize) -> bool {
-    let deadline = Instant::now() + CLOSE_BOUND;
-    while Instant::now() < deadline {
-        if echo.requests() >= n {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 /// 100 000 PINGs were answered in full before; now the connection is
 /// closed once its cheap frames pass the budget (1 000 plus allowances),
 /// while an ordinary HTTP/2 client making 300 requests on one connection is
@@ -151,12 +137,7 @@ fn wait_for_requests(echo: &EchoUpstream, n: usize) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_control_frame_flood_closes_the_connection() {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(
-        BIN,
-        &public_config(echo.addr(), "")
-            .replace("access_log = true", "access_log = true\nh2c = true"),
-    )
-    .unwrap();
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), "h2c = true")).unwrap();
     let h2c = reqwest::Client::builder()
         .http2_prior_knowledge()
         .timeout(Duration::from_secs(10))

@@ -11,7 +11,8 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::{
-    EchoUpstream, Gatehouse, MockIdp, MockResponse, RedisServer, TestCa, TestKey,
+    eventually, metric_families, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse,
+    RedisServer, TestCa, TestKey,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -30,13 +31,11 @@ fn documented() -> BTreeSet<String> {
         .collect()
 }
 
-/// The families of a `/metrics` text (`# TYPE name kind` lines).
+/// The Gatehouse families of a `/metrics` text.
 fn exported(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
+    metric_families(text)
+        .into_iter()
         .filter(|n| n.starts_with("gatehouse_"))
-        .map(str::to_owned)
         .collect()
 }
 
@@ -70,25 +69,23 @@ async fn every_exported_metric_family_is_in_the_operations_table_and_back() {
         },
     );
     idp.route("GET", "/jwks", MockResponse::json(200, json!({"keys": []})));
+    let head = ConfigBuilder::new()
+        .server_line("h2c = true")
+        .server_section(format!(
+            "[[server.tls]]\nlisten = [\"${{TLS_LISTEN}}\"]\n\
+             certificates = [{{ cert_file = \"{}\", key_file = \"{}\" }}]",
+            api.cert.display(),
+            api.key.display()
+        ))
+        .upstream_with(
+            "echo",
+            echo.addr(),
+            "\n[upstreams.echo.health_check]\npath = \"/health\"\ninterval = \"1s\"",
+        )
+        .render();
     let config = format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-h2c = true
-
-[[server.tls]]
-listen = ["${{TLS_LISTEN}}"]
-certificates = [{{ cert_file = "{cert}", key_file = "{key}" }}]
-
-[upstreams.echo]
-peers = ["{echo}"]
-
-[upstreams.echo.health_check]
-path = "/health"
-interval = "1s"
-
+{head}
 [caches.l2]
 kind = "redis"
 url = "{redis}"
@@ -150,9 +147,6 @@ limits = ["per_consumer"]
 "#,
         keys = keys.display(),
         introspect = idp.url("/introspect"),
-        cert = api.cert.display(),
-        key = api.key.display(),
-        echo = echo.addr(),
         redis = redis.url(),
         cache_key = cache_key.display(),
         secret = secret.display(),

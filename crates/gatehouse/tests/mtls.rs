@@ -9,7 +9,7 @@ mod common;
 use base64::Engine;
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{CertFiles, EchoUpstream, Gatehouse, TestCa};
+use gatehouse_testkit::{eventually, CertFiles, ConfigBuilder, EchoUpstream, Gatehouse, TestCa};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -61,22 +61,23 @@ fn thumbprint(c: &CertFiles) -> String {
 fn config(p: &Pki, echo: std::net::SocketAddr, client_auth: &str) -> String {
     let secret = p.dir.path().join("hs.key");
     std::fs::write(&secret, SECRET).unwrap();
+    let tls = format!(
+        "[[server.tls]]\nlisten = [\"${{TLS_LISTEN}}\"]\n\
+         certificates = [{{ cert_file = \"{}\", key_file = \"{}\" }}]\n\
+         client_ca_file = \"{}\"\nclient_auth = \"{client_auth}\"",
+        p.server.cert.display(),
+        p.server.key.display(),
+        p.clients_ca.cert_path().display(),
+    );
+    let head = ConfigBuilder::new()
+        .without_listen()
+        .grace_period("2s")
+        .server_section(tls)
+        .upstream("echo", echo)
+        .render();
     format!(
         r#"
-[server]
-admin_listen = "${{ADMIN}}"
-threads = 1
-grace_period = "2s"
-
-[[server.tls]]
-listen = ["${{TLS_LISTEN}}"]
-certificates = [{{ cert_file = "{}", key_file = "{}" }}]
-client_ca_file = "{}"
-client_auth = "{client_auth}"
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.bound]
 kind = "jwt"
 algorithms = ["HS256"]
@@ -100,9 +101,6 @@ path_prefix = "/bound"
 upstream = "echo"
 connectors = ["bound"]
 "#,
-        p.server.cert.display(),
-        p.server.key.display(),
-        p.clients_ca.cert_path().display(),
         secret.display()
     )
 }

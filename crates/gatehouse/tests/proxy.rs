@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{free_addr, EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually, free_addr, EchoUpstream, Gatehouse};
 
 #[tokio::test]
 async fn proxies_with_headers_preserved_and_forwarding_headers_added() {
@@ -106,8 +106,11 @@ async fn unmatched_request_gets_404_json() {
 async fn dead_upstream_gives_502_json() {
     let echo = EchoUpstream::start();
     let dead = free_addr();
-    let extra = format!("[upstreams.dead]\npeers = [\"{dead}\"]\n\n[[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\n");
-    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), &extra)).unwrap();
+    let config = with_public_route(
+        public_head(echo.addr()).upstream("dead", dead),
+        "\n[[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\n",
+    );
+    let gh = Gatehouse::start(BIN, &config).unwrap();
     let resp = client().get(gh.url("/dead/x")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
     assert!(resp.headers().contains_key("x-request-id"));
@@ -127,11 +130,11 @@ async fn dead_upstream_gives_502_json() {
 #[tokio::test]
 async fn slow_upstream_gives_504_json() {
     let echo = EchoUpstream::start();
-    let extra = format!(
-        "[upstreams.slow]\npeers = [\"{}\"]\nread_timeout = \"300ms\"\n\n[[routes]]\nname = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\n",
-        echo.addr()
+    let config = with_public_route(
+        public_head(echo.addr()).upstream_with("slow", echo.addr(), "read_timeout = \"300ms\""),
+        "\n[[routes]]\nname = \"slow\"\npath_prefix = \"/slow\"\nupstream = \"slow\"\n",
     );
-    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), &extra)).unwrap();
+    let gh = Gatehouse::start(BIN, &config).unwrap();
     let started = std::time::Instant::now();
     let resp = client()
         .get(gh.url("/slow/x"))
@@ -198,14 +201,7 @@ async fn host_and_method_routing_and_round_robin() {
         EchoUpstream::start(),
         EchoUpstream::start(),
     );
-    let extra = format!(
-        r#"
-[upstreams.pair]
-peers = ["{}", "{}"]
-
-[upstreams.api]
-peers = ["{}"]
-
+    let extra = r#"
 [[routes]]
 name = "api-writes"
 host = "api.example.com"
@@ -217,13 +213,12 @@ upstream = "api"
 name = "spread"
 path_prefix = "/spread"
 upstream = "pair"
-"#,
-        a.addr(),
-        b.addr(),
-        c.addr()
-    );
+"#;
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(BIN, &public_config(echo.addr(), &extra)).unwrap();
+    let head = public_head(echo.addr())
+        .upstream_peers("pair", &[a.addr(), b.addr()], "")
+        .upstream("api", c.addr());
+    let gh = Gatehouse::start(BIN, &with_public_route(head, extra)).unwrap();
     let cl = client();
     cl.post(gh.url("/public/x"))
         .header("host", "API.example.com:8080")

@@ -4,34 +4,29 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually, ConfigBuilder, EchoUpstream, Gatehouse};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn two_upstreams(a: &EchoUpstream, b: &EchoUpstream, target: &str) -> String {
+/// Upstreams `a` and `b`, a 2 s grace period.
+fn head(a: &EchoUpstream, b: &EchoUpstream) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .grace_period("2s")
+        .upstream("a", a.addr())
+        .upstream("b", b.addr())
+}
+
+/// `head` and one route `/` to the upstream `target`.
+fn routed(head: ConfigBuilder, target: &str) -> String {
     format!(
-        r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-grace_period = "2s"
-
-[upstreams.a]
-peers = ["{}"]
-
-[upstreams.b]
-peers = ["{}"]
-
-[[routes]]
-name = "main"
-path_prefix = "/"
-upstream = "{target}"
-"#,
-        a.addr(),
-        b.addr()
+        "{}[[routes]]\nname = \"main\"\npath_prefix = \"/\"\nupstream = \"{target}\"\n",
+        head.render()
     )
+}
+
+fn two_upstreams(a: &EchoUpstream, b: &EchoUpstream, target: &str) -> String {
+    routed(head(a, b), target)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +50,9 @@ async fn reload_switches_routing_without_failing_a_request() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Traffic flows to `a` before the reload.
+    let flowing = eventually(Duration::from_secs(10), async || a.requests() >= 100).await;
+    assert!(flowing, "traffic reaches a; logs:\n{}", gh.logs());
     gh.write_config(&two_upstreams(&a, &b, "b")).unwrap();
     let switched = eventually(Duration::from_secs(10), async || b.requests() > 50).await;
     stop.store(true, Ordering::Relaxed);
@@ -181,9 +178,7 @@ async fn configmap_symlink_swap_is_detected() {
     use std::os::unix::fs::symlink;
     let (a, b) = (EchoUpstream::start(), EchoUpstream::start());
     let (listen, admin) = (free_addr(), free_addr());
-    let text = two_upstreams(&a, &b, "a")
-        .replace("${LISTEN}", &listen.to_string())
-        .replace("${ADMIN}", &admin.to_string());
+    let text = routed(head(&a, &b).listen(listen).admin(admin), "a");
 
     let mount = tempfile::tempdir().unwrap();
     let dir = mount.path();

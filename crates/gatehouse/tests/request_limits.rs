@@ -10,7 +10,7 @@ mod common;
 
 use common::{client, BIN};
 use gatehouse_connectors::apikey::keys::hash_line;
-use gatehouse_testkit::{EchoUpstream, Gatehouse, RedisServer};
+use gatehouse_testkit::{eventually, ConfigBuilder, EchoUpstream, Gatehouse, RedisServer};
 use std::path::Path;
 use std::time::Instant;
 
@@ -34,16 +34,10 @@ fn keys(dir: &Path) -> String {
 }
 
 fn config(echo: &EchoUpstream, keys: &str, limits: &str, caches: &str) -> String {
+    let head = ConfigBuilder::new().upstream("echo", echo.addr()).render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 {caches}
 
 [connectors.keys]
@@ -58,8 +52,7 @@ path_prefix = "/api"
 upstream = "echo"
 connectors = ["keys"]
 limits = ["per_consumer"]
-"#,
-        echo = echo.addr()
+"#
     )
 }
 
@@ -144,7 +137,7 @@ async fn a_quota_per_consumer_with_plans_and_ietf_headers() {
     gh.write_config(&reloaded).unwrap();
     gh.sighup();
     assert!(
-        common::eventually(std::time::Duration::from_secs(20), async || {
+        eventually(std::time::Duration::from_secs(20), async || {
             gh.metric("gatehouse_config_generation", &[]) > Some(generation)
         })
         .await,

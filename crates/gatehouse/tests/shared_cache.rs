@@ -8,7 +8,9 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{EchoUpstream, Gatehouse, MockIdp, MockResponse, RedisServer, TestCa};
+use gatehouse_testkit::{
+    eventually, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse, RedisServer, TestCa,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -63,16 +65,12 @@ fn fleet(password: Option<&str>) -> Fleet {
 /// `/l` without. `cache` is added to `[caches.l2]`, `policy` to the shared
 /// connector.
 fn config(f: &Fleet, cache: &str, policy: &str) -> String {
+    let head = ConfigBuilder::new()
+        .upstream("echo", f.echo.addr())
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [caches.l2]
 kind = "redis"
 url = "{redis}"
@@ -106,7 +104,6 @@ path_prefix = "/l"
 upstream = "echo"
 connectors = ["local"]
 "#,
-        echo = f.echo.addr(),
         redis = f.redis.url(),
         ui = f.idp.url("/ui"),
         ui_local = f.idp.url("/ui-local"),

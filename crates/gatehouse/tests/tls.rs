@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use gatehouse_testkit::tokens::{claims, TestKey};
-use gatehouse_testkit::{CertFiles, EchoUpstream, Gatehouse, TestCa};
+use gatehouse_testkit::{eventually, CertFiles, ConfigBuilder, EchoUpstream, Gatehouse, TestCa};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -47,22 +47,21 @@ fn config(s: &Setup, echo: SocketAddr, secret: &Path, extra_server: &str) -> Str
             f.key.display()
         )
     };
+    let tls = format!(
+        "[[server.tls]]\nlisten = [\"${{TLS_LISTEN}}\"]\ncertificates = [{}, {}, {}]",
+        c(&s.api),
+        c(&s.wild),
+        c(&s.other)
+    );
+    let head = ConfigBuilder::new()
+        .grace_period("2s")
+        .server_line(extra_server)
+        .server_section(tls)
+        .upstream("echo", echo)
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-grace_period = "2s"
-{extra_server}
-
-[[server.tls]]
-listen = ["${{TLS_LISTEN}}"]
-certificates = [{}, {}, {}]
-
-[upstreams.echo]
-peers = ["{echo}"]
-
+{head}
 [connectors.hs]
 kind = "jwt"
 algorithms = ["HS256"]
@@ -79,9 +78,6 @@ path_prefix = "/private"
 upstream = "echo"
 connectors = ["hs"]
 "#,
-        c(&s.api),
-        c(&s.wild),
-        c(&s.other),
         secret.display()
     )
 }

@@ -6,31 +6,21 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{free_addr, EchoUpstream, Gatehouse};
+use gatehouse_testkit::{eventually, free_addr, ConfigBuilder, EchoUpstream, Gatehouse};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn config(peers: &[String], extra: &str) -> String {
+    let head = ConfigBuilder::new().upstream_peers(
+        "app",
+        peers,
+        &format!("connect_timeout = \"500ms\"\nread_timeout = \"5s\"\n{extra}"),
+    );
     format!(
-        r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.app]
-peers = {peers:?}
-connect_timeout = "500ms"
-read_timeout = "5s"
-{extra}
-
-[[routes]]
-name = "app"
-path_prefix = "/"
-upstream = "app"
-"#
+        "{}[[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\n",
+        head.render()
     )
 }
 

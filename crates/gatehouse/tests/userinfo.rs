@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use gatehouse_testkit::{EchoUpstream, Gatehouse, MockIdp, MockResponse};
+use gatehouse_testkit::{
+    eventually, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse,
+};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
@@ -52,17 +54,12 @@ fn config(
     let default = default
         .map(|d| format!("default_endpoint = \"{}\"", d.url(UI)))
         .unwrap_or_default();
+    let head = ConfigBuilder::new()
+        .upstream_with("echo", echo.addr(), "connect_timeout = \"5s\"")
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-connect_timeout = "5s"
-
+{head}
 [connectors.geo]
 kind = "oidc_userinfo"
 method = "GET"
@@ -88,7 +85,6 @@ path_prefix = "/api"
 upstream = "echo"
 connectors = ["geo"]
 "#,
-        echo = echo.addr(),
         fr = fr.url(UI),
         us = us.url(UI)
     )
@@ -376,10 +372,21 @@ async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
     .unwrap();
     echoed(call(&gh, "tfr", Some("FR")).await).await;
     fr.set_down(true);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    // Fresh entry expired; the IdP is down; the stale answer serves.
-    let e = echoed(call(&gh, "tfr", Some("FR")).await).await;
-    assert_eq!(header_values(&e, "x-user-id"), ["user-tfr"]);
+    // Served from the fresh entry, then (once it expired, the IdP down) from
+    // the stale one.
+    let stale = eventually(Duration::from_secs(10), async || {
+        let e = echoed(call(&gh, "tfr", Some("FR")).await).await;
+        assert_eq!(header_values(&e, "x-user-id"), ["user-tfr"]);
+        gh.metric(
+            "gatehouse_userinfo_cache_requests_total",
+            &[("result", "stale")],
+        ) == Some(1.0)
+    })
+    .await;
+    assert!(
+        stale,
+        "the stale answer serves once the fresh entry expired"
+    );
     assert_eq!(
         gh.metric(
             "gatehouse_userinfo_cache_requests_total",
@@ -416,8 +423,15 @@ async fn idp_down_gives_503_and_stale_if_error_serves_the_cached_answer() {
     fr.set_down(false);
     echoed(call(&gh, "tfr", Some("FR")).await).await;
     fr.set_down(true);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(call(&gh, "tfr", Some("FR")).await.status(), 503);
+    // Served fresh until its TTL; then the IdP is asked and is down.
+    let mut last = 200;
+    let expired = eventually(Duration::from_secs(10), async || {
+        last = call(&gh, "tfr", Some("FR")).await.status().as_u16();
+        last != 200
+    })
+    .await;
+    assert!(expired, "still served after the TTL");
+    assert_eq!(last, 503);
 }
 
 #[tokio::test]

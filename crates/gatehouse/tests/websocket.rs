@@ -14,7 +14,7 @@ use common::*;
 use gatehouse_testkit::raw::{raw_exchange, RawOptions};
 use gatehouse_testkit::tokens::claims;
 use gatehouse_testkit::websocket::{ws_connect, LiarMode, WsEcho, WsRefused};
-use gatehouse_testkit::{jwks, Gatehouse, TestKey};
+use gatehouse_testkit::{jwks, ConfigBuilder, Gatehouse, TestKey};
 use std::net::SocketAddr;
 
 const ISS: &str = "https://idp.test";
@@ -30,20 +30,14 @@ struct World {
 
 fn config(echo: SocketAddr, bare: SocketAddr, wrong: SocketAddr, key: &TestKey) -> String {
     let keys = jwks(&[(key, "k1")]).to_string();
+    let head = ConfigBuilder::new()
+        .upstream("echo", echo)
+        .upstream("bare", bare)
+        .upstream("wrong", wrong)
+        .render();
     format!(
         r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-
-[upstreams.echo]
-peers = ["{echo}"]
-[upstreams.bare]
-peers = ["{bare}"]
-[upstreams.wrong]
-peers = ["{wrong}"]
-
+{head}
 [connectors.jwt]
 kind = "jwt"
 jwks = '{keys}'

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use gatehouse_testkit::ConfigBuilder;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,29 +18,37 @@ pub(crate) fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The head of the shared test config: access log on, a 3 s grace period,
+/// the `echo` upstream with short timeouts. Add server lines to it, render
+/// it and append [`PUBLIC_ROUTE`] (what [`public_config`] does).
+pub(crate) fn public_head(echo: SocketAddr) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .grace_period("3s")
+        .server_line("access_log = true")
+        .upstream_with(
+            "echo",
+            echo,
+            "connect_timeout = \"500ms\"\nread_timeout = \"5s\"",
+        )
+}
+
+/// The route of [`public_config`]: `/public` to `echo` (and `/` 404s).
+pub(crate) const PUBLIC_ROUTE: &str =
+    "[[routes]]\nname = \"public\"\npath_prefix = \"/public\"\nupstream = \"echo\"\n";
+
 /// A minimal config: one public route `/public` (and `/` 404s) to `echo`.
 pub(crate) fn public_config(echo: SocketAddr, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["${{LISTEN}}"]
-admin_listen = "${{ADMIN}}"
-threads = 1
-grace_period = "3s"
-access_log = true
+    with_public_route(public_head(echo), extra)
+}
 
-[upstreams.echo]
-peers = ["{echo}"]
-connect_timeout = "500ms"
-read_timeout = "5s"
+/// [`public_config`] with `lines` added to its `[server]` table.
+pub(crate) fn public_config_with_server(echo: SocketAddr, lines: impl Into<String>) -> String {
+    with_public_route(public_head(echo).server_line(lines), "")
+}
 
-[[routes]]
-name = "public"
-path_prefix = "/public"
-upstream = "echo"
-{extra}
-"#
-    )
+/// `head` rendered, then [`PUBLIC_ROUTE`] and `extra`.
+pub(crate) fn with_public_route(head: ConfigBuilder, extra: &str) -> String {
+    format!("{}{PUBLIC_ROUTE}{extra}\n", head.render())
 }
 
 /// An HTTP client that never reuses connections across tests and has a timeout.
@@ -62,18 +71,6 @@ pub(crate) fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default()
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub(crate) async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// The DER of the first certificate of a PEM file.

@@ -1,7 +1,7 @@
 //! Raw-socket helpers shared by the limits end-to-end tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use gatehouse_testkit::Gatehouse;
+use gatehouse_testkit::{eventually_blocking, Gatehouse};
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -73,15 +73,9 @@ pub(crate) fn metric(gh: &Gatehouse, name: &str) -> f64 {
     gh.metric(name, &[]).unwrap_or(-1.0)
 }
 
+/// Waits up to [`CLOSE_BOUND`] for the metric `name` to read `want`.
 pub(crate) fn wait_metric(gh: &Gatehouse, name: &str, want: f64) -> bool {
-    let deadline = Instant::now() + CLOSE_BOUND;
-    while Instant::now() < deadline {
-        if metric(gh, name) == want {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    eventually_blocking(CLOSE_BOUND, || metric(gh, name) == want)
 }
 
 /// Resident set size of `pid` in KiB (`VmRSS` of /proc/PID/status).
