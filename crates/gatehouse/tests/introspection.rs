@@ -260,3 +260,80 @@ async fn three_replicas_sharing_redis_ask_once_per_token() {
         "one call per token for the whole fleet"
     );
 }
+
+/// RFC 8705 §3.2: with `require_certificate_binding`, an active answer's
+/// `cnf."x5t#S256"` must be the thumbprint of the connection's client
+/// certificate.
+#[tokio::test]
+async fn a_bound_token_passes_only_with_its_certificate() {
+    use base64::Engine;
+    use gatehouse_testkit::{CertFiles, TestCa};
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "ca").unwrap();
+    let server = ca.server("api", &["api.test"]).unwrap();
+    let clients = TestCa::new(dir.path(), "clients").unwrap();
+    let (alice, bob) = (
+        clients.client("alice", "alice").unwrap(),
+        clients.client("bob", "bob").unwrap(),
+    );
+    let thumb = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(common::der_of(&alice.cert)));
+    let idp = MockIdp::start();
+    let t = thumb.clone();
+    idp.route_fn("POST", "/introspect", move |_req: &RecordedRequest| {
+        MockResponse::json(
+            200,
+            json!({"active": true, "sub": "svc", "client_id": "billing", "scope": "orders:write",
+                   "iss": "https://idp.test", "aud": "api", "exp": now() + 600, "cnf": {"x5t#S256": t}}),
+        )
+    });
+    let secret = dir.path().join("introspect.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let echo = EchoUpstream::start();
+    // A TLS listener asking for (not requiring) client certificates, after the [server] keys.
+    let tls = format!(
+        "[[server.tls]]\nlisten = [\"${{TLS_LISTEN}}\"]\ncertificates = [{{ cert_file = \"{}\", key_file = \"{}\" }}]\nclient_ca_file = \"{}\"\nclient_auth = \"optional\"\n\n[upstreams.echo]",
+        server.cert.display(),
+        server.key.display(),
+        clients.cert_path().display()
+    );
+    let cfg = config(&echo, &idp, &secret)
+        .replacen("[upstreams.echo]", &tls, 1)
+        .replace(
+            "timeout = \"2s\"\n",
+            "timeout = \"2s\"\nrequire_certificate_binding = true\n",
+        );
+    let gh = Gatehouse::start(BIN, &cfg).unwrap();
+    let tls_client = |id: Option<&CertFiles>| {
+        let pem = std::fs::read(ca.cert_path()).unwrap();
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .resolve("api.test", gh.tls_listen_addr());
+        if let Some(id) = id {
+            let mut both = std::fs::read(&id.cert).unwrap();
+            both.extend(std::fs::read(&id.key).unwrap());
+            b = b.identity(reqwest::Identity::from_pem(&both).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let url = format!("https://api.test:{}/api/x", gh.tls_listen_addr().port());
+    let status = |id: Option<&CertFiles>| {
+        let c = tls_client(id);
+        let url = url.clone();
+        async move {
+            c.get(url)
+                .bearer_auth("bound-token-0123456789")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(Some(&alice)).await, 200, "its certificate");
+    assert_eq!(status(Some(&bob)).await, 401, "another certificate");
+    assert_eq!(status(None).await, 401, "no certificate");
+}
