@@ -517,26 +517,6 @@ async fn time_claims_of_any_size_never_panic_and_far_future_exp_is_cached() {
     assert!(!logs.contains("panicked"), "{logs}");
 }
 
-fn check_config(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        text.replace("${LISTEN}", "127.0.0.1:1")
-            .replace("${ADMIN}", "127.0.0.1:2"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn unbounded_leeway_and_token_age_are_refused_by_check() {
     let (echo, idp) = (EchoUpstream::start(), MockIdp::start());

@@ -3,100 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "userinfo/support.rs"]
+mod support;
 
 use common::*;
-use gatehouse_testkit::{
-    eventually, ConfigBuilder, EchoUpstream, Gatehouse, MockIdp, MockResponse,
-};
+use gatehouse_testkit::{eventually, EchoUpstream, Gatehouse, MockIdp, MockResponse};
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
-
-const UI: &str = "/userinfo";
-
-/// An IdP that knows `tokens` (token → subject) and rejects the rest.
-fn idp(region: &'static str, tokens: &[&'static str]) -> MockIdp {
-    let idp = MockIdp::start();
-    let known: Vec<&'static str> = tokens.to_vec();
-    let handler = move |req: &gatehouse_testkit::RecordedRequest| {
-        let token = req
-            .header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if known.contains(&token) {
-            MockResponse::json(
-                200,
-                json!({"sub": format!("user-{token}"), "email": format!("{token}@example.com"), "region": region, "org": {"unit": "u-7"}}),
-            )
-        } else {
-            MockResponse::json(
-                401,
-                json!({"error": "invalid_token", "errorMessage": "token unknown here"}),
-            )
-            .with_header(
-                "WWW-Authenticate",
-                "Bearer error=\"invalid_token\", error_description=\"unknown token\"",
-            )
-        }
-    };
-    idp.route_fn("GET", UI, handler.clone());
-    idp.route_fn("POST", UI, handler);
-    idp
-}
-
-fn config(
-    echo: &EchoUpstream,
-    fr: &MockIdp,
-    us: &MockIdp,
-    default: Option<&MockIdp>,
-    extra: &str,
-) -> String {
-    let default = default
-        .map(|d| format!("default_endpoint = \"{}\"", d.url(UI)))
-        .unwrap_or_default();
-    let head = ConfigBuilder::new()
-        .upstream_with("echo", echo.addr(), "connect_timeout = \"5s\"")
-        .render();
-    format!(
-        r#"
-{head}
-[connectors.geo]
-kind = "oidc_userinfo"
-method = "GET"
-region_header = "X-Region"
-{default}
-{extra}
-
-[connectors.geo.endpoints]
-FR = "{fr}"
-US = "{us}"
-
-[connectors.geo.inject_headers]
-"X-User-Email" = "$.email"
-"X-User-Id" = "sub"
-
-[connectors.geo.region_inject_headers.FR]
-"X-User-Id" = "sub"
-"X-Unit-Id" = "$.org.unit"
-
-[[routes]]
-name = "api"
-path_prefix = "/api"
-upstream = "echo"
-connectors = ["geo"]
-"#,
-        fr = fr.url(UI),
-        us = us.url(UI)
-    )
-}
-
-async fn call(gh: &Gatehouse, token: &str, region: Option<&str>) -> reqwest::Response {
-    let mut r = client().get(gh.url("/api/x")).bearer_auth(token);
-    if let Some(reg) = region {
-        r = r.header("x-region", reg);
-    }
-    r.send().await.unwrap()
-}
+use support::*;
 
 #[tokio::test]
 async fn region_header_selects_the_endpoint_and_default_catches_the_rest() {
@@ -457,26 +371,6 @@ async fn spoofed_identity_headers_are_stripped() {
         "FR-only header stripped on a US request too"
     );
     assert_eq!(header_values(&e, "x-user-email"), ["tus@example.com"]);
-}
-
-fn check_config(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        text.replace("${LISTEN}", "127.0.0.1:1")
-            .replace("${ADMIN}", "127.0.0.1:2"),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -73,6 +73,28 @@ pub(crate) fn header_values<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<
         .unwrap_or_default()
 }
 
+/// Runs `gatehouse check -c` on `text` (placeholders replaced with fixed
+/// addresses): whether it passed, and its stderr.
+pub(crate) fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        text.replace("${LISTEN}", "127.0.0.1:1")
+            .replace("${ADMIN}", "127.0.0.1:2"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The DER of the first certificate of a PEM file.
 pub(crate) fn der_of(pem_path: &Path) -> Vec<u8> {
     use base64::Engine;
