@@ -138,6 +138,53 @@ fn userinfo_warm(c: &mut Criterion) {
     assert_eq!(idp.calls("/userinfo"), 1, "the loop ran on the cache");
 }
 
+/// `oauth2_introspection` with a warm cache, next to `userinfo/warm_cache_hit`:
+/// the two remote kinds share the kit's cache path.
+fn introspection_warm(c: &mut Criterion) {
+    use gatehouse_connectors::introspection::IntrospectionFactory;
+    use gatehouse_testkit::{MockIdp, MockResponse};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let idp = MockIdp::start();
+    idp.route(
+        "POST",
+        "/introspect",
+        MockResponse::json(
+            200,
+            json!({"active": true, "sub": "svc", "client_id": "billing", "exp": 4_000_000_000u64}),
+        ),
+    );
+    let dir = std::env::temp_dir().join(format!("gh-bench-introspect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "bench-secret").unwrap();
+    let body = format!(
+        "endpoint = \"{}\"\nclient_id = \"gatehouse\"\nclient_secret_file = {:?}\n[inject_headers]\n\"X-Client-Id\" = \"$.client_id\"",
+        idp.url("/introspect"),
+        secret.display().to_string()
+    );
+    let settings: toml::Table = toml::from_str(&body).unwrap();
+    let conn = rt
+        .block_on(IntrospectionFactory::default().build(BuildContext {
+            name: "bench".into(),
+            path: "connectors.bench".into(),
+            settings,
+            metrics: prometheus::Registry::new(),
+            shared_caches: Default::default(),
+        }))
+        .unwrap();
+    let h = bearer("opaque-token-123");
+    rt.block_on(allow(&*conn, &h));
+    c.bench_function("introspection/warm_cache_hit", |b| {
+        b.to_async(&rt).iter(|| allow(&*conn, &h))
+    });
+    assert_eq!(idp.calls("/introspect"), 1, "the loop ran on the cache");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A connector for issuer `iss` with its own key.
 fn issuer_connector(
     rt: &tokio::runtime::Runtime,
@@ -249,6 +296,7 @@ criterion_group!(
     jwt,
     policy_and_injection,
     userinfo_warm,
+    introspection_warm,
     any_of,
     api_key
 );
