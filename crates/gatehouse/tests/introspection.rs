@@ -250,7 +250,23 @@ async fn three_replicas_sharing_redis_ask_once_per_token() {
         .enumerate()
     {
         let want = if i == 0 { 200 } else { 401 };
-        for gh in &fleet {
+        assert_eq!(get(&fleet[0], token).await.status(), want, "{token}");
+        // The first replica stores the answer in Redis after answering (in
+        // the background): wait for that state before asking the others.
+        let stored = |gh: &Gatehouse| {
+            gh.metric(
+                "gatehouse_shared_cache_requests_total",
+                &[("cache", "l2"), ("op", "set"), ("result", "ok")],
+            )
+            .unwrap_or(0.0)
+        };
+        assert!(
+            gatehouse_testkit::eventually(Duration::from_secs(10), async || stored(&fleet[0])
+                >= (i + 1) as f64)
+            .await,
+            "the answer never reached Redis"
+        );
+        for gh in &fleet[1..] {
             assert_eq!(get(gh, token).await.status(), want, "{token}");
         }
     }
