@@ -353,3 +353,35 @@ async fn a_bound_token_passes_only_with_its_certificate() {
     assert_eq!(status(Some(&bob)).await, 401, "another certificate");
     assert_eq!(status(None).await, 401, "no certificate");
 }
+
+/// Past `cache_ttl`, with the endpoint down, an active answer is served
+/// stale (within `stale_if_error`) — every request answered 200 until the
+/// stale path is seen taken.
+#[tokio::test]
+async fn stale_answers_serve_while_the_endpoint_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("introspect.secret");
+    std::fs::write(&file, SECRET).unwrap();
+    let idp = MockIdp::start();
+    endpoint(&idp);
+    let echo = EchoUpstream::start();
+    let cfg = config(&echo, &idp, &file).replace("cache_ttl = \"2m\"", "cache_ttl = \"1s\"");
+    let gh = Gatehouse::start(BIN, &cfg).unwrap();
+    assert_eq!(get(&gh, "active-stale-0123456789").await.status(), 200);
+    idp.set_down(true);
+    let stale = |gh: &Gatehouse| {
+        gh.metric(
+            "gatehouse_introspection_cache_requests_total",
+            &[("connector", "m2m"), ("result", "stale")],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        gatehouse_testkit::eventually(Duration::from_secs(15), async || {
+            assert_eq!(get(&gh, "active-stale-0123456789").await.status(), 200);
+            stale(&gh) >= 1.0
+        })
+        .await,
+        "the stale answer was never used"
+    );
+}
