@@ -139,3 +139,17 @@ impl<F: Clone> LazyFamilies<F> {
         Ok(f)
     }
 }
+/// `application/x-www-form-urlencoded` value encoding (unreserved kept):
+/// form bodies to identity providers, and client credentials in HTTP Basic
+/// (RFC 6749 §2.3.1).
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -12,10 +12,10 @@ use crate::kit::answer_cache::{Admitted, AnswerCache, IdpRejection, Lookup, Outc
 use crate::kit::answer_flow::{self, L2Counters, RemoteCall};
 use crate::kit::answer_l2::{L2Kind, Lifetimes, L2};
 use crate::kit::limiter::{CallLimiter, Limits};
-use crate::kit::remote::{Answer, CacheRules};
+use crate::kit::remote::{check_call_bounds, Answer, CacheRules};
 use crate::kit::{self, clock, Common, CommonSettings, KindDefaults, Problems, Voice};
 use crate::limits::{at_most, MAX_IDP_TIMEOUT, MAX_LEEWAY, MAX_USERINFO_CACHE};
-use crate::outbound::{client as http_client, parse_url, read_limited, LazyFamilies};
+use crate::outbound::{client as http_client, form_encode, parse_url, read_limited, LazyFamilies};
 use crate::token::carrier_edits;
 use crate::{BuildContext, Connector, ConnectorFactory, Reason, RequestView, Verdict};
 use async_trait::async_trait;
@@ -150,20 +150,6 @@ pub struct IntrospectionConnector {
     m: Handles,
 }
 
-/// `application/x-www-form-urlencoded` value encoding (RFC 6749 §2.3.1
-/// also encodes the client id and secret this way for HTTP Basic).
-fn form(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl IntrospectionConnector {
     fn unavailable(why: &str) -> Failure {
         Failure::new(
@@ -176,9 +162,9 @@ impl IntrospectionConnector {
 
     /// One POST to the endpoint: the token only in the form body.
     async fn post(&self, token: &str) -> Answer {
-        let mut body = format!("token={}", form(token));
+        let mut body = format!("token={}", form_encode(token));
         if let Some(h) = &self.hint {
-            body.push_str(&format!("&token_type_hint={}", form(h)));
+            body.push_str(&format!("&token_type_hint={}", form_encode(h)));
         }
         let mut rb = self
             .http
@@ -190,15 +176,19 @@ impl IntrospectionConnector {
             );
         match self.auth.method {
             AuthMethod::ClientSecretBasic => {
-                let pair = format!("{}:{}", form(&self.auth.id), form(&self.auth.secret));
+                let pair = format!(
+                    "{}:{}",
+                    form_encode(&self.auth.id),
+                    form_encode(&self.auth.secret)
+                );
                 let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
                 rb = rb.header(http::header::AUTHORIZATION, format!("Basic {b64}"));
             }
             AuthMethod::ClientSecretPost => {
                 body.push_str(&format!(
                     "&client_id={}&client_secret={}",
-                    form(&self.auth.id),
-                    form(&self.auth.secret)
+                    form_encode(&self.auth.id),
+                    form_encode(&self.auth.secret)
                 ));
             }
         }
@@ -474,23 +464,8 @@ impl ConnectorFactory for IntrospectionFactory {
                 .map(Some),
             None => Some(None),
         };
-        if s.max_inflight == 0 || s.max_inflight > 10_000 {
-            p.push(ConfigError::new(
-                format!("{path}.max_inflight"),
-                "must be between 1 and 10000",
-            ));
-        }
-        if s.max_queued > 1_000_000 {
-            p.push(ConfigError::new(
-                format!("{path}.max_queued"),
-                "must be at most 1000000",
-            ));
-        }
-        if s.max_response_bytes == 0 || s.max_response_bytes > 16 * 1024 * 1024 {
-            p.push(ConfigError::new(
-                format!("{path}.max_response_bytes"),
-                "must be between 1 and 16777216",
-            ));
+        for e in check_call_bounds(path, s.max_inflight, s.max_queued, s.max_response_bytes) {
+            p.push(e);
         }
         let shared = match &s.shared_cache {
             Some(n) => match ctx.shared_caches.get(n) {

@@ -4,6 +4,7 @@
 //! [`super::answer_l2`]).
 
 use crate::errors::IdpRefusal;
+use gatehouse_config::ConfigError;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -32,4 +33,35 @@ pub struct CacheRules {
     pub negative_ttl: Duration,
     /// How long past `ttl` a valid answer may serve while the IdP fails.
     pub stale: Option<Duration>,
+}
+
+/// The bounds every remote kind puts on its calls (section at `path`):
+/// `max_inflight` 1–10 000, `max_queued` ≤ 10⁶, `max_response_bytes`
+/// 1–16 MiB; every violation, with its path.
+pub fn check_call_bounds(
+    path: &str,
+    max_inflight: usize,
+    max_queued: usize,
+    max_response_bytes: usize,
+) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    if max_inflight == 0 || max_inflight > 10_000 {
+        errs.push(ConfigError::new(
+            format!("{path}.max_inflight"),
+            "must be between 1 and 10000",
+        ));
+    }
+    if max_queued > 1_000_000 {
+        errs.push(ConfigError::new(
+            format!("{path}.max_queued"),
+            "must be at most 1000000",
+        ));
+    }
+    if max_response_bytes == 0 || max_response_bytes > 16 * 1024 * 1024 {
+        errs.push(ConfigError::new(
+            format!("{path}.max_response_bytes"),
+            "must be between 1 and 16777216",
+        ));
+    }
+    errs
 }

@@ -1,7 +1,7 @@
 //! The thin fetch layer: one userinfo call, its answer read within bounds.
 
 use super::rules::CallRules;
-use crate::outbound::read_limited;
+use crate::outbound::{form_encode, read_limited};
 use http::{HeaderMap, StatusCode};
 
 /// Why a call produced no answer to classify.
@@ -78,17 +78,4 @@ impl IdpClient {
             body,
         })
     }
-}
-
-/// `application/x-www-form-urlencoded` value encoding (unreserved kept).
-pub(super) fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

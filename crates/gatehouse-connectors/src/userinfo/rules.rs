@@ -252,23 +252,13 @@ impl Rules {
                 "must be a 4xx or 5xx status",
             ));
         }
-        if s.max_inflight == 0 || s.max_inflight > 10_000 {
-            p.push(ConfigError::new(
-                key(path, "max_inflight"),
-                "must be between 1 and 10000",
-            ));
-        }
-        if s.max_queued > 1_000_000 {
-            p.push(ConfigError::new(
-                key(path, "max_queued"),
-                "must be at most 1000000",
-            ));
-        }
-        if s.max_response_bytes == 0 || s.max_response_bytes > 16 * 1024 * 1024 {
-            p.push(ConfigError::new(
-                key(path, "max_response_bytes"),
-                "must be between 1 and 16777216",
-            ));
+        for e in crate::kit::remote::check_call_bounds(
+            path,
+            s.max_inflight,
+            s.max_queued,
+            s.max_response_bytes,
+        ) {
+            p.push(e);
         }
         let rules = (|| {
             Some(Rules {

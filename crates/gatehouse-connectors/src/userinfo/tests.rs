@@ -1,6 +1,6 @@
-use super::client::form_encode;
 use super::*;
 use crate::kit::answer_cache::{cache_window, unverified_exp};
+use crate::outbound::form_encode;
 use crate::Rejection;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
