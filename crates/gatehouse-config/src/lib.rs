@@ -23,6 +23,7 @@
 
 mod cache;
 mod duration;
+mod edge;
 mod error;
 pub mod limits;
 pub mod meter;
@@ -34,6 +35,9 @@ mod upstream;
 
 pub use cache::{CacheConfig, CacheKind};
 pub use duration::HumanDuration;
+pub use edge::{
+    check_origin_pattern, check_rewrite_prefix, CorsConfig, HeaderRulesConfig, MAX_CORS_MAX_AGE,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use meter::{LimitConfig, LimitKey};
 pub use request::{

@@ -1,7 +1,10 @@
 //! `[[routes]]`: what a route matches and where it sends; the checks of
 //! the route list against the upstreams and connectors ([`validate`]).
 
-use crate::{known, steps, ConfigError, ConnectorConfig, Step, Upgrade, UpstreamConfig};
+use crate::{
+    edge, known, steps, ConfigError, ConnectorConfig, CorsConfig, HeaderRulesConfig, Step, Upgrade,
+    UpstreamConfig,
+};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -59,6 +62,25 @@ pub struct RouteConfig {
     /// unauthenticated request is never counted).
     #[serde(default)]
     pub limits: Vec<String>,
+    /// CORS policy: preflights are answered by Gatehouse before any
+    /// connector runs; answers to allowed origins carry the CORS headers,
+    /// refusals included. Absent: no CORS handling (preflights are requests
+    /// like any other).
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
+    /// Replaces the matched `path_prefix` of the canonical path on whole
+    /// segments before the request goes upstream (`""` strips it); the query
+    /// is kept. Applied after routing and after the connectors allowed.
+    #[serde(default)]
+    pub rewrite_prefix: Option<String>,
+    /// Headers set on or removed from the request sent upstream (never an
+    /// identity, client-address, certificate, framing or `Host` header).
+    #[serde(default)]
+    pub request_headers: Option<HeaderRulesConfig>,
+    /// Headers set on or removed from every answer of the route, Gatehouse's
+    /// own refusals included.
+    #[serde(default)]
+    pub response_headers: Option<HeaderRulesConfig>,
 }
 
 /// Checks every route: names, prefixes, hosts, methods, references to
@@ -134,6 +156,7 @@ pub(crate) fn validate(
             ));
         }
         steps::validate(&p, &r.connectors, connectors, errs);
+        edge::validate(&p, r, errs);
         let mut methods = r.methods.clone();
         if let Some(m) = methods.as_mut() {
             m.sort();

@@ -7,6 +7,9 @@
 //! - [`router`]: route matching on the canonical request.
 //! - [`headers`]: which client headers reach the upstream (identity and
 //!   client-address rules, `X-Forwarded-For`).
+//! - [`cors`]: a route's CORS policy (preflights answered before the
+//!   connectors, the headers of every answer to an allowed origin).
+//! - [`edge`]: a route's path rewrite and request/response header rules.
 //! - [`upgrade`]: the WebSocket handshake checks of a route that allows it.
 //! - [`health`]: a peer's passive and active health state machine, and the
 //!   choice of the peer for the next attempt.
@@ -15,6 +18,8 @@
 //! targets (`fuzz/`) call them directly.
 
 pub mod canonical;
+pub mod cors;
+pub mod edge;
 pub mod headers;
 pub mod health;
 pub mod meter;

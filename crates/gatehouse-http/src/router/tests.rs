@@ -14,6 +14,10 @@ fn route(name: &str, prefix: &str, host: Option<&str>, methods: Option<&[&str]>)
         path_case_insensitive: false,
         upgrades: Vec::new(),
         limits: Vec::new(),
+        cors: None,
+        rewrite_prefix: None,
+        request_headers: None,
+        response_headers: None,
     }
 }
 
