@@ -13,6 +13,7 @@ pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;
 pub mod certs;
+pub mod edge;
 pub mod keytool;
 pub mod limits;
 pub mod meter;

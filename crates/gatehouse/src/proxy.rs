@@ -9,6 +9,7 @@ use answer::{access_log, failure, json_error, loggable, respond, respond_json_er
 use async_trait::async_trait;
 use gatehouse_connectors::{run_chain, ChainOutcome, HeaderEdits, Reason, Rejection, RequestView};
 use gatehouse_http::canonical::{canonicalise, RawRequest};
+use gatehouse_http::cors::CorsPolicy;
 use gatehouse_http::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
 use gatehouse_http::upgrade::{self, Ask};
 use http::{header, HeaderValue, StatusCode};
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod answer;
+mod edge;
 mod metering;
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -59,6 +61,11 @@ pub struct Ctx {
     upgrade_accept: Option<HeaderValue>,
     /// Usage headers of the route's limits, added to the response.
     limit_headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// The `Access-Control-Allow-Origin` of an allowed origin on a route
+    /// with a CORS policy.
+    cors_origin: Option<HeaderValue>,
+    /// The request is a CORS preflight the route's policy answers.
+    preflight: bool,
     _inflight: InflightGuard,
 }
 
@@ -109,8 +116,8 @@ impl GatehouseProxy {
     async fn refuse_large_head(
         &self,
         session: &mut Session,
+        ctx: &Ctx,
         size: usize,
-        rid: &HeaderValue,
     ) -> Result<bool> {
         self.state.metrics.request_heads_refused.inc();
         session.set_keepalive(None);
@@ -119,10 +126,10 @@ impl GatehouseProxy {
         );
         respond_json_error(
             session,
+            ctx,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request_header_too_large",
             &description,
-            rid,
         )
         .await?;
         Ok(true)
@@ -157,6 +164,8 @@ impl ProxyHttp for GatehouseProxy {
             rejected: None,
             upgrade_accept: None,
             limit_headers: Vec::new(),
+            cors_origin: None,
+            preflight: false,
             _inflight: InflightGuard(self.state.clone()),
         }
     }
@@ -189,16 +198,16 @@ impl ProxyHttp for GatehouseProxy {
         if let Some(size) =
             crate::limits::head_over(req, snapshot.config.server.max_request_header_bytes)
         {
-            return self.refuse_large_head(session, size, &rid).await;
+            return self.refuse_large_head(session, ctx, size).await;
         }
 
         if crate::tls::client_certificate_refused(session) {
             respond_json_error(
                 session,
+                ctx,
                 StatusCode::FORBIDDEN,
                 "client_certificate_refused",
                 "the client certificate of this TLS session is no longer accepted; reconnect with a valid certificate",
-                &rid,
             )
             .await?;
             return Ok(true);
@@ -220,29 +229,32 @@ impl ProxyHttp for GatehouseProxy {
             Err(refusal) => {
                 respond_json_error(
                     session,
+                    ctx,
                     StatusCode::BAD_REQUEST,
                     refusal.error(),
                     refusal.description(),
-                    &rid,
                 )
                 .await?;
                 return Ok(true);
             }
         };
-        let found = snapshot.router.find(
-            canon.host.as_ref().map(|h| h.name.as_ref()),
-            &canon.path,
-            &req.method,
-        );
+        // A CORS preflight is routed by the method it asks for; a route with
+        // a policy answers it (below), before any connector.
+        let host = canon.host.as_ref().map(|h| h.name.as_ref());
+        let preflight = CorsPolicy::preflight_method(&req.method, &req.headers)
+            .and_then(|m| snapshot.router.find(host, &canon.path, &m))
+            .filter(|&i| snapshot.routes[i].edge.cors.is_some());
+        ctx.preflight = preflight.is_some();
+        let found = preflight.or_else(|| snapshot.router.find(host, &canon.path, &req.method));
         if canon.rewrite_target {
             ctx.upstream_target = http::Uri::try_from(canon.target()).ok();
             if ctx.upstream_target.is_none() {
                 respond_json_error(
                     session,
+                    ctx,
                     StatusCode::BAD_REQUEST,
                     "invalid_path",
                     "the request target cannot be forwarded",
-                    &rid,
                 )
                 .await?;
                 return Ok(true);
@@ -257,16 +269,37 @@ impl ProxyHttp for GatehouseProxy {
         let Some(idx) = found else {
             respond_json_error(
                 session,
+                ctx,
                 StatusCode::NOT_FOUND,
                 "no_route",
                 "no route matches this request",
-                &rid,
             )
             .await?;
             return Ok(true);
         };
         ctx.route = Some(idx);
         let route = &snapshot.routes[idx];
+        if let Some(target) = edge::rewritten_target(&route.edge, &canon) {
+            ctx.upstream_target = target;
+            if ctx.upstream_target.is_none() {
+                respond_json_error(
+                    session,
+                    ctx,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    "the rewritten request target cannot be forwarded",
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        if let Some(cors) = &route.edge.cors {
+            if ctx.preflight {
+                return edge::answer_preflight(session, ctx, cors).await;
+            }
+            ctx.cors_origin = cors.allowed_origin(&session.req_header().headers);
+        }
+        let req = session.req_header();
         match upgrade::classify(req.version, &req.method, &req.headers, &route.upgrades) {
             Ask::None => {}
             Ask::Strip => {
@@ -278,10 +311,10 @@ impl ProxyHttp for GatehouseProxy {
                 session.set_keepalive(None);
                 respond_json_error(
                     session,
+                    ctx,
                     StatusCode::BAD_REQUEST,
                     "invalid_upgrade",
                     description,
-                    &rid,
                 )
                 .await?;
                 return Ok(true);
@@ -367,7 +400,7 @@ impl ProxyHttp for GatehouseProxy {
                 route.metrics.reject(connector, reason);
                 ctx.rejected = Some((step, member, reason));
                 tracing::debug!(route = %route.name, connector, %reason, status = status.as_u16(), description = %denial.failure.description, "request rejected");
-                respond(session, status, &headers, &content_type, body, Some(&rid)).await?;
+                respond(session, ctx, status, &headers, &content_type, body).await?;
                 Ok(true)
             }
         }
@@ -459,6 +492,9 @@ impl ProxyHttp for GatehouseProxy {
             self.state.metrics.headers_dropped[why as usize].inc();
             up.remove_header(&h);
         }
+        if let Some(route) = self.route(ctx) {
+            edge::request_rules(&route.edge, up)?;
+        }
         for h in &ctx.edits.remove {
             up.remove_header(h);
         }
@@ -524,7 +560,7 @@ impl ProxyHttp for GatehouseProxy {
         for (n, v) in &ctx.limit_headers {
             resp.insert_header(n.clone(), v.clone())?;
         }
-        Ok(())
+        edge::finish(ctx, resp)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -539,6 +575,7 @@ impl ProxyHttp for GatehouseProxy {
                 if let Some(id) = &ctx.request_id {
                     let _ = r.insert_header(X_REQUEST_ID, id.clone());
                 }
+                let _ = edge::finish(ctx, r);
             }
             if let Some(r) = resp {
                 if let Err(err) = session.as_mut().write_error_response(r, body).await {

@@ -1,5 +1,6 @@
 //! A compiled configuration: everything the hot path needs, decided at load.
 
+use crate::edge::RouteEdge;
 use crate::metrics::{ConnectorMetrics, Metrics, RouteMetrics};
 use crate::upstream;
 use crate::watched_files::{self, FileStates};
@@ -85,6 +86,8 @@ pub struct CompiledRoute {
     pub watch_client: bool,
     /// Its request limits, in order (checked after the chain allowed).
     pub limits: Vec<Arc<CompiledLimit>>,
+    /// CORS, path rewrite and header rules.
+    pub edge: RouteEdge,
 }
 
 pub use crate::meter::CompiledLimit;
@@ -262,6 +265,12 @@ pub async fn compile(
         upstreams.insert(name, Arc::new(u));
     }
 
+    let headers = HeaderRules::new(
+        &config.server,
+        connectors
+            .values()
+            .flat_map(|b| b.connector.injected_headers()),
+    );
     let mut routes = Vec::with_capacity(config.routes.len());
     for (ri, r) in config.routes.iter().enumerate() {
         // validate() guarantees the references exist.
@@ -327,8 +336,10 @@ pub async fn compile(
             .filter(|s| s.is_group())
             .flat_map(|s| s.members().iter().map(String::as_str))
             .collect();
+        let edge = RouteEdge::compile(ri, r, &headers)?;
         routes.push(CompiledRoute {
             name: r.name.clone(),
+            edge,
             upstream,
             chain_metrics: steps
                 .iter()
@@ -388,12 +399,6 @@ pub async fn compile(
         }
     }
 
-    let headers = HeaderRules::new(
-        &config.server,
-        connectors
-            .values()
-            .flat_map(|b| b.connector.injected_headers()),
-    );
     Ok(Snapshot {
         generation,
         path_rules,

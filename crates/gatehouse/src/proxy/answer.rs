@@ -11,13 +11,15 @@ use pingora::ErrorSource;
 use std::time::Duration;
 
 /// Writes a complete response from `request_filter`.
+/// The answer carries the request id and, once a route is chosen, its CORS
+/// headers and response header rules.
 pub(super) async fn respond(
     session: &mut Session,
+    ctx: &Ctx,
     status: StatusCode,
     headers: &[(http::HeaderName, HeaderValue)],
     content_type: &HeaderValue,
     body: Bytes,
-    request_id: Option<&HeaderValue>,
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header(header::CONTENT_TYPE, content_type.clone())?;
@@ -26,9 +28,10 @@ pub(super) async fn respond(
     for (n, v) in headers {
         resp.append_header(n.clone(), v.clone())?;
     }
-    if let Some(id) = request_id {
+    if let Some(id) = &ctx.request_id {
         resp.insert_header(X_REQUEST_ID, id.clone())?;
     }
+    super::edge::finish(ctx, &mut resp)?;
     // A request body we did not read must not be taken for the next request.
     if !session.is_body_empty() {
         session.set_keepalive(None);
@@ -46,14 +49,14 @@ pub(super) async fn respond(
 /// Answers with one of Gatehouse's own JSON errors.
 pub(super) async fn respond_json_error(
     session: &mut Session,
+    ctx: &Ctx,
     status: StatusCode,
     error: &str,
     description: &str,
-    request_id: &HeaderValue,
 ) -> Result<()> {
-    let body = json_error(status, error, description, Some(request_id));
+    let body = json_error(status, error, description, ctx.request_id.as_ref());
     let json = HeaderValue::from_static("application/json");
-    respond(session, status, &[], &json, body, Some(request_id)).await
+    respond(session, ctx, status, &[], &json, body).await
 }
 
 /// The JSON body of one of Gatehouse's own errors.

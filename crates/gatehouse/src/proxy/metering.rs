@@ -50,15 +50,8 @@ pub(super) async fn apply(
             Ok(false)
         }
         Err(r) => {
-            super::answer::respond(
-                session,
-                r.status,
-                &r.headers,
-                &r.content_type,
-                r.body,
-                Some(rid),
-            )
-            .await?;
+            super::answer::respond(session, ctx, r.status, &r.headers, &r.content_type, r.body)
+                .await?;
             Ok(true)
         }
     }
