@@ -16,6 +16,10 @@ command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || need+=(light
 command -v php-cgi >/dev/null 2>&1 || [ -x /usr/bin/php-cgi ] || need+=(php-cgi)
 # A real Redis backs the shared userinfo cache tests (crates/gatehouse/tests/shared_cache.rs).
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# A real headless Chromium, driven by chromedriver, runs the browser CORS test
+# (crates/gatehouse/tests/cors_browser.rs, crates/gatehouse-testkit/src/browser.rs).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

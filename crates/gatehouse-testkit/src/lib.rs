@@ -39,12 +39,17 @@
 //!   ([`WsHandshake`]), or a lying one that answers `101` without a valid
 //!   WebSocket handshake and records the raw bytes that follow
 //!   ([`LiarMode`]); [`ws_connect`] is a blocking client ([`WsClient`]).
+//! - [`Browser`]: a real headless chromium (Debian `chromium`) driven by
+//!   `chromedriver` (Debian `chromium-driver`) over WebDriver, to run
+//!   `fetch()` from a page served by a [`PageSite`] on another origin and
+//!   read what the page saw ([`PageFetch`]).
 //!
 //! All servers listen on `127.0.0.1` only. Each one runs on its own
 //! dedicated tokio runtime in a background thread, so it can be used from
 //! plain `#[test]` functions as well as from `#[tokio::test]` ones; dropping
 //! the handle stops the server.
 
+pub mod browser;
 pub mod certs;
 pub mod cgi;
 pub mod config;
@@ -62,6 +67,7 @@ pub mod tokens;
 pub mod wait;
 pub mod websocket;
 
+pub use browser::{Browser, Credentials, PageFetch, PageSite};
 pub use certs::{CertFiles, TestCa};
 pub use cgi::{cgi_env_vars, php_server_vars, CgiScript, CgiUpstream};
 pub use config::ConfigBuilder;

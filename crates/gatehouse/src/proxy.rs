@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 mod answer;
 mod edge;
 mod metering;
+mod request;
+
+use request::{new_request_id, remove_query_params, valid_request_id};
 
 const X_REQUEST_ID: &str = "x-request-id";
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -75,38 +78,6 @@ impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.request_finished();
     }
-}
-
-fn valid_request_id(v: &HeaderValue) -> bool {
-    let b = v.as_bytes();
-    !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| c.is_ascii_graphic())
-}
-
-/// A fresh request id (a v4 UUID) in one allocation that its clones — the
-/// upstream request's header, the response's — share.
-fn new_request_id() -> HeaderValue {
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
-        .unwrap_or(HeaderValue::from_static("unknown"))
-}
-
-fn remove_query_params(uri: &http::Uri, names: &[String]) -> Option<http::Uri> {
-    let query = uri.query()?;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|kv| {
-            !names
-                .iter()
-                .any(|n| gatehouse_connectors::token::query_pair_matches(kv, n))
-        })
-        .collect();
-    let pq = if kept.is_empty() {
-        uri.path().to_string()
-    } else {
-        format!("{}?{}", uri.path(), kept.join("&"))
-    };
-    pq.parse().ok()
 }
 
 impl GatehouseProxy {
@@ -625,67 +596,4 @@ impl ProxyHttp for GatehouseProxy {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn query_names_compare_decoded() {
-        let u: http::Uri = "/a?access%5Ftoken=x&b=1".parse().unwrap();
-        let out = remove_query_params(&u, &["access_token".to_string()]).unwrap();
-        assert_eq!(out.to_string(), "/a?b=1");
-        let u: http::Uri = "/a?x=1;access_token=y&ACCESS.TOKEN=z&access_token_b=2"
-            .parse()
-            .unwrap();
-        let out = remove_query_params(&u, &["access_token".to_string()]).unwrap();
-        assert_eq!(out.to_string(), "/a?access_token_b=2");
-    }
-
-    #[test]
-    fn query_params_are_removed_by_name() {
-        let u: http::Uri = "/a?access_token=x&b=1&access_token_b=2".parse().unwrap();
-        let out = remove_query_params(&u, &["access_token".to_string()]).unwrap();
-        assert_eq!(out.to_string(), "/a?b=1&access_token_b=2");
-        let u: http::Uri = "/a?access_token=x".parse().unwrap();
-        assert_eq!(
-            remove_query_params(&u, &["access_token".to_string()])
-                .unwrap()
-                .to_string(),
-            "/a"
-        );
-    }
-
-    #[test]
-    fn logged_errors_keep_only_the_status_line_of_upstream_bytes() {
-        let bytes = b"HTTP/1.1 200 OK\r\nX-Echo-Authorization: Bearer SECRET\r\n\r\n";
-        let e =
-            Error::explain(InvalidHTTPHeader, format!("buf: {}", bytes.escape_ascii())).into_up();
-        let text = loggable(&e);
-        assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
-        assert!(!text.contains("SECRET"), "{text}");
-        assert!(!text.contains("X-Echo"), "{text}");
-        let long = Error::explain(InternalError, "é".repeat(1000));
-        assert!(loggable(&long).len() <= 512);
-    }
-
-    #[test]
-    fn request_ids() {
-        assert!(valid_request_id(&HeaderValue::from_static("abc-123")));
-        assert!(!valid_request_id(&HeaderValue::from_static("has space")));
-        assert!(!valid_request_id(
-            &HeaderValue::from_str(&"x".repeat(200)).unwrap()
-        ));
-        let id = new_request_id();
-        assert_eq!(id.len(), 36);
-        assert!(valid_request_id(&id));
-        assert_ne!(id, new_request_id());
-    }
-
-    /// The context lives inside Pingora's boxed per-request future, which
-    /// is copied once per keep-alive request: keep it small.
-    #[test]
-    fn context_stays_small() {
-        let size = size_of::<Ctx>();
-        assert!(size <= 512, "Ctx grew to {size} bytes");
-    }
-}
+mod tests;
