@@ -77,3 +77,31 @@ fn check_protected(
     }
     Ok(())
 }
+
+/// What `gatehouse check` prints after a route's chain: its CORS origins and
+/// header rules, if any.
+pub fn summary(r: &RouteConfig) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = &r.cors {
+        parts.push(format!("cors: {}", c.allow_origins.join(" ")));
+    }
+    let count =
+        |h: &Option<HeaderRulesConfig>| h.as_ref().map_or(0, |h| h.set.len() + h.remove.len());
+    if r.request_headers.is_some() {
+        parts.push(format!(
+            "{} request header rules",
+            count(&r.request_headers)
+        ));
+    }
+    if r.response_headers.is_some() {
+        parts.push(format!(
+            "{} response header rules",
+            count(&r.response_headers)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", parts.join("; "))
+    }
+}
