@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 mod guard;
 pub mod h2;
 pub mod head;
+pub mod tls;
 use head::{HeadBudget, HeadGuard};
 
 /// RFC 9113 §3.4: what an HTTP/2 client sends first.
@@ -192,7 +193,7 @@ impl Connections {
 pub struct Gate<P> {
     proxy: Arc<HttpProxy<P>>,
     state: Arc<State>,
-    connections: Connections,
+    connections: Arc<Connections>,
     /// The cap when `server.max_connections` is not set.
     derived_cap: usize,
     h2c: bool,
@@ -217,10 +218,10 @@ impl<P> Gate<P> {
     /// Wraps `proxy`; `fd_limit` (the soft limit after start-up) derives the
     /// default cap.
     pub fn new(proxy: HttpProxy<P>, state: Arc<State>, fd_limit: Option<u64>, h2c: bool) -> Self {
-        let connections = Connections::new(
+        let connections = Arc::new(Connections::new(
             state.metrics.connections_open.clone(),
             state.metrics.connections_refused.clone(),
-        );
+        ));
         let derived_cap = derived_max_connections(fd_limit.unwrap_or(1024));
         Self {
             proxy: Arc::new(proxy),
@@ -229,6 +230,11 @@ impl<P> Gate<P> {
             derived_cap,
             h2c,
         }
+    }
+
+    /// The pre-TLS hook sharing this gate's connection count.
+    pub fn tls_gate(&self, fd_limit: Option<u64>) -> tls::TlsGate {
+        tls::TlsGate::new(self.state.clone(), self.connections.clone(), fd_limit)
     }
 
     /// The connection cap now in force.

@@ -242,10 +242,24 @@ pub fn run(path: PathBuf, registry: Registry) -> anyhow::Result<()> {
         tracing::info!("proxy listener on http://{addr}");
     }
     let initial_tls = state.current().tls.clone();
+    if !server_cfg.tls.is_empty() {
+        // The connection cap and the ClientHello deadline, before any TLS work.
+        if let Some(gate) = service.app_logic().map(|g| g.tls_gate(fd_limit)) {
+            service.endpoints().set_pre_tls_callback(Arc::new(gate));
+        }
+    }
     for (t, (l, initial)) in server_cfg.tls.iter().zip(initial_tls).enumerate() {
         for addr in &l.listen {
             let settings = crate::tls::settings(&state, t, initial.clone())?;
-            service.add_tls_with_settings(&addr.to_string(), None, settings);
+            // `read_buffer_bytes` applies to TLS listeners too: rustls reads
+            // whole records through its own buffer.
+            let buffers =
+                L4BufferSettings::new(server_cfg.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE);
+            service.add_listener(
+                ListenerConfig::tcp(addr.to_string())
+                    .tls(settings)
+                    .l4_buffer(buffers),
+            );
             tracing::info!("proxy listener on https://{addr} (server.tls[{t}], h2 and http/1.1)");
         }
     }

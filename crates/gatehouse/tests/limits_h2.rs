@@ -173,3 +173,65 @@ async fn an_http2_control_frame_flood_closes_the_connection() {
         "the ordinary client's connection still serves"
     );
 }
+
+/// Reads HTTP/2 frames until stream 1 gets a HEADERS frame (its status
+/// byte, from an indexed `:status`) or a RST_STREAM, or the connection
+/// ends; answers the server's SETTINGS. `None`: the connection ended first.
+fn stream_one_outcome(s: &mut TcpStream) -> Option<String> {
+    let mut head = [0u8; 9];
+    loop {
+        s.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).ok()?;
+        match (head[3], head[4], stream) {
+            (0x1, _, 1) => return Some(format!("HEADERS {:02x?}", &payload[..len.min(4)])),
+            (0x3, _, 1) => return Some(format!("RST_STREAM {payload:?}")),
+            (0x4, 0, 0) => s.write_all(&h2_frame(0x4, 0x1, 0, &[])).ok()?,
+            (0x7, _, _) => return Some(format!("GOAWAY {payload:?}")),
+            _ => {}
+        }
+    }
+}
+
+/// An HTTP/2 request body that stops arriving (10 of 1 000 bytes, then
+/// nothing) does not hold its stream, its upstream connection and its
+/// buffers for ever: Pingora has no per-stream read timeout, so the
+/// upstream's `read_timeout` (5 s here: the upstream waits for the rest of
+/// the body and answers nothing) ends the request with a 504.
+#[test]
+fn a_stalled_http2_request_body_is_ended_by_the_upstream_read_timeout() {
+    let echo = EchoUpstream::start();
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), "h2c = true")).unwrap();
+    let mut s = connect(gh.listen_addr());
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let path = b"/public/upload";
+    let authority = b"gh.test";
+    // :method POST (indexed 3), :scheme http, :path, :authority, content-length 1000.
+    let mut block = vec![0x83, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, authority.len() as u8]);
+    block.extend_from_slice(authority);
+    block.extend_from_slice(&[0x0f, 0x0d, 4]);
+    block.extend_from_slice(b"1000");
+    out.extend(h2_frame(0x1, 0x4, 1, &block));
+    out.extend(h2_frame(0x0, 0x0, 1, &[b'x'; 10]));
+    let start = Instant::now();
+    s.write_all(&out).unwrap();
+    let outcome = stream_one_outcome(&mut s);
+    let took = start.elapsed();
+    eprintln!("stalled HTTP/2 body: {outcome:?} after {took:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "{outcome:?} after {took:?}"
+    );
+    let outcome = outcome.expect("the stream was answered or reset");
+    // :status 504 is not in the static table: a literal, so any HEADERS or a reset.
+    assert!(
+        outcome.starts_with("HEADERS") || outcome.starts_with("RST_STREAM"),
+        "{outcome}"
+    );
+}
