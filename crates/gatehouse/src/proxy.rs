@@ -445,10 +445,10 @@ impl ProxyHttp for GatehouseProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let trusted = rules.is_trusted(peer);
-        if let Some(uri) = ctx.upstream_target.take() {
+        if let Some(uri) = ctx.upstream_target.clone() {
             up.set_uri(uri);
         }
-        if let Some(host) = ctx.upstream_host.take() {
+        if let Some(host) = ctx.upstream_host.clone() {
             up.insert_header(header::HOST, host)?;
         }
         let xff = peer.map(|ip| rules.forwarded_for(&up.headers, ip, trusted));
