@@ -61,6 +61,7 @@ clippy:
 bench: deps release
 	$(CARGO) bench -p gatehouse-connectors --bench connectors
 	$(CARGO) bench -p gatehouse-connectors --bench scale
+	$(CARGO) bench -p gatehouse-connectors --bench churn
 	$(CARGO) bench -p gatehouse --bench routes
 	benches/load.sh $(BENCH_ARGS)
 	benches/shared_cache.sh

@@ -1,8 +1,10 @@
 //! The verified-token cache: SHA-256 of the token → what its full check
 //! produced, for at most its remaining lifetime (1 h at most).
 
+use super::settings::TokenCachePolicy;
 use super::verify::Times;
 use http::{HeaderName, HeaderValue};
+use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,11 +45,17 @@ impl moka::Expiry<[u8; 32], Arc<Entry>> for TtlExpiry {
     }
 }
 
-/// A cache of `capacity` verified tokens (`None` when 0: no cache).
-pub(super) fn new(capacity: u64) -> Option<Cache<[u8; 32], Arc<Entry>>> {
+/// A cache of `capacity` verified tokens evicted by `policy` (`None` when 0:
+/// no cache).
+pub(super) fn new(capacity: u64, policy: TokenCachePolicy) -> Option<Cache<[u8; 32], Arc<Entry>>> {
+    let policy = match policy {
+        TokenCachePolicy::TinyLfu => EvictionPolicy::tiny_lfu(),
+        TokenCachePolicy::Lru => EvictionPolicy::lru(),
+    };
     (capacity > 0).then(|| {
         Cache::builder()
             .max_capacity(capacity)
+            .eviction_policy(policy)
             .expire_after(TtlExpiry)
             .support_invalidation_closures()
             .build()
@@ -74,4 +82,49 @@ pub(super) fn ttl(times: Times, leeway: f64, max_age: Option<f64>, now: f64) -> 
         ttl = ttl.min(bounded_secs(i + max + leeway - now, MAX_CACHE_TTL));
     }
     ttl.min(MAX_CACHE_TTL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Arc<Entry> {
+        Arc::new(Entry {
+            times: Times {
+                exp: None,
+                nbf: None,
+                iat: None,
+            },
+            edits: Vec::new(),
+            claims: Arc::new(serde_json::Value::Null),
+            key: 0,
+            bound_to: None,
+            ttl: MAX_CACHE_TTL,
+        })
+    }
+
+    /// A full cache of one token, read often, then a new token: LRU admits
+    /// the new one, TinyLFU keeps the frequent one.
+    fn survivor(policy: TokenCachePolicy) -> ([bool; 2], u64) {
+        let c = new(1, policy).expect("a cache");
+        let (old, new_key) = ([1u8; 32], [2u8; 32]);
+        c.insert(old, entry());
+        for _ in 0..8 {
+            assert!(c.get(&old).is_some());
+        }
+        c.run_pending_tasks();
+        c.insert(new_key, entry());
+        c.run_pending_tasks();
+        (
+            [c.contains_key(&old), c.contains_key(&new_key)],
+            c.entry_count(),
+        )
+    }
+
+    #[test]
+    fn both_policies_reach_moka() {
+        assert_eq!(survivor(TokenCachePolicy::Lru), ([false, true], 1));
+        assert_eq!(survivor(TokenCachePolicy::TinyLfu), ([true, false], 1));
+        assert!(new(0, TokenCachePolicy::Lru).is_none());
+    }
 }

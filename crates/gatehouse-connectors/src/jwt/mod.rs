@@ -28,7 +28,7 @@ pub mod verify;
 pub use alg::{Alg, UnknownAlg};
 pub use keys::{key_from_pem, parse_jwks, Family, KeyError, KeyMaterial, KeySet, VerifyKey};
 pub use rules::Rules;
-pub use settings::{JwtSettings, PemKeyConfig, SecretEncoding};
+pub use settings::{JwtSettings, PemKeyConfig, SecretEncoding, TokenCachePolicy};
 pub use store::{JwksError, KeySource, KeyStore, StoreSettings, MAX_JWKS_BYTES};
 
 use crate::errors::Failure;
@@ -373,7 +373,7 @@ impl JwtFactory {
         let fetches_err = f.fetches.with_label_values(&[name, "failure"]);
         let keys_gauge = f.keys.with_label_values(&[name]);
         let age_gauge = f.age.with_label_values(&[name]);
-        let cache = cache::new(s.token_cache_size);
+        let cache = cache::new(s.token_cache_size, s.token_cache_policy);
 
         let kg = keys_gauge.clone();
         let observer: store::FetchObserver = Arc::new(move |ok, n| {

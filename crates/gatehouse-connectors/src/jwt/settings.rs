@@ -30,6 +30,27 @@ pub enum SecretEncoding {
     Base64,
 }
 
+/// `token_cache_policy`: eviction (and admission) of the verified-token
+/// cache once it holds `token_cache_size` tokens. The default, `lru`, is what
+/// `benches/churn.rs` measured (docs/performance.md, "Token churn"): when
+/// users rotate tokens against a cache smaller than the population, TinyLFU
+/// kept the dead tokens of formerly busy users and refused new ones (up to
+/// 3.3× the signature checks of LRU); LRU's worst case was 1.3× TinyLFU's,
+/// on a stable population with a cache of a tenth of it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum TokenCachePolicy {
+    /// `"tinylfu"`: least recently used out, but a new token is admitted only
+    /// when it has been seen more often than the token it would evict
+    /// (frequency-based admission).
+    #[serde(rename = "tinylfu")]
+    TinyLfu,
+    /// `"lru"` (default): every verified token is admitted; the least
+    /// recently used one is evicted.
+    #[default]
+    #[serde(rename = "lru")]
+    Lru,
+}
+
 /// `[connectors.NAME]` with `kind = "jwt"`: the kind's own keys (the shared
 /// ones — `inject_headers`, `policy`, `required_claims`, `token_sources`,
 /// `max_token_size`, `realm`, `error_style`, `custom_error` — are
@@ -102,6 +123,10 @@ pub struct JwtSettings {
     /// Verified-token cache capacity (0 disables the cache).
     #[serde(default = "d_cache")]
     pub token_cache_size: u64,
+    /// Which verified token a full cache gives up for a new one: `"lru"`
+    /// (default) or `"tinylfu"` (see [`TokenCachePolicy`]).
+    #[serde(default)]
+    pub token_cache_policy: TokenCachePolicy,
     /// Token types (`typ` of the JOSE header) accepted, compared ASCII
     /// case-insensitively; a token without `typ` is accepted. Default
     /// `["at+jwt", "application/at+jwt", "JWT"]` (RFC 9068 access tokens,
@@ -159,4 +184,68 @@ fn d_leeway() -> HumanDuration {
 }
 fn d_cache() -> u64 {
     100_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::JwtFactory;
+    use super::*;
+    use crate::{BuildContext, ConnectorFactory};
+    use gatehouse_config::ConfigError;
+
+    async fn build(extra: &str) -> Result<(), ConfigError> {
+        let body = format!(
+            "secret = \"0123456789abcdef0123456789abcdef\"\nalgorithms = [\"HS256\"]\naudiences = [\"api\"]\n{extra}"
+        );
+        JwtFactory::default()
+            .build(BuildContext {
+                name: "t".into(),
+                path: "connectors.t".into(),
+                settings: toml::from_str(&body).expect("test TOML"),
+                metrics: prometheus::Registry::new(),
+                shared_caches: Default::default(),
+            })
+            .await
+            .map(drop)
+            .map_err(|mut e| e.0.remove(0))
+    }
+
+    #[tokio::test]
+    async fn token_cache_policy_values() {
+        for v in ["tinylfu", "lru"] {
+            build(&format!("token_cache_policy = \"{v}\""))
+                .await
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        build("").await.expect("no token_cache_policy");
+        let parse = |v: &str| {
+            toml::from_str::<toml::Table>(&format!("algorithms = []\n{v}"))
+                .map(|t| toml::Value::Table(t).try_into::<JwtSettings>())
+                .expect("test TOML")
+                .map(|s| s.token_cache_policy)
+        };
+        assert_eq!(parse("").ok(), Some(TokenCachePolicy::default()));
+        assert_eq!(
+            parse("token_cache_policy = \"tinylfu\"").ok(),
+            Some(TokenCachePolicy::TinyLfu)
+        );
+        assert_eq!(
+            parse("token_cache_policy = \"lru\"").ok(),
+            Some(TokenCachePolicy::Lru)
+        );
+        for bad in ["\"lfu\"", "\"LRU\"", "\"\"", "1"] {
+            let e = build(&format!("token_cache_policy = {bad}"))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.path, "connectors.t.token_cache_policy", "{e}");
+        }
+        let e = build("token_cache_policy = \"lfu\"")
+            .await
+            .expect_err("refused");
+        assert!(
+            e.message.contains("tinylfu") && e.message.contains("lru"),
+            "{e}"
+        );
+    }
 }
