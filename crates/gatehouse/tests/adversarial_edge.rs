@@ -386,8 +386,8 @@ fn serve_flaky(mut c: TcpStream, seen: &Mutex<Vec<String>>) {
         let Some(target) = head.split(' ').nth(1) else {
             return;
         };
-        let host = head.lines().filter_map(|l| l.split_once(": "));
-        let host = host.filter(|h| h.0.eq_ignore_ascii_case("host")).last();
+        let mut host = head.lines().filter_map(|l| l.split_once(": "));
+        let host = host.rfind(|h| h.0.eq_ignore_ascii_case("host"));
         let line = format!("{target} host={}", host.map_or("", |h| h.1));
         seen.lock().unwrap().push(line);
         if n == 2 {
