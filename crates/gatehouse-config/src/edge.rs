@@ -342,10 +342,9 @@ pub fn check_rewrite_prefix(rw: &str) -> Result<(), String> {
     let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@".contains(&b);
     if rw.len() > MAX_REWRITE_PREFIX
         || !rw.starts_with('/')
-        || body
-            .split('/')
-            .skip(1)
-            .any(|seg| seg.is_empty() || seg.ends_with('.') || !seg.bytes().all(plain))
+        || body.split('/').skip(1).any(|seg| {
+            seg.is_empty() || seg.ends_with('.') || seg.contains(":$") || !seg.bytes().all(plain)
+        })
     {
         return Err(format!(
             "\"{rw}\" must be \"\" or an absolute path of plain segments (/internal/orders): \
