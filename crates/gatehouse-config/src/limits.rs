@@ -19,6 +19,9 @@ pub const DEFAULT_H2_IDLE_TIMEOUT: HumanDuration = HumanDuration::from_secs(75);
 /// Default `server.h2_max_concurrent_streams`: Pingora's own default
 /// (NGINX: 128; Envoy's edge recommendation: 100).
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default `server.h2_max_proxied_streams`: a connection's streams hold at
+/// most 32 × ~0.5 MiB of response buffers for a client that stops reading.
+pub const DEFAULT_H2_MAX_PROXIED_STREAMS: u32 = 32;
 /// Default `server.max_request_header_bytes`: NGINX refuses heads above
 /// 4 × 8 KiB (`large_client_header_buffers`).
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
@@ -51,6 +54,9 @@ pub(crate) fn default_h2_idle_timeout() -> HumanDuration {
 }
 pub(crate) fn default_h2_max_concurrent_streams() -> u32 {
     DEFAULT_H2_MAX_CONCURRENT_STREAMS
+}
+pub(crate) fn default_h2_max_proxied_streams() -> u32 {
+    DEFAULT_H2_MAX_PROXIED_STREAMS
 }
 pub(crate) fn default_h2_max_send_buffer_bytes() -> usize {
     DEFAULT_H2_MAX_SEND_BUFFER_BYTES
@@ -110,6 +116,15 @@ pub(crate) fn validate(s: &ServerConfig, errs: &mut Vec<ConfigError>) {
             format!(
                 "must be between 1 and 10000, got {}",
                 s.h2_max_concurrent_streams
+            ),
+        ));
+    }
+    if s.h2_max_proxied_streams == 0 || s.h2_max_proxied_streams > 10_000 {
+        errs.push(ConfigError::new(
+            "server.h2_max_proxied_streams",
+            format!(
+                "must be between 1 and 10000, got {}",
+                s.h2_max_proxied_streams
             ),
         ));
     }
@@ -191,6 +206,7 @@ mod tests {
         assert_eq!(s.response_min_send_rate, 0);
         assert_eq!(s.h2_idle_timeout.get(), Duration::from_secs(75));
         assert_eq!(s.h2_max_concurrent_streams, 100);
+        assert_eq!(s.h2_max_proxied_streams, 32);
         assert_eq!(s.max_request_header_bytes, 32 * 1024);
         assert_eq!(s.max_connections, None);
     }
@@ -220,6 +236,10 @@ mod tests {
                 "server.max_request_header_bytes",
             ),
             ("max_connections = 0", "server.max_connections"),
+            (
+                "h2_max_proxied_streams = 0",
+                "server.h2_max_proxied_streams",
+            ),
         ] {
             let e = server(extra).unwrap_err();
             assert_eq!(e.first().unwrap().path, key, "{extra}: {e}");

@@ -108,6 +108,11 @@ pub struct ServerConfig {
     /// HTTP/2: `SETTINGS_MAX_CONCURRENT_STREAMS` announced to clients.
     #[serde(default = "limits::default_h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: streams of one connection proxied at once (each holding an
+    /// upstream request and up to ~0.5 MiB of response buffers); further
+    /// streams wait for a place, at most `response_write_timeout`, then 503.
+    #[serde(default = "limits::default_h2_max_proxied_streams")]
+    pub h2_max_proxied_streams: u32,
     /// Largest request head (request line and every header, as HTTP/1.1
     /// spells them) accepted; larger ones are refused with 431.
     #[serde(default = "limits::default_max_request_header_bytes")]

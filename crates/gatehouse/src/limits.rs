@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 mod guard;
 pub mod h2;
 pub mod head;
+pub mod streams;
 pub mod tls;
 use head::{HeadBudget, HeadGuard};
 

@@ -82,6 +82,13 @@ pub struct Metrics {
     /// `gatehouse_h2_floods_total`: HTTP/2 connections closed for sending
     /// more control frames than their budget.
     pub h2_floods: IntCounter,
+    /// `gatehouse_h2_streams_waited_total`: HTTP/2 streams that waited for
+    /// a place because `server.h2_max_proxied_streams` of their connection
+    /// were being proxied.
+    pub h2_streams_waited: IntCounter,
+    /// `gatehouse_h2_streams_refused_total`: HTTP/2 streams answered 503
+    /// because no place came free within their wait.
+    pub h2_streams_refused: IntCounter,
     limit_requests: IntCounterVec,
     limit_store_errors: IntCounterVec,
 }
@@ -258,6 +265,14 @@ impl Metrics {
                 "gatehouse_h2_floods_total",
                 "HTTP/2 connections closed because they sent more control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA, unknown types) than their budget.",
             )?,
+            h2_streams_waited: IntCounter::new(
+                "gatehouse_h2_streams_waited_total",
+                "HTTP/2 streams that waited for a place because server.h2_max_proxied_streams streams of their connection were being proxied.",
+            )?,
+            h2_streams_refused: IntCounter::new(
+                "gatehouse_h2_streams_refused_total",
+                "HTTP/2 streams answered 503 because no place of their connection came free within response_write_timeout.",
+            )?,
             heads_timed_out: IntCounter::new(
                 "gatehouse_request_heads_timed_out_total",
                 "HTTP/1 connections closed because the first request did not start or complete its head within request_header_timeout, or a later head that started was not complete within idle_timeout.",
@@ -290,6 +305,8 @@ impl Metrics {
         r.register(Box::new(m.request_heads_refused.clone()))?;
         r.register(Box::new(m.heads_timed_out.clone()))?;
         r.register(Box::new(m.h2_floods.clone()))?;
+        r.register(Box::new(m.h2_streams_waited.clone()))?;
+        r.register(Box::new(m.h2_streams_refused.clone()))?;
         r.register(Box::new(m.abandoned_checks.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.request_duration.clone()))?;

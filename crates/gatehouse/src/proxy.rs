@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` implementation: route, run the connector chain,
 //! proxy, record.
 
+use crate::limits::streams::{ProxiedStreams, StreamPlace};
 use crate::metrics::UpgradeResult;
 use crate::snapshot::Snapshot;
 use crate::state::State;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 mod answer;
 mod edge;
 mod metering;
+mod place;
 mod request;
 
 use request::{new_request_id, remove_query_params, valid_request_id};
@@ -35,6 +37,8 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct GatehouseProxy {
     /// Shared process state (current snapshot, metrics, flags).
     pub state: Arc<State>,
+    /// Places of the HTTP/2 streams being proxied, per connection.
+    pub streams: Arc<ProxiedStreams>,
 }
 
 /// Per-request state carried through the hooks.
@@ -69,6 +73,9 @@ pub struct Ctx {
     cors_origin: Option<HeaderValue>,
     /// The request is a CORS preflight the route's policy answers.
     preflight: bool,
+    /// This HTTP/2 stream's place among its connection's proxied streams,
+    /// held until the stream ends.
+    place: Option<StreamPlace>,
     _inflight: InflightGuard,
 }
 
@@ -137,6 +144,7 @@ impl ProxyHttp for GatehouseProxy {
             limit_headers: Vec::new(),
             cors_origin: None,
             preflight: false,
+            place: None,
             _inflight: InflightGuard(self.state.clone()),
         }
     }
@@ -293,7 +301,7 @@ impl ProxyHttp for GatehouseProxy {
             Ask::Websocket { accept } => ctx.upgrade_accept = Some(accept),
         }
         if route.chain.is_empty() {
-            return metering::apply(self, session, ctx, route, &rid).await;
+            return place::admit(self, session, ctx, route, &rid).await;
         }
         let watch = route.watch_client && session.is_body_empty();
         let req = session.req_header();
@@ -353,7 +361,7 @@ impl ProxyHttp for GatehouseProxy {
         match outcome {
             ChainOutcome::Allow(edits) => {
                 ctx.edits = edits;
-                metering::apply(self, session, ctx, route, &rid).await
+                place::admit(self, session, ctx, route, &rid).await
             }
             ChainOutcome::Deny {
                 step,

@@ -103,6 +103,7 @@ fn proxy_service(
     let mut proxy = HttpProxy::new(
         GatehouseProxy {
             state: state.clone(),
+            streams: Arc::default(),
         },
         server.configuration.clone(),
     );

@@ -24,6 +24,35 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A HEADERS frame ending its stream: GET `path` (`:method GET`, `:scheme
+/// http`, `:path` and `:authority` as literals).
+fn h2_get(stream: u32, path: &str) -> Vec<u8> {
+    let authority = b"gh.test";
+    let mut block = vec![0x82, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, authority.len() as u8]);
+    block.extend_from_slice(authority);
+    h2_frame(0x1, 0x5, stream, &block)
+}
+
+/// The next frame from the server (kind, stream, payload), answering its
+/// SETTINGS; `None` once the connection ends.
+fn next_h2_frame(s: &mut TcpStream) -> Option<(u8, u32, Vec<u8>)> {
+    loop {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).ok()?;
+        if (head[3], head[4]) == (0x4, 0) {
+            s.write_all(&h2_frame(0x4, 0x1, 0, &[])).ok()?;
+            continue;
+        }
+        return Some((head[3], stream, payload));
+    }
+}
+
 /// Reads HTTP/2 frames until `want` response HEADERS frames arrived;
 /// answers the server's SETTINGS.
 fn read_h2_headers(s: &mut TcpStream, want: usize) {
@@ -65,7 +94,9 @@ fn settled_rss_kib(pid: u32) -> u64 {
 /// window of 0 (nothing can be sent; Pingora's pipeline fills).
 fn stalled_h2_stream_kib(wide: bool) -> u64 {
     let echo = EchoUpstream::start();
-    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), "h2c = true")).unwrap();
+    // Every stream is proxied at once: the cost of one is measured.
+    let server = "h2c = true\nh2_max_proxied_streams = 100";
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
     let pid = gh.pid();
     let streams = 40u32;
     // Warm up the upstream pool and allocator with one full answer.
@@ -86,15 +117,8 @@ fn stalled_h2_stream_kib(wide: bool) -> u64 {
         // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent any DATA.
         out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
     }
-    let path = b"/public/big?echo_pad=2000000";
-    let authority = b"gh.test";
     for i in 0..streams {
-        // :method GET, :scheme http, :path and :authority as literals.
-        let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
-        block.extend_from_slice(path);
-        block.extend_from_slice(&[0x01, authority.len() as u8]);
-        block.extend_from_slice(authority);
-        out.extend(h2_frame(0x1, 0x5, 2 * i + 1, &block));
+        out.extend(h2_get(2 * i + 1, "/public/big?echo_pad=2000000"));
     }
     s.write_all(&out).unwrap();
     if !wide {
@@ -234,4 +258,80 @@ fn a_stalled_http2_request_body_is_ended_by_the_upstream_read_timeout() {
         outcome.starts_with("HEADERS") || outcome.starts_with("RST_STREAM"),
         "{outcome}"
     );
+}
+
+/// One connection asking for ten large answers it never reads (window 0):
+/// only `h2_max_proxied_streams` (4) reach the upstream and hold buffers;
+/// the other six wait for a place, their requests unread. Another
+/// connection has places of its own.
+#[test]
+fn one_http2_connection_proxies_at_most_h2_max_proxied_streams_at_once() {
+    let echo = EchoUpstream::start();
+    let server = "h2c = true\nh2_max_proxied_streams = 4\nresponse_write_timeout = \"60s\"";
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let mut s = connect(gh.listen_addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    for i in 0..10 {
+        out.extend(h2_get(2 * i + 1, "/public/big?echo_pad=2000000"));
+    }
+    s.write_all(&out).unwrap();
+    read_h2_headers(&mut s, 4);
+    assert!(
+        wait_metric(&gh, "gatehouse_h2_streams_waited_total", 6.0),
+        "waited: {}",
+        metric(&gh, "gatehouse_h2_streams_waited_total")
+    );
+    // Six streams are waiting, so only four requests went upstream.
+    assert_eq!(echo.requests(), 4);
+
+    let mut other = connect(gh.listen_addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    out.extend(h2_get(1, "/public/other"));
+    other.write_all(&out).unwrap();
+    read_h2_headers(&mut other, 1);
+    assert_eq!(echo.requests(), 5);
+    assert_eq!(metric(&gh, "gatehouse_h2_streams_refused_total"), 0.0);
+}
+
+/// A stream that finds every place of its connection taken for its whole
+/// wait (`response_write_timeout`, 1 s) is answered 503 with
+/// `Retry-After`, and never reaches the upstream; the stream holding the
+/// place is answered normally.
+#[test]
+fn a_stream_that_finds_no_place_in_time_is_answered_503() {
+    let echo = EchoUpstream::start();
+    let server = "h2c = true\nh2_max_proxied_streams = 1\nresponse_write_timeout = \"1s\"";
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let mut s = connect(gh.listen_addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    // The upstream answers stream 1 after 4 s (its read_timeout is 5 s).
+    out.extend(h2_get(1, "/public/slow?echo_delay_ms=4000"));
+    s.write_all(&out).unwrap();
+    assert!(eventually_blocking(CLOSE_BOUND, || echo.requests() == 1));
+    let start = Instant::now();
+    s.write_all(&h2_get(3, "/public/waits")).unwrap();
+    let mut body3 = Vec::new();
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let (kind, stream, payload) = next_h2_frame(&mut s).expect("the connection stayed open");
+        match kind {
+            0x0 if stream == 3 => body3.extend_from_slice(&payload),
+            0x1 => order.push((stream, start.elapsed())),
+            0x3 | 0x7 => panic!("reset or GOAWAY on stream {stream}: {payload:?}"),
+            _ => {}
+        }
+    }
+    eprintln!("answers: {order:?}");
+    // Stream 3 was answered first, after its wait, while stream 1 was
+    // still waiting for its upstream.
+    assert_eq!(order[0].0, 3, "{order:?}");
+    assert!(order[0].1 >= Duration::from_millis(900), "{order:?}");
+    assert_eq!(order[1].0, 1, "{order:?}");
+    let body = String::from_utf8_lossy(&body3);
+    assert!(body.contains("too_many_streams"), "{body}");
+    assert_eq!(metric(&gh, "gatehouse_h2_streams_refused_total"), 1.0);
+    assert_eq!(echo.requests(), 1, "the refused stream never went upstream");
 }
