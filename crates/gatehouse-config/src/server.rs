@@ -121,8 +121,8 @@ pub struct ServerConfig {
     /// closed at once. Default: derived from the descriptor limit.
     #[serde(default)]
     pub max_connections: Option<usize>,
-    /// Read buffer of each plain-TCP client connection, in bytes (TLS
-    /// listeners keep Pingora's 64 KiB). `0` (default): reads go straight
+    /// Read buffer of each client connection, plain TCP and TLS, in bytes
+    /// (Pingora's default: 64 KiB). `0` (default): reads go straight
     /// into the request's own buffers, so an idle connection holds none.
     /// Read at start-up only.
     #[serde(default)]
