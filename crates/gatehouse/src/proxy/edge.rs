@@ -83,7 +83,7 @@ pub(super) fn request_rules(edge: &RouteEdge, up: &mut RequestHeader) -> Result<
 /// What every answer of the route gets, Gatehouse's own and the
 /// upstream's: on a route with a CORS policy, the upstream's
 /// `Access-Control-*` headers replaced by the policy's for the request's
-/// origin (and `Vary: Origin`); then `[routes.response_headers]`.
+/// origin (and `Vary: Origin`), after `[routes.response_headers]`.
 /// A preflight's answer carries its own CORS headers already.
 pub(super) fn finish(ctx: &Ctx, resp: &mut ResponseHeader) -> Result<()> {
     let Some(route) = ctx
@@ -95,6 +95,23 @@ pub(super) fn finish(ctx: &Ctx, resp: &mut ResponseHeader) -> Result<()> {
         return Ok(());
     };
     let edge = &route.edge;
+    // The route's rules first: a rule setting or removing `Vary` must not
+    // drop the policy's `Vary: Origin` (a shared cache would then serve one
+    // origin's grant to another). A preflight's answer has its `Vary`
+    // already: a rule adds to it.
+    let own_vary = ctx.preflight && edge.cors.is_some();
+    for n in edge.response.to_remove(&resp.headers) {
+        if !(own_vary && n == header::VARY) {
+            resp.remove_header(&n);
+        }
+    }
+    for (n, v) in edge.response.to_set() {
+        if own_vary && n == header::VARY {
+            resp.append_header(n.clone(), v.clone())?;
+        } else {
+            resp.insert_header(n.clone(), v.clone())?;
+        }
+    }
     if let (Some(cors), false) = (&edge.cors, ctx.preflight) {
         let upstream_cors: Vec<HeaderName> = resp
             .headers
@@ -112,12 +129,6 @@ pub(super) fn finish(ctx: &Ctx, resp: &mut ResponseHeader) -> Result<()> {
                 resp.insert_header(n, v)?;
             }
         }
-    }
-    for n in edge.response.to_remove(&resp.headers) {
-        resp.remove_header(&n);
-    }
-    for (n, v) in edge.response.to_set() {
-        resp.insert_header(n.clone(), v.clone())?;
     }
     Ok(())
 }
