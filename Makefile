@@ -55,9 +55,10 @@ clippy:
 
 ## bench: criterion micro-benchmarks, cache and chain scaling, routing scaling, the loopback load
 ## benchmark against HAProxy, NGINX, Pingap and the engine A/B (plain, then TLS), the shared-cache
-## benchmark (Redis), the cost of request limits (local and Redis), instructions per request under
-## callgrind, allocations per request, memory per connection, and the flame graphs of
-## docs/flamegraphs (see docs/performance.md)
+## benchmark (Redis), the cost of request limits (local and Redis), latency at a fixed rate (open
+## loop, 50 % and 80 % of each proxy's capacity), instructions per request under callgrind,
+## allocations per request, memory per connection, and the flame graphs of docs/flamegraphs (see
+## docs/performance.md)
 bench: deps release
 	$(CARGO) bench -p gatehouse-connectors --bench connectors
 	$(CARGO) bench -p gatehouse-connectors --bench scale
@@ -66,6 +67,7 @@ bench: deps release
 	benches/load.sh $(BENCH_ARGS)
 	benches/shared_cache.sh
 	benches/limits.sh
+	GATEHOUSE_BIN=target/release/gatehouse benches/latency.sh
 	benches/instructions.sh
 	benches/allocations.sh --sites --engine
 	GATEHOUSE_BIN=target/release/gatehouse benches/connection_memory.sh

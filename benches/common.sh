@@ -123,3 +123,36 @@ ENGINE_DIR=target/engine-ab/release
 engine_build() {
   CARGO_TARGET_DIR=target/engine-ab cargo build --quiet --release --locked --manifest-path benches/engine-ab/Cargo.toml
 }
+
+# haproxy_plain_conf FILE LISTEN_PORT UPSTREAM_PORT THREADS — HAProxy as a plain keep-alive proxy (the
+# "plain" frontend of benches/load.sh).
+haproxy_plain_conf() {
+  cat > "$1" <<CONF
+global
+  nbthread $4
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+backend up
+  server s1 127.0.0.1:$3
+frontend plain
+  bind 127.0.0.1:$2
+  default_backend up
+CONF
+}
+
+# nginx_proxy_conf DIR LISTEN_PORT UPSTREAM_PORT THREADS — NGINX as a plain proxy keeping upstream
+# connections alive (as in benches/load.sh).
+nginx_proxy_conf() {
+  cat > "$1/nginx.conf" <<CONF
+worker_processes $4; daemon off; pid $1/nginx.pid; error_log $1/error.log;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream up { server 127.0.0.1:$3; keepalive 64; }
+  server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+}

@@ -92,7 +92,7 @@ cat > "$W/ng/nginx.conf" <<CONF
 worker_processes $THREADS; daemon off; pid $W/ng/nginx.pid; error_log $W/ng/error.log;
 events { worker_connections 8192; }
 http { access_log off; keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  upstream up { server 127.0.0.1:$UP; keepalive 512; }
   server { listen 127.0.0.1:$NT ssl http2;
     ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:SSL:10m;
