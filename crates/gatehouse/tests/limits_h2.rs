@@ -335,3 +335,31 @@ fn a_stream_that_finds_no_place_in_time_is_answered_503() {
     assert_eq!(metric(&gh, "gatehouse_h2_streams_refused_total"), 1.0);
     assert_eq!(echo.requests(), 1, "the refused stream never went upstream");
 }
+
+/// A stream that waits for a place and is reset by its client stops
+/// waiting at once (its request ends, nothing goes upstream): resetting
+/// streams and opening new ones cannot pile up waiters.
+#[test]
+fn a_waiting_stream_reset_by_its_client_stops_waiting() {
+    let echo = EchoUpstream::start();
+    let server = "h2c = true\nh2_max_proxied_streams = 1\nresponse_write_timeout = \"60s\"";
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let mut s = connect(gh.listen_addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    // Stream 1 holds the only place for 4.5 s (the upstream's delay).
+    out.extend(h2_get(1, "/public/slow?echo_delay_ms=4500"));
+    out.extend(h2_get(3, "/public/waits"));
+    s.write_all(&out).unwrap();
+    assert!(wait_metric(&gh, "gatehouse_h2_streams_waited_total", 1.0));
+    assert_eq!(metric(&gh, "gatehouse_inflight_requests"), 2.0);
+    // RST_STREAM (CANCEL) on the waiting stream.
+    let reset = Instant::now();
+    s.write_all(&h2_frame(0x3, 0, 3, &8u32.to_be_bytes()))
+        .unwrap();
+    assert!(wait_metric(&gh, "gatehouse_inflight_requests", 1.0));
+    let took = reset.elapsed();
+    // Without the watch the waiter would end only when stream 1 does (4.5 s).
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    assert_eq!(echo.requests(), 1, "the reset stream never went upstream");
+}

@@ -38,11 +38,26 @@ pub(super) async fn admit(
     let cap = usize::try_from(server.h2_max_proxied_streams).unwrap_or(usize::MAX);
     let wait = server.response_write_timeout.get();
     let metrics = &proxy.state.metrics;
-    match proxy
+    let take = proxy
         .streams
-        .take(key, cap, wait, || metrics.h2_streams_waited.inc())
-        .await
-    {
+        .take(key, cap, wait, || metrics.h2_streams_waited.inc());
+    // A stream reset (or a connection closed) while it waits stops
+    // waiting: a client cannot pile up waiters by resetting streams and
+    // opening new ones. A request body would be consumed by the watch, so
+    // only bodiless requests are watched.
+    let got = if session.is_body_empty() {
+        tokio::pin!(take);
+        tokio::select! {
+            got = &mut take => got,
+            watched = session.read_body_or_idle(true) => match watched {
+                Err(e) => return Err(e.into_down()),
+                Ok(_) => take.await,
+            },
+        }
+    } else {
+        take.await
+    };
+    match got {
         Ok(place) => {
             ctx.place = Some(place);
             Ok(false)
