@@ -75,7 +75,7 @@ pub struct Ctx {
     preflight: bool,
     /// This HTTP/2 stream's place among its connection's proxied streams,
     /// held until the stream ends.
-    place: Option<StreamPlace>,
+    place: Option<Box<StreamPlace>>,
     _inflight: InflightGuard,
 }
 

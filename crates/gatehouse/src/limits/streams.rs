@@ -43,6 +43,20 @@ impl Drop for StreamPlace {
     }
 }
 
+/// A stream's claim on its connection's entry while it takes a place.
+struct Waiting<'a> {
+    owner: &'a ProxiedStreams,
+    key: usize,
+    places: Option<Arc<Semaphore>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        drop(self.places.take());
+        self.owner.release(self.key);
+    }
+}
+
 /// Why a stream got no place.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NoPlace {
@@ -66,27 +80,32 @@ impl ProxiedStreams {
             .entry(key)
             .or_insert_with(|| Arc::new(Semaphore::new(cap)))
             .clone();
+        // Counts as a waiter until the stream has its permit, gives up or
+        // is cancelled (its client went away): the entry is not removed
+        // under it, and is removed after it when nothing else needs it.
+        let waiting = Waiting {
+            owner: self,
+            key,
+            places: Some(places.clone()),
+        };
         let place = |permit| StreamPlace {
             permit: Some(permit),
             key,
             owner: self.clone(),
         };
-        // The clone above counts as a waiter until the stream has its
-        // permit or gives up: the entry is not removed under it.
-        match places.clone().try_acquire_owned() {
-            Ok(p) => return Ok(place(p)),
-            Err(_) => waited(),
-        }
-        let got = tokio::time::timeout(wait, places.clone().acquire_owned()).await;
-        drop(places);
-        match got {
-            Ok(Ok(p)) => Ok(place(p)),
-            // The semaphore is never closed.
-            Ok(Err(_)) | Err(_) => {
-                self.release(key);
-                Err(NoPlace::Timeout)
+        let permit = match places.clone().try_acquire_owned() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                waited();
+                match tokio::time::timeout(wait, places.acquire_owned()).await {
+                    Ok(Ok(p)) => Ok(p),
+                    // The semaphore is never closed.
+                    Ok(Err(_)) | Err(_) => Err(NoPlace::Timeout),
+                }
             }
-        }
+        };
+        drop(waiting);
+        permit.map(place)
     }
 
     fn table(&self) -> MutexGuard<'_, HashMap<usize, Arc<Semaphore>>> {
@@ -161,6 +180,22 @@ mod tests {
         let b = streams.take(7, 2, wait, || {}).await.unwrap();
         let c = streams.take(7, 2, wait, || {}).await.unwrap();
         drop((b, c));
+        assert_eq!(streams.connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_no_entry_behind() {
+        let streams = Arc::new(ProxiedStreams::default());
+        let long = Duration::from_secs(30);
+        let held = streams.take(9, 1, long, || {}).await.unwrap();
+        let waiter = {
+            let streams = streams.clone();
+            tokio::spawn(async move { streams.take(9, 1, long, || {}).await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        drop(held);
         assert_eq!(streams.connections(), 0);
     }
 }

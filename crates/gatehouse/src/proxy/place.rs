@@ -59,7 +59,7 @@ pub(super) async fn admit(
     };
     match got {
         Ok(place) => {
-            ctx.place = Some(place);
+            ctx.place = Some(Box::new(place));
             Ok(false)
         }
         Err(_) => {
