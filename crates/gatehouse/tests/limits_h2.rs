@@ -363,3 +363,31 @@ fn a_waiting_stream_reset_by_its_client_stops_waiting() {
     assert!(took < Duration::from_millis(3500), "{took:?}");
     assert_eq!(echo.requests(), 1, "the reset stream never went upstream");
 }
+
+/// A stream that waited (watched for a reset meanwhile) is proxied
+/// normally once a place comes free.
+#[test]
+fn a_waiting_stream_is_proxied_once_a_place_comes_free() {
+    let echo = EchoUpstream::start();
+    let server = "h2c = true\nh2_max_proxied_streams = 1\nresponse_write_timeout = \"60s\"";
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let mut s = connect(gh.listen_addr());
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    out.extend(h2_get(1, "/public/first?echo_delay_ms=300"));
+    out.extend(h2_get(3, "/public/second"));
+    s.write_all(&out).unwrap();
+    let mut ended = Vec::new();
+    while ended.len() < 2 {
+        let (kind, stream, payload) = next_h2_frame(&mut s).expect("the connection stayed open");
+        match kind {
+            0x1 => ended.push(stream),
+            0x3 | 0x7 => panic!("reset or GOAWAY on stream {stream}: {payload:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(ended, vec![1, 3], "stream 3 waited for stream 1's place");
+    assert!(wait_metric(&gh, "gatehouse_h2_streams_waited_total", 1.0));
+    assert!(eventually_blocking(CLOSE_BOUND, || echo.requests() == 2));
+    assert_eq!(metric(&gh, "gatehouse_h2_streams_refused_total"), 0.0);
+}
