@@ -110,23 +110,16 @@ pub(crate) fn validate(s: &ServerConfig, errs: &mut Vec<ConfigError>) {
             ));
         }
     }
-    if s.h2_max_concurrent_streams == 0 || s.h2_max_concurrent_streams > 10_000 {
-        errs.push(ConfigError::new(
-            "server.h2_max_concurrent_streams",
-            format!(
-                "must be between 1 and 10000, got {}",
-                s.h2_max_concurrent_streams
-            ),
-        ));
-    }
-    if s.h2_max_proxied_streams == 0 || s.h2_max_proxied_streams > 10_000 {
-        errs.push(ConfigError::new(
-            "server.h2_max_proxied_streams",
-            format!(
-                "must be between 1 and 10000, got {}",
-                s.h2_max_proxied_streams
-            ),
-        ));
+    for (key, n) in [
+        ("h2_max_concurrent_streams", s.h2_max_concurrent_streams),
+        ("h2_max_proxied_streams", s.h2_max_proxied_streams),
+    ] {
+        if n == 0 || n > 10_000 {
+            errs.push(ConfigError::new(
+                format!("server.{key}"),
+                format!("must be between 1 and 10000, got {n}"),
+            ));
+        }
     }
     if !(1024..=ENGINE_MAX_HEADER_BYTES).contains(&s.max_request_header_bytes) {
         errs.push(ConfigError::new(

@@ -24,6 +24,25 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The client connection preface, then a SETTINGS frame of `settings`.
+fn preface(settings: &[u8]) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, settings));
+    out
+}
+
+/// An echo upstream and Gatehouse in front of it on an `h2c` listener,
+/// proxying at most `cap` streams of a connection at once, waiting at most
+/// `write_timeout` for a place.
+fn h2c_with_cap(cap: u32, write_timeout: &str) -> (EchoUpstream, Gatehouse) {
+    let echo = EchoUpstream::start();
+    let server = format!(
+        "h2c = true\nh2_max_proxied_streams = {cap}\nresponse_write_timeout = \"{write_timeout}\""
+    );
+    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    (echo, gh)
+}
+
 /// A HEADERS frame ending its stream: GET `path` (`:method GET`, `:scheme
 /// http`, `:path` and `:authority` as literals).
 fn h2_get(stream: u32, path: &str) -> Vec<u8> {
@@ -57,16 +76,11 @@ fn next_h2_frame(s: &mut TcpStream) -> Option<(u8, u32, Vec<u8>)> {
 /// answers the server's SETTINGS.
 fn read_h2_headers(s: &mut TcpStream, want: usize) {
     let mut got = 0;
-    let mut head = [0u8; 9];
     while got < want {
-        s.read_exact(&mut head).unwrap();
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).unwrap();
-        match (head[3], head[4]) {
-            (0x1, _) => got += 1,
-            (0x4, 0) => s.write_all(&h2_frame(0x4, 0x1, 0, &[])).unwrap(),
-            (0x7, _) => panic!("GOAWAY: {payload:?}"),
+        let (kind, _, payload) = next_h2_frame(s).expect("the connection stayed open");
+        match kind {
+            0x1 => got += 1,
+            0x7 => panic!("GOAWAY: {payload:?}"),
             _ => {}
         }
     }
@@ -108,15 +122,15 @@ fn stalled_h2_stream_kib(wide: bool) -> u64 {
     let rss0 = settled_rss_kib(pid);
 
     let mut s = connect(gh.listen_addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    if wide {
+    let mut out = if wide {
         // SETTINGS_INITIAL_WINDOW_SIZE = 16 MiB, the connection's window 1 GiB.
-        out.extend(h2_frame(0x4, 0, 0, &[0, 4, 1, 0, 0, 0]));
+        let mut out = preface(&[0, 4, 1, 0, 0, 0]);
         out.extend(h2_frame(0x8, 0, 0, &0x4000_0000u32.to_be_bytes()));
+        out
     } else {
         // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent any DATA.
-        out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
-    }
+        preface(&[0, 4, 0, 0, 0, 0])
+    };
     for i in 0..streams {
         out.extend(h2_get(2 * i + 1, "/public/big?echo_pad=2000000"));
     }
@@ -174,8 +188,7 @@ async fn an_http2_control_frame_flood_closes_the_connection() {
     let addr = gh.listen_addr();
     let (closed, answered) = tokio::task::spawn_blocking(move || {
         let mut s = connect(addr);
-        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        out.extend(h2_frame(0x4, 0, 0, &[]));
+        let mut out = preface(&[]);
         for i in 0..5_000u64 {
             out.extend(h2_frame(0x6, 0, 0, &i.to_be_bytes()));
         }
@@ -202,18 +215,12 @@ async fn an_http2_control_frame_flood_closes_the_connection() {
 /// byte, from an indexed `:status`) or a RST_STREAM, or the connection
 /// ends; answers the server's SETTINGS. `None`: the connection ended first.
 fn stream_one_outcome(s: &mut TcpStream) -> Option<String> {
-    let mut head = [0u8; 9];
     loop {
-        s.read_exact(&mut head).ok()?;
-        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        s.read_exact(&mut payload).ok()?;
-        match (head[3], head[4], stream) {
-            (0x1, _, 1) => return Some(format!("HEADERS {:02x?}", &payload[..len.min(4)])),
-            (0x3, _, 1) => return Some(format!("RST_STREAM {payload:?}")),
-            (0x4, 0, 0) => s.write_all(&h2_frame(0x4, 0x1, 0, &[])).ok()?,
-            (0x7, _, _) => return Some(format!("GOAWAY {payload:?}")),
+        let (kind, stream, payload) = next_h2_frame(s)?;
+        match (kind, stream) {
+            (0x1, 1) => return Some(format!("HEADERS {:02x?}", &payload[..payload.len().min(4)])),
+            (0x3, 1) => return Some(format!("RST_STREAM {payload:?}")),
+            (0x7, _) => return Some(format!("GOAWAY {payload:?}")),
             _ => {}
         }
     }
@@ -230,8 +237,7 @@ fn a_stalled_http2_request_body_is_ended_by_the_upstream_read_timeout() {
     let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), "h2c = true")).unwrap();
     let mut s = connect(gh.listen_addr());
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let mut out = preface(&[]);
     let path = b"/public/upload";
     let authority = b"gh.test";
     // :method POST (indexed 3), :scheme http, :path, :authority, content-length 1000.
@@ -266,12 +272,9 @@ fn a_stalled_http2_request_body_is_ended_by_the_upstream_read_timeout() {
 /// connection has places of its own.
 #[test]
 fn one_http2_connection_proxies_at_most_h2_max_proxied_streams_at_once() {
-    let echo = EchoUpstream::start();
-    let server = "h2c = true\nh2_max_proxied_streams = 4\nresponse_write_timeout = \"60s\"";
-    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let (echo, gh) = h2c_with_cap(4, "60s");
     let mut s = connect(gh.listen_addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let mut out = preface(&[0, 4, 0, 0, 0, 0]);
     for i in 0..10 {
         out.extend(h2_get(2 * i + 1, "/public/big?echo_pad=2000000"));
     }
@@ -286,8 +289,7 @@ fn one_http2_connection_proxies_at_most_h2_max_proxied_streams_at_once() {
     assert_eq!(echo.requests(), 4);
 
     let mut other = connect(gh.listen_addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let mut out = preface(&[]);
     out.extend(h2_get(1, "/public/other"));
     other.write_all(&out).unwrap();
     read_h2_headers(&mut other, 1);
@@ -301,12 +303,9 @@ fn one_http2_connection_proxies_at_most_h2_max_proxied_streams_at_once() {
 /// place is answered normally.
 #[test]
 fn a_stream_that_finds_no_place_in_time_is_answered_503() {
-    let echo = EchoUpstream::start();
-    let server = "h2c = true\nh2_max_proxied_streams = 1\nresponse_write_timeout = \"1s\"";
-    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let (echo, gh) = h2c_with_cap(1, "1s");
     let mut s = connect(gh.listen_addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let mut out = preface(&[]);
     // The upstream answers stream 1 after 4 s (its read_timeout is 5 s).
     out.extend(h2_get(1, "/public/slow?echo_delay_ms=4000"));
     s.write_all(&out).unwrap();
@@ -341,12 +340,9 @@ fn a_stream_that_finds_no_place_in_time_is_answered_503() {
 /// streams and opening new ones cannot pile up waiters.
 #[test]
 fn a_waiting_stream_reset_by_its_client_stops_waiting() {
-    let echo = EchoUpstream::start();
-    let server = "h2c = true\nh2_max_proxied_streams = 1\nresponse_write_timeout = \"60s\"";
-    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let (echo, gh) = h2c_with_cap(1, "60s");
     let mut s = connect(gh.listen_addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let mut out = preface(&[]);
     // Stream 1 holds the only place for 4.5 s (the upstream's delay).
     out.extend(h2_get(1, "/public/slow?echo_delay_ms=4500"));
     out.extend(h2_get(3, "/public/waits"));
@@ -368,12 +364,9 @@ fn a_waiting_stream_reset_by_its_client_stops_waiting() {
 /// normally once a place comes free.
 #[test]
 fn a_waiting_stream_is_proxied_once_a_place_comes_free() {
-    let echo = EchoUpstream::start();
-    let server = "h2c = true\nh2_max_proxied_streams = 1\nresponse_write_timeout = \"60s\"";
-    let gh = Gatehouse::start(BIN, &public_config_with_server(echo.addr(), server)).unwrap();
+    let (echo, gh) = h2c_with_cap(1, "60s");
     let mut s = connect(gh.listen_addr());
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let mut out = preface(&[]);
     out.extend(h2_get(1, "/public/first?echo_delay_ms=300"));
     out.extend(h2_get(3, "/public/second"));
     s.write_all(&out).unwrap();
